@@ -1,0 +1,47 @@
+"""ASGI entry point: the whole gateway on one base URL.
+
+``python asgi.py`` prepares the database, starts the bundled Ollama simulator
+when no Ollama answers, and serves on ``SEADRAGON_HOST:SEADRAGON_PORT``.
+Any ASGI server can serve ``asgi:app`` instead (its proxy-header handling off).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from a2wsgi import WSGIMiddleware
+
+from admin_app import create_app as create_admin_app
+from common.dispatch import PathDispatch
+from common.settings import ConfigError, Settings
+from proxy_app import create_app as create_proxy_app
+
+
+def build_app(settings: Settings | None = None) -> PathDispatch:
+    """The gateway (Quart) with the admin app (Flask) mounted on its paths."""
+    settings = settings or load_settings()
+    admin = create_admin_app(settings=settings)
+    gateway = create_proxy_app(settings=settings)
+    # Flask runs in a thread pool so slow admin work never blocks the event loop.
+    return PathDispatch(gateway, WSGIMiddleware(admin, workers=8))
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or exit with the one line that names the variable."""
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        sys.exit(f"seadragon: configuration error: {exc}")
+
+
+def main() -> None:
+    """Run the whole service (what the README's run command does)."""
+    from common.launcher import launch
+
+    launch(build_app)
+
+
+if __name__ == "__main__":
+    main()
+else:
+    app = build_app()

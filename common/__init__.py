@@ -1,0 +1,1 @@
+"""Framework-free core shared by the admin app and the gateway."""

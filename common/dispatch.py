@@ -1,0 +1,36 @@
+"""One base URL for both apps: admin paths go to Flask, the rest to Quart."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+
+# Paths served by the admin (Flask) app. /api/admin/stats stays with the
+# gateway: the live queue lives in the gateway's process.
+ADMIN_PREFIXES = ("/auth/", "/admin/", "/api/admin/", "/static/")
+ADMIN_EXACT = ("/auth", "/admin", "/api/admin")
+GATEWAY_EXCEPTIONS = ("/api/admin/stats",)
+
+
+def is_admin_path(path: str) -> bool:
+    """True if ``path`` belongs to the admin app."""
+    if path in GATEWAY_EXCEPTIONS:
+        return False
+    return path in ADMIN_EXACT or path.startswith(ADMIN_PREFIXES)
+
+
+class PathDispatch:
+    """ASGI app routing HTTP requests by path; lifespan goes to the gateway."""
+
+    def __init__(self, gateway: ASGIApp, admin: ASGIApp) -> None:
+        self.gateway = gateway
+        self.admin = admin
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and is_admin_path(scope["path"]):
+            await self.admin(scope, receive, send)
+        else:
+            await self.gateway(scope, receive, send)

@@ -1,0 +1,89 @@
+"""The run command's work: find or start an Ollama, prepare the database, serve."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from common.bootstrap import prepare_database
+from common.settings import ConfigError, Settings
+
+SIMULATOR_PORT = 11435
+BANNER = "=" * 72
+
+
+def _answers(url: str, timeout: float = 0.5) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_simulator() -> str:
+    """Start the bundled Ollama simulator as a child process; return its URL."""
+    port = _free_port(SIMULATOR_PORT)
+    process = subprocess.Popen([sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port)])
+    atexit.register(process.terminate)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while not _answers(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            sys.exit("seadragon: the bundled Ollama simulator did not start")
+        time.sleep(0.1)
+    return url
+
+
+def launch(build_app: Callable[[Settings], object]) -> None:
+    """Prepare everything and serve the app until interrupted."""
+    import uvicorn
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        sys.exit(f"seadragon: configuration error: {exc}")
+    if not settings.ollama_urls_set and not _answers(settings.backends[0].url):
+        url = start_simulator()
+        os.environ["SEADRAGON_OLLAMA_URLS"] = f"{url}={settings.max_concurrent}"
+        settings = Settings.from_env()
+        print(f"{BANNER}\n  No Ollama answers on 127.0.0.1:11434 and SEADRAGON_OLLAMA_URLS is unset.\n"
+              f"  Started the bundled Ollama SIMULATOR at {url}: answers are FAKE tokens.\n"
+              f"  Set SEADRAGON_OLLAMA_URLS to use a real Ollama.\n{BANNER}", flush=True)
+    created = prepare_database(settings)
+    if created is not None:
+        username, password = created
+        if password is not None:
+            print(f"{BANNER}\n  Created the admin account {username!r} with the password:\n\n"
+                  f"      {password}\n\n  It is shown only this once. Change it in the admin panel.\n{BANNER}",
+                  flush=True)
+        else:
+            print(f"seadragon: created the admin account {username!r}", flush=True)
+    app = build_app(settings)
+    print(f"seadragon: serving on http://{settings.host}:{settings.port} "
+          f"(admin panel at /admin/, Ollama API at /api/, OpenAI API at /v1/)", flush=True)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=False,  # client IPs are resolved by common.network with TRUSTED_PROXIES
+        server_header=False,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )

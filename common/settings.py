@@ -1,0 +1,269 @@
+"""Settings from ``SEADRAGON_*`` environment variables, parsed strictly.
+
+Every bad value raises :class:`ConfigError` whose message is one line that
+names the variable, so start-up can stop with exactly that line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PREFIX = "SEADRAGON_"
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_CORS_ORIGINS = (
+    "https://chat.seadragoninkmortal.com",
+    "https://admin.seadragoninkmortal.com",
+    "http://localhost:3000",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One Ollama server and how many generations it may run at once."""
+
+    url: str
+    slots: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration of one gateway process."""
+
+    database_url: str
+    secret_key: str = field(repr=False)
+    instance_dir: Path
+    redis_url: str | None = None
+    backends: tuple[Backend, ...] = (Backend("http://127.0.0.1:11434", 1),)
+    ollama_urls_set: bool = False
+    max_concurrent: int = 1
+    max_queue: int = 512
+    queue_timeout: float = 600.0
+    aging_per_minute: float = 0.1
+    direct_priority: int = 1
+    webchat_priority: int = 3
+    cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8080
+    connect_timeout: float = 5.0
+    first_byte_timeout: float = 300.0
+    idle_timeout: float = 120.0
+    max_body: int = 16 * 1024 * 1024
+    early_headers: bool = True
+    metrics_token: str | None = field(default=None, repr=False)
+    admin_user: str = "admin"
+    admin_password: str | None = field(default=None, repr=False)
+    access_token_ttl: int = 12 * 3600
+    https: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every ``SEADRAGON_*`` variable."""
+        env = _Env(os.environ if environ is None else environ)
+        instance_dir = Path(env.str("INSTANCE_DIR", str(ROOT / "instance")))
+        max_concurrent = env.int("MAX_CONCURRENT", 1, minimum=1, maximum=1024)
+        raw_urls = env.str("OLLAMA_URLS", "")
+        backends = parse_backends(raw_urls or "http://127.0.0.1:11434", max_concurrent)
+        return cls(
+            database_url=_database_url(env.str("DATABASE_URL", ""), instance_dir),
+            secret_key=env.str("SECRET_KEY", "") or _instance_secret(instance_dir),
+            instance_dir=instance_dir,
+            redis_url=_redis_url(env.str("REDIS_URL", "")),
+            backends=backends,
+            ollama_urls_set=bool(raw_urls),
+            max_concurrent=max_concurrent,
+            max_queue=env.int("MAX_QUEUE", 512, minimum=0, maximum=10_000_000),
+            queue_timeout=env.float("QUEUE_TIMEOUT", 600.0, minimum=0.001),
+            aging_per_minute=env.float("AGING_PER_MINUTE", 0.1, minimum=0.0),
+            direct_priority=env.int("DIRECT_PRIORITY", 1, minimum=0, maximum=100),
+            webchat_priority=env.int("WEBCHAT_PRIORITY", 3, minimum=0, maximum=100),
+            cors_origins=_origins(env.str("CORS_ORIGINS", ",".join(DEFAULT_CORS_ORIGINS))),
+            trusted_proxies=_networks(env.str("TRUSTED_PROXIES", "")),
+            host=env.str("HOST", "127.0.0.1") or "127.0.0.1",
+            port=env.int("PORT", 8080, minimum=0, maximum=65535),
+            connect_timeout=env.float("CONNECT_TIMEOUT", 5.0, minimum=0.001),
+            first_byte_timeout=env.float("FIRST_BYTE_TIMEOUT", 300.0, minimum=0.001),
+            idle_timeout=env.float("IDLE_TIMEOUT", 120.0, minimum=0.001),
+            max_body=env.size("MAX_BODY", 16 * 1024 * 1024),
+            early_headers=env.bool("EARLY_HEADERS", True),
+            metrics_token=env.str("METRICS_TOKEN", "") or None,
+            admin_user=env.str("ADMIN_USER", "admin") or "admin",
+            admin_password=env.str("ADMIN_PASSWORD", "") or None,
+            access_token_ttl=env.int("ACCESS_TOKEN_TTL", 12 * 3600, minimum=60, maximum=90 * 86400),
+            https=env.bool("HTTPS", False),
+        )
+
+
+class _Env:
+    """Typed getters over a mapping; each error names ``SEADRAGON_<NAME>``."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def str(self, name: str, default: str) -> str:
+        value = self.environ.get(PREFIX + name)
+        if value is None:
+            value = self._from_file(name)
+        return default if value is None else value.strip()
+
+    def _from_file(self, name: str) -> str | None:
+        # Secrets may come from a file (Docker/Kubernetes secrets): NAME_FILE.
+        path = self.environ.get(PREFIX + name + "_FILE")
+        if not path:
+            return None
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{PREFIX}{name}_FILE: cannot read {path}: {exc.strerror}") from exc
+
+    def int(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        raw = self.str(name, "")
+        if raw == "":
+            return default
+        if not re.fullmatch(r"[+-]?\d+", raw):
+            raise ConfigError(f"{PREFIX}{name}: expected a whole number, got {raw!r}")
+        value = int(raw)
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"{PREFIX}{name}: must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    def float(self, name: str, default: float, *, minimum: float) -> float:
+        raw = self.str(name, "")
+        if raw == "":
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name}: expected a number, got {raw!r}") from None
+        if value != value or value in (float("inf"), float("-inf")) or value < minimum:
+            raise ConfigError(f"{PREFIX}{name}: must be a number of at least {minimum}, got {raw!r}")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.str(name, "").lower()
+        if raw == "":
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{PREFIX}{name}: expected true or false, got {raw!r}")
+
+    def size(self, name: str, default: int) -> int:
+        raw = self.str(name, "")
+        if raw == "":
+            return default
+        match = re.fullmatch(r"(\d+)\s*(B|KiB|MiB|GiB)?", raw)
+        if not match:
+            raise ConfigError(f"{PREFIX}{name}: expected bytes or a size like 16MiB, got {raw!r}")
+        factor = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}[match.group(2)]
+        value = int(match.group(1)) * factor
+        if value < 1:
+            raise ConfigError(f"{PREFIX}{name}: must be at least 1 byte")
+        return value
+
+
+def parse_backends(raw: str, default_slots: int) -> tuple[Backend, ...]:
+    """Parse ``OLLAMA_URLS``: a comma list of ``URL`` or ``URL=N``."""
+    backends: list[Backend] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        url, _, slots_raw = item.partition("=")
+        url = url.strip().rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{PREFIX}OLLAMA_URLS: {url!r} is not an http(s) URL")
+        slots = default_slots
+        if slots_raw:
+            if not slots_raw.strip().isdigit() or int(slots_raw) < 1:
+                raise ConfigError(f"{PREFIX}OLLAMA_URLS: slots for {url} must be a whole number >= 1")
+            slots = int(slots_raw)
+        if any(b.url == url for b in backends):
+            raise ConfigError(f"{PREFIX}OLLAMA_URLS: {url} is listed twice")
+        backends.append(Backend(url, slots))
+    if not backends:
+        raise ConfigError(f"{PREFIX}OLLAMA_URLS: no backend URL given")
+    return tuple(backends)
+
+
+def _database_url(raw: str, instance_dir: Path) -> str:
+    if not raw:
+        instance_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{instance_dir / 'seadragon.db'}"
+    scheme = raw.split(":", 1)[0]
+    if scheme.startswith("sqlite"):
+        path = raw.split("///", 1)[1] if "///" in raw else ""
+        if path and path != ":memory:" and not path.startswith("/"):
+            # Relative SQLite paths are taken from the repository root, not the cwd.
+            full = ROOT / path
+            full.parent.mkdir(parents=True, exist_ok=True)
+            return f"sqlite:///{full}"
+        return raw
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        rest = raw.split("://", 1)[1] if "://" in raw else ""
+        return "postgresql+psycopg://" + rest
+    raise ConfigError(f"{PREFIX}DATABASE_URL: unsupported database {scheme!r} (use sqlite or postgresql)")
+
+
+def _redis_url(raw: str) -> str | None:
+    if not raw:
+        return None
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{PREFIX}REDIS_URL: expected redis://host:port/db, got {raw!r}")
+    return raw
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(f"{PREFIX}CORS_ORIGINS: {item!r} is not an origin like https://host[:port]")
+        origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+    return tuple(origins)
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    nets = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{PREFIX}TRUSTED_PROXIES: {item!r} is not an IP address or CIDR") from None
+    return tuple(nets)
+
+
+def _instance_secret(instance_dir: Path) -> str:
+    """Generate the secret key once and keep it in ``instance/secret_key``."""
+    path = instance_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Another process won the race; use its key so sessions stay valid.
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

@@ -1,0 +1,136 @@
+"""Who is asking: the classification rules of SPEC §4, in one pure function.
+
+Callers resolve nothing themselves: they pass the raw header values, the
+resolved client IP and lookup callables (backed by a cache in the gateway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from enum import StrEnum
+
+from common.network import IPAddress, Whitelist
+from common.security import API_KEY_PREFIX, hash_secret, looks_like_api_key
+
+
+class RequestSource(StrEnum):
+    """The three kinds of client, in the header ``X-Seadragon-Source``."""
+
+    DIRECT_API = "direct_api"
+    CUSTOM_APP = "custom_app"
+    WEB_CHAT = "web_chat"
+
+
+class ClassificationError(Exception):
+    """The request is refused before it is queued; ``status`` says how."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the request presented: an API key, a user access token, or neither."""
+
+    api_key: str | None = None
+    user_token: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """An active API key as the classifier sees it."""
+
+    id: int
+    priority: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """An active user as the classifier sees it."""
+
+    id: int
+    username: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The outcome: source, base priority and who it is."""
+
+    source: RequestSource
+    priority: int
+    api_key_id: int | None = None
+    whitelist_entry_id: int | None = None
+    user_id: int | None = None
+    is_admin: bool = False
+    label: str = ""
+
+
+def parse_credentials(x_api_key: str | None, authorization: str | None) -> Credentials:
+    """Read ``X-API-Key`` and ``Authorization: Bearer``; conflicting values → 400."""
+    header_key = (x_api_key or "").strip() or None
+    bearer = None
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            bearer = value.strip()
+    if bearer is not None and bearer.startswith(API_KEY_PREFIX):
+        if header_key is not None and header_key != bearer:
+            raise ClassificationError(400, "X-API-Key and Authorization carry different keys")
+        return Credentials(api_key=bearer)
+    if header_key is not None:
+        # A user token in Authorization beside a key in X-API-Key is two
+        # identities at once: refuse rather than guess which one is meant.
+        if bearer is not None:
+            raise ClassificationError(400, "X-API-Key and Authorization carry different credentials")
+        return Credentials(api_key=header_key)
+    return Credentials(user_token=bearer)
+
+
+def classify(
+    credentials: Credentials,
+    client_ip: IPAddress | None,
+    origin: str | None,
+    *,
+    find_key: Callable[[str], KeyInfo | None],
+    whitelist: Whitelist,
+    find_token_user: Callable[[str], UserInfo | None],
+    session_user: UserInfo | None,
+    allowed_origins: Collection[str],
+    direct_priority: int,
+    webchat_priority: int,
+) -> Identity:
+    """Apply SPEC §4's rules in order; raise :class:`ClassificationError` to refuse.
+
+    ``find_key`` and ``find_token_user`` take the SHA-256 of the secret.
+    """
+    if credentials.api_key is not None:
+        key = find_key(hash_secret(credentials.api_key)) if looks_like_api_key(credentials.api_key) else None
+        if key is None:
+            raise ClassificationError(401, "invalid or revoked API key")
+        return Identity(RequestSource.CUSTOM_APP, key.priority, api_key_id=key.id, label=key.name)
+
+    if origin and origin.lower().rstrip("/") not in allowed_origins:
+        raise ClassificationError(403, "origin not allowed")
+
+    rule = whitelist.match(client_ip)
+    if rule is not None:
+        priority = rule.priority if rule.priority is not None else direct_priority
+        return Identity(RequestSource.DIRECT_API, priority, whitelist_entry_id=rule.id, label=str(client_ip))
+
+    user = None
+    if credentials.user_token is not None:
+        user = find_token_user(hash_secret(credentials.user_token))
+        if user is None:
+            raise ClassificationError(401, "invalid or expired access token")
+    else:
+        user = session_user
+    if user is not None:
+        return Identity(
+            RequestSource.WEB_CHAT, webchat_priority, user_id=user.id, is_admin=user.is_admin, label=user.username
+        )
+    raise ClassificationError(401, "authentication required: an API key, a whitelisted IP or a login")
