@@ -1,0 +1,92 @@
+"""Settings: defaults from SPEC §2 and one clear line per bad value."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.settings import Backend, ConfigError, Settings
+
+
+def make(tmp_path, **values) -> Settings:
+    env = {"SEADRAGON_INSTANCE_DIR": str(tmp_path)}
+    env.update({f"SEADRAGON_{k}": v for k, v in values.items()})
+    return Settings.from_env(env)
+
+
+def test_it_uses_the_documented_defaults(tmp_path):
+    settings = make(tmp_path)
+    assert settings.database_url == f"sqlite:///{tmp_path / 'seadragon.db'}"
+    assert settings.backends == (Backend("http://127.0.0.1:11434", 1),)
+    assert (settings.max_queue, settings.queue_timeout, settings.aging_per_minute) == (512, 600.0, 0.1)
+    assert (settings.direct_priority, settings.webchat_priority) == (1, 3)
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert (settings.connect_timeout, settings.first_byte_timeout, settings.idle_timeout) == (5, 300, 120)
+    assert settings.max_body == 16 * 1024 * 1024
+    assert settings.early_headers is True
+    assert "http://localhost:3000" in settings.cors_origins
+    assert settings.redis_url is None and settings.metrics_token is None
+
+
+def test_it_generates_the_secret_key_once_and_keeps_it(tmp_path):
+    first = make(tmp_path).secret_key
+    assert len(first) >= 32
+    assert make(tmp_path).secret_key == first
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_it_never_shows_secrets_in_its_repr(tmp_path):
+    settings = make(tmp_path, SECRET_KEY="s3cr3t-value", METRICS_TOKEN="m3tr1cs", ADMIN_PASSWORD="pw-value")
+    text = repr(settings)
+    assert "s3cr3t-value" not in text and "m3tr1cs" not in text and "pw-value" not in text
+
+
+def test_it_parses_backends_with_per_url_slots(tmp_path):
+    settings = make(tmp_path, OLLAMA_URLS="http://gpu1:11434=4, http://gpu2:11434/", MAX_CONCURRENT="2")
+    assert settings.backends == (Backend("http://gpu1:11434", 4), Backend("http://gpu2:11434", 2))
+    assert settings.ollama_urls_set
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("MAX_QUEUE", "many", "whole number"),
+        ("MAX_QUEUE", "-1", "between"),
+        ("PORT", "70000", "between"),
+        ("QUEUE_TIMEOUT", "soon", "number"),
+        ("AGING_PER_MINUTE", "nan", "number"),
+        ("DIRECT_PRIORITY", "101", "between"),
+        ("EARLY_HEADERS", "perhaps", "true or false"),
+        ("MAX_BODY", "16MB", "size"),
+        ("OLLAMA_URLS", "ftp://gpu", "http(s)"),
+        ("OLLAMA_URLS", "http://gpu=0", "slots"),
+        ("OLLAMA_URLS", "http://a:1,http://a:1", "twice"),
+        ("TRUSTED_PROXIES", "10.0.0.0/33", "CIDR"),
+        ("CORS_ORIGINS", "https://x.example/path", "origin"),
+        ("REDIS_URL", "http://redis", "redis://"),
+        ("DATABASE_URL", "mysql://x", "unsupported"),
+    ],
+)
+def test_a_bad_value_stops_with_one_line_naming_the_variable(tmp_path, name, value, fragment):
+    with pytest.raises(ConfigError) as caught:
+        make(tmp_path, **{name: value})
+    message = str(caught.value)
+    assert message.startswith(f"SEADRAGON_{name}:")
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_it_reads_sizes_with_units(tmp_path):
+    assert make(tmp_path, MAX_BODY="1KiB").max_body == 1024
+    assert make(tmp_path, MAX_BODY="2MiB").max_body == 2 * 1024**2
+    assert make(tmp_path, MAX_BODY="12345").max_body == 12345
+
+
+def test_it_reads_a_secret_from_a_file(tmp_path):
+    secret = tmp_path / "key.txt"
+    secret.write_text("from-a-file\n")
+    assert make(tmp_path, SECRET_KEY_FILE=str(secret)).secret_key == "from-a-file"
+
+
+def test_it_maps_postgres_urls_to_the_psycopg_driver(tmp_path):
+    settings = make(tmp_path, DATABASE_URL="postgresql://u:p@127.0.0.1/db")
+    assert settings.database_url == "postgresql+psycopg://u:p@127.0.0.1/db"
