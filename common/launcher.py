@@ -39,7 +39,9 @@ def _free_port(preferred: int) -> int:
 def start_simulator() -> str:
     """Start the bundled Ollama simulator as a child process; return its URL."""
     port = _free_port(SIMULATOR_PORT)
-    process = subprocess.Popen([sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port)])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port)]
+    )
     atexit.register(process.terminate)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
@@ -62,21 +64,29 @@ def launch(build_app: Callable[[Settings], object]) -> None:
         url = start_simulator()
         os.environ["SEADRAGON_OLLAMA_URLS"] = f"{url}={settings.max_concurrent}"
         settings = Settings.from_env()
-        print(f"{BANNER}\n  No Ollama answers on 127.0.0.1:11434 and SEADRAGON_OLLAMA_URLS is unset.\n"
-              f"  Started the bundled Ollama SIMULATOR at {url}: answers are FAKE tokens.\n"
-              f"  Set SEADRAGON_OLLAMA_URLS to use a real Ollama.\n{BANNER}", flush=True)
+        print(
+            f"{BANNER}\n  No Ollama answers on 127.0.0.1:11434 and SEADRAGON_OLLAMA_URLS is unset.\n"
+            f"  Started the bundled Ollama SIMULATOR at {url}: answers are FAKE tokens.\n"
+            f"  Set SEADRAGON_OLLAMA_URLS to use a real Ollama.\n{BANNER}",
+            flush=True,
+        )
     created = prepare_database(settings)
     if created is not None:
         username, password = created
         if password is not None:
-            print(f"{BANNER}\n  Created the admin account {username!r} with the password:\n\n"
-                  f"      {password}\n\n  It is shown only this once. Change it in the admin panel.\n{BANNER}",
-                  flush=True)
+            print(
+                f"{BANNER}\n  Created the admin account {username!r} with the password:\n\n"
+                f"      {password}\n\n  It is shown only this once. Change it in the admin panel.\n{BANNER}",
+                flush=True,
+            )
         else:
             print(f"seadragon: created the admin account {username!r}", flush=True)
     app = build_app(settings)
-    print(f"seadragon: serving on http://{settings.host}:{settings.port} "
-          f"(admin panel at /admin/, Ollama API at /api/, OpenAI API at /v1/)", flush=True)
+    print(
+        f"seadragon: serving on http://{settings.host}:{settings.port} "
+        f"(admin panel at /admin/, Ollama API at /api/, OpenAI API at /v1/)",
+        flush=True,
+    )
     uvicorn.run(
         app,
         host=settings.host,

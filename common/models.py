@@ -145,7 +145,9 @@ class RequestLog(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     request_id: Mapped[str] = mapped_column(sa.String(64))
     source: Mapped[str | None] = mapped_column(sa.String(16), index=True)
-    api_key_id: Mapped[int | None] = mapped_column(sa.ForeignKey("api_keys.id", ondelete="SET NULL"), index=True)
+    api_key_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
+    )
     whitelist_entry_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("whitelist_entries.id", ondelete="SET NULL")
     )

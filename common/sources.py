@@ -131,6 +131,10 @@ def classify(
         user = session_user
     if user is not None:
         return Identity(
-            RequestSource.WEB_CHAT, webchat_priority, user_id=user.id, is_admin=user.is_admin, label=user.username
+            RequestSource.WEB_CHAT,
+            webchat_priority,
+            user_id=user.id,
+            is_admin=user.is_admin,
+            label=user.username,
         )
     raise ClassificationError(401, "authentication required: an API key, a whitelisted IP or a login")

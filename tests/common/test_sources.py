@@ -41,7 +41,9 @@ def run(credentials: Credentials, ip: str = "203.0.113.5", origin: str | None = 
 
 
 def test_a_key_in_either_header_means_the_same():
-    assert parse_credentials(KEY, None) == parse_credentials(None, f"Bearer {KEY}") == Credentials(api_key=KEY)
+    assert (
+        parse_credentials(KEY, None) == parse_credentials(None, f"Bearer {KEY}") == Credentials(api_key=KEY)
+    )
     assert parse_credentials(KEY, f"Bearer {KEY}") == Credentials(api_key=KEY)
 
 
@@ -70,14 +72,20 @@ def test_an_unknown_or_malformed_key_is_401_even_from_a_whitelisted_ip(bad):
 
 def test_a_whitelisted_ip_is_direct_api_with_the_entrys_priority():
     identity = run(Credentials(), ip="10.0.0.9")
-    assert (identity.source, identity.priority, identity.whitelist_entry_id) == (RequestSource.DIRECT_API, 0, 3)
+    assert (identity.source, identity.priority, identity.whitelist_entry_id) == (
+        RequestSource.DIRECT_API,
+        0,
+        3,
+    )
 
 
 def test_a_keyless_request_from_a_foreign_origin_is_refused():
     with pytest.raises(ClassificationError) as caught:
         run(Credentials(), ip="10.0.0.9", origin="https://evil.example")
     assert caught.value.status == 403
-    assert run(Credentials(), ip="10.0.0.9", origin="http://localhost:3000").source == RequestSource.DIRECT_API
+    assert (
+        run(Credentials(), ip="10.0.0.9", origin="http://localhost:3000").source == RequestSource.DIRECT_API
+    )
 
 
 def test_a_logged_in_user_is_web_chat():
