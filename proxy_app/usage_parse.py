@@ -1,0 +1,195 @@
+"""Token counts from what Ollama and its OpenAI-compatible surface send back.
+
+Called once per response, on its end only — never per chunk:
+
+- :func:`ollama_usage` reads ``prompt_eval_count`` / ``eval_count`` from a native
+  final line (``"done": true``), a ``stream: false`` body, or an ``/api/embed``
+  body (which has ``prompt_eval_count`` only).
+- :func:`openai_usage` reads ``usage.prompt_tokens`` / ``usage.completion_tokens``
+  from a ``/v1`` body or from the SSE usage event (``data: {...}``, sent when the
+  client asked for ``stream_options: {"include_usage": true}``).
+- :class:`UsageTracker` is what the relay uses: ``feed()`` every chunk it passes
+  on (O(chunk) work, bounded memory, lines split across chunks handled), then
+  ``usage()`` once the response ended. It keeps only the last complete line or
+  data event, and the tail of a line too long to keep whole.
+
+Every function returns ``(prompt_tokens, completion_tokens)``, each ``None``
+when the response did not say (an error line, a cut stream, legacy
+``/api/embeddings``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Literal
+
+Usage = tuple[int | None, int | None]
+
+# A line longer than this is not parsed whole: its tail is searched instead.
+# Final lines are a few hundred bytes; only big stream:false or embedding
+# bodies come near it, and they carry their counts at the very end.
+MAX_LINE_BYTES = 256 * 1024
+TAIL_BYTES = 8 * 1024
+
+_NONE: Usage = (None, None)
+
+
+def _count_pattern(key: str) -> re.Pattern[bytes]:
+    # In valid JSON a quote preceded by a backslash is inside a string, so a
+    # real key never follows one: text that merely mentions the key is skipped.
+    return re.compile(rb'(?<=[^\\])"' + key.encode() + rb'"\s*:\s*(\d+)')
+
+
+_OLLAMA_PROMPT = _count_pattern("prompt_eval_count")
+_OLLAMA_COMPLETION = _count_pattern("eval_count")
+_OPENAI_PROMPT = _count_pattern("prompt_tokens")
+_OPENAI_COMPLETION = _count_pattern("completion_tokens")
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _last_match(pattern: re.Pattern[bytes], data: bytes) -> int | None:
+    matches = pattern.findall(data)
+    return int(matches[-1]) if matches else None
+
+
+def _loads(data: bytes) -> object | None:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def _strip_data_prefix(data: bytes) -> bytes:
+    data = data.strip()
+    if data.startswith(b"data:"):
+        data = data[5:].strip()
+    return data
+
+
+def ollama_usage(last_line: bytes) -> Usage:
+    """``(prompt_eval_count, eval_count)`` from Ollama's final line or whole body."""
+    data = last_line.strip()
+    if not data:
+        return _NONE
+    if len(data) <= MAX_LINE_BYTES:
+        parsed = _loads(data)
+        if isinstance(parsed, dict):
+            return _count(parsed.get("prompt_eval_count")), _count(parsed.get("eval_count"))
+        if parsed is not None:
+            return _NONE
+    # Too long to parse, or only the tail of a line: the counts close the object.
+    tail = data[-TAIL_BYTES:]
+    return _last_match(_OLLAMA_PROMPT, tail), _last_match(_OLLAMA_COMPLETION, tail)
+
+
+def openai_usage(body_or_event: bytes) -> Usage:
+    """``(usage.prompt_tokens, usage.completion_tokens)`` from a /v1 body or SSE event."""
+    data = _strip_data_prefix(body_or_event)
+    if not data or data == b"[DONE]":
+        return _NONE
+    if len(data) <= MAX_LINE_BYTES:
+        parsed = _loads(data)
+        if isinstance(parsed, dict):
+            usage = parsed.get("usage")
+            if not isinstance(usage, dict):
+                return _NONE
+            return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+        if parsed is not None:
+            return _NONE
+    tail = data[-TAIL_BYTES:]
+    return _last_match(_OPENAI_PROMPT, tail), _last_match(_OPENAI_COMPLETION, tail)
+
+
+class UsageTracker:
+    """Remembers the end of a response as it streams by; ``usage()`` reads its counts.
+
+    ``kind`` is ``"ollama"`` (NDJSON or one JSON body) or ``"openai"`` (SSE
+    events or one JSON body, possibly pretty-printed over several lines).
+    """
+
+    __slots__ = ("kind", "_partial", "_partial_cut", "_last", "_tail", "_seen_data")
+
+    def __init__(self, kind: Literal["ollama", "openai"]) -> None:
+        if kind not in ("ollama", "openai"):
+            raise ValueError(f"unknown response kind {kind!r}")
+        self.kind = kind
+        self._partial = bytearray()  # the line still being received
+        self._partial_cut = False  # its head was dropped to stay bounded
+        self._last: bytes = b""  # the last complete line (or data event) of interest
+        self._tail = bytearray()  # the last TAIL_BYTES of the whole stream (openai bodies)
+        self._seen_data = False  # an SSE data line went by: this is a stream
+
+    def feed(self, chunk: bytes) -> None:
+        """Take one chunk as it is passed on to the client."""
+        if not chunk:
+            return
+        if self.kind == "openai":
+            self._tail += chunk
+            if len(self._tail) > TAIL_BYTES:
+                del self._tail[: len(self._tail) - TAIL_BYTES]
+        first = chunk.find(b"\n")
+        if first < 0:
+            self._extend_partial(chunk)
+            return
+        # The line that began in earlier chunks ends at the first newline.
+        self._extend_partial(chunk[:first])
+        carried, carried_cut = bytes(self._partial), self._partial_cut
+        self._partial.clear()
+        self._partial_cut = False
+        last = chunk.rfind(b"\n")
+        found = self._last_interesting(chunk, first, last)
+        if found is not None:
+            self._last = found
+        elif self._interesting(carried, cut=carried_cut):
+            self._last = carried
+        self._extend_partial(chunk[last + 1 :])
+
+    def usage(self) -> Usage:
+        """``(prompt_tokens, completion_tokens)`` of the response fed so far."""
+        last = self._last
+        if self._partial.strip() and self._interesting(bytes(self._partial), cut=self._partial_cut):
+            last = bytes(self._partial)  # a body or last line without a trailing newline
+        if self.kind == "ollama":
+            return ollama_usage(last)
+        if self._seen_data:
+            return openai_usage(last)
+        return openai_usage(bytes(self._tail))  # one JSON body, however it is laid out
+
+    def _last_interesting(self, chunk: bytes, low: int, high: int) -> bytes | None:
+        # The lines strictly between the newlines at ``low`` and ``high``, last
+        # first: the search stops at the first interesting one, so it is O(chunk).
+        end = high
+        while end > low:
+            start = chunk.rfind(b"\n", low, end) + 1
+            line = chunk[start:end]
+            if self._interesting(line):
+                return line
+            end = start - 1
+        return None
+
+    def _interesting(self, line: bytes, cut: bool = False) -> bool:
+        stripped = line.strip()
+        if not stripped:
+            return False
+        if self.kind == "ollama":
+            return True
+        if cut:
+            # The head of an overlong line is gone; it can only be a data event
+            # if one was already seen (a body is read from the stream tail).
+            return self._seen_data
+        if stripped.startswith(b"data:"):
+            self._seen_data = True
+            return stripped[5:].strip() != b"[DONE]"
+        return False
+
+    def _extend_partial(self, piece: bytes) -> None:
+        self._partial += piece
+        if len(self._partial) > MAX_LINE_BYTES:
+            del self._partial[: len(self._partial) - TAIL_BYTES]
+            self._partial_cut = True
