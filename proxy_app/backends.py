@@ -1,0 +1,177 @@
+"""The Ollama servers behind the gateway: their slots, health and models.
+
+A background loop asks each backend for ``/api/tags`` every few seconds. A
+backend that does not answer leaves the rotation and comes back as soon as it
+answers again; the model list it reports routes requests for those models to
+it. Pure asyncio + httpx, so the scheduler can be tested without Quart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from common.settings import Backend
+
+log = logging.getLogger(__name__)
+
+
+def model_key(name: str) -> str:
+    """Ollama's canonical model name: ``llama3.2`` and ``llama3.2:latest`` are one model."""
+    name = name.strip().lower()
+    # A colon before the last slash belongs to a registry host:port, not a tag.
+    if ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name
+
+
+@dataclass(eq=False)
+class BackendState:
+    """One Ollama server; compared by identity so it can key dicts and sets."""
+
+    url: str
+    slots: int
+    in_use: int = 0
+    # Optimistic until the first health check says otherwise.
+    healthy: bool = True
+    # Canonical names from /api/tags; None = unknown, assume it serves any model.
+    models: frozenset[str] | None = None
+    last_error: str | None = None
+
+    @property
+    def free(self) -> int:
+        """Slots not held right now (never negative)."""
+        return max(self.slots - self.in_use, 0)
+
+    def serves(self, model: str | None) -> bool:
+        """True if this backend can run ``model`` (``name`` and ``name:latest`` alike)."""
+        if model is None or self.models is None:
+            return True
+        return model_key(model) in self.models
+
+
+class BackendPool:
+    """The backends with a periodic health check; listeners hear when capacity grows."""
+
+    def __init__(
+        self,
+        backends: Sequence[Backend],
+        client: httpx.AsyncClient,
+        *,
+        interval: float = 5.0,
+        timeout: float = 3.0,
+    ) -> None:
+        self.backends: list[BackendState] = [BackendState(b.url.rstrip("/"), b.slots) for b in backends]
+        self.client = client
+        self.interval = interval
+        # A health check must not hang behind a busy GPU for longer than a round.
+        self.timeout = min(timeout, interval)
+        self._listeners: list[Callable[[], None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever a backend (re)joins or its model list changes."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        """Check every backend now, then keep checking every ``interval`` seconds."""
+        if self._task is not None:
+            return
+        await self.check_all()
+        self._task = asyncio.create_task(self._loop(), name="seadragon-backend-health")
+
+    async def close(self) -> None:
+        """Stop the health loop (idempotent)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.check_all()
+            except Exception:  # a bug in one round must not end health checking for good
+                log.exception("backend health check failed")
+
+    async def check_all(self) -> None:
+        """Ask every backend for its models at once and update their state."""
+        changed = await asyncio.gather(*(self._check(backend) for backend in self.backends))
+        if any(changed):
+            self._notify()
+
+    async def _check(self, backend: BackendState) -> bool:
+        """One health check; True if the backend gained capacity or changed models."""
+        try:
+            response = await self.client.get(backend.url + "/api/tags", timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            self.mark_failed(backend, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            return False
+        if response.status_code != 200:
+            self.mark_failed(backend, f"/api/tags answered {response.status_code}")
+            return False
+        models = _model_names(response)
+        changed = not backend.healthy or models != backend.models
+        if not backend.healthy:
+            log.warning("backend %s is back", backend.url)
+        backend.healthy, backend.models, backend.last_error = True, models, None
+        return changed
+
+    def mark_failed(self, backend: BackendState, error: str) -> None:
+        """Take ``backend`` out of rotation until a health check reaches it again."""
+        if backend.healthy:
+            log.warning("backend %s is down: %s", backend.url, error)
+        backend.healthy = False
+        backend.last_error = error
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def candidates(self, model: str | None) -> list[BackendState]:
+        """Healthy backends serving ``model``; if none lists it, every healthy backend.
+
+        The fallback lets Ollama answer its own 404 for an unknown model (SPEC §5:
+        Ollama's 4xx pass through) and covers a model pulled since the last check.
+        """
+        healthy = [b for b in self.backends if b.healthy]
+        if model is None:
+            return healthy
+        return [b for b in healthy if b.serves(model)] or healthy
+
+    def pick(self, model: str | None) -> BackendState | None:
+        """The candidate for ``model`` with the most free slots (first listed on a tie), if any."""
+        best: BackendState | None = None
+        for backend in self.candidates(model):
+            if backend.free > 0 and (best is None or backend.free > best.free):
+                best = backend
+        return best
+
+    def snapshot(self) -> list[dict]:
+        """Each backend's state as plain JSON-ready values."""
+        return [
+            {
+                "url": b.url,
+                "slots": b.slots,
+                "in_use": b.in_use,
+                "healthy": b.healthy,
+                "models": None if b.models is None else sorted(b.models),
+            }
+            for b in self.backends
+        ]
+
+
+def _model_names(response: httpx.Response) -> frozenset[str] | None:
+    """Model names from an /api/tags answer; None if the body is not the usual shape."""
+    try:
+        entries = response.json()["models"]
+        return frozenset(model_key(e.get("name") or e["model"]) for e in entries)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

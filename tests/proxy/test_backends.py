@@ -1,0 +1,158 @@
+"""The backend pool: health checks against /api/tags, model routing, rejoining."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from common.settings import Backend
+from proxy_app.backends import BackendPool, BackendState, model_key
+from tests.proxy.test_scheduler import tags_handler
+
+BACKENDS = [Backend("http://gpu1:11434", 2), Backend("http://gpu2:11434", 1)]
+
+
+@pytest.fixture
+def hosts() -> dict[str, list[str] | None]:
+    """What each host answers: a model list, or None for 'down'."""
+    return {"gpu1": ["llama3.2:latest", "qwen3:8b"], "gpu2": ["nomic-embed-text:latest"]}
+
+
+@pytest.fixture
+async def pool(hosts):
+    """A pool over gpu1 and gpu2, checked through a mock transport."""
+    async with httpx.AsyncClient(transport=httpx.MockTransport(tags_handler(hosts))) as client:
+        pool = BackendPool(BACKENDS, client, interval=0.02)
+        yield pool
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("llama3.2", "llama3.2:latest"),
+        ("Llama3.2:Latest", "llama3.2:latest"),
+        ("qwen3:8b", "qwen3:8b"),
+        ("registry.local:5000/team/model", "registry.local:5000/team/model:latest"),
+        ("registry.local:5000/team/model:q4", "registry.local:5000/team/model:q4"),
+    ],
+)
+def test_model_names_with_and_without_latest_are_one_model(name, key):
+    assert model_key(name) == key
+
+
+def test_a_backend_with_unknown_models_serves_any_model():
+    backend = BackendState("http://x:1", 1)
+    assert backend.serves("anything") and backend.serves(None)
+    backend.models = frozenset({"llama3.2:latest"})
+    assert backend.serves("llama3.2") and backend.serves("llama3.2:latest") and backend.serves(None)
+    assert not backend.serves("llama3.2:1b")
+
+
+async def test_start_checks_every_backend_and_learns_its_models(pool):
+    assert all(b.healthy and b.models is None for b in pool.backends)
+    await pool.start()
+    gpu1, gpu2 = pool.backends
+    assert gpu1.healthy and gpu1.models == frozenset({"llama3.2:latest", "qwen3:8b"})
+    assert gpu2.healthy and gpu2.models == frozenset({"nomic-embed-text:latest"})
+    assert pool.candidates("nomic-embed-text") == [gpu2]
+    assert pool.candidates("llama3.2") == [gpu1]
+    assert pool.candidates(None) == [gpu1, gpu2]
+
+
+async def test_a_backend_that_does_not_answer_is_marked_down(pool, hosts):
+    hosts["gpu2"] = None
+    await pool.check_all()
+    gpu1, gpu2 = pool.backends
+    assert gpu1.healthy and not gpu2.healthy
+    assert "ConnectError" in gpu2.last_error
+    # Its model is listed nowhere healthy now, so any healthy backend may answer (Ollama's own 404).
+    assert pool.candidates("nomic-embed-text") == [gpu1]
+
+
+async def test_a_backend_answering_an_error_status_is_marked_down():
+    handler = lambda request: httpx.Response(500, json={"error": "boom"})  # noqa: E731
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        pool = BackendPool(BACKENDS[:1], client)
+        await pool.check_all()
+    assert not pool.backends[0].healthy
+    assert pool.backends[0].last_error == "/api/tags answered 500"
+    assert pool.candidates(None) == []
+
+
+async def test_a_backend_that_hangs_is_marked_down_after_the_check_timeout():
+    finished = asyncio.Event()
+
+    async def never_answer(reader, writer):
+        await reader.read(1024)
+        await finished.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient() as client:
+            pool = BackendPool([Backend(f"http://127.0.0.1:{port}", 1)], client, timeout=0.2)
+            await asyncio.wait_for(pool.check_all(), 2)
+    finally:
+        finished.set()
+        server.close()
+        await server.wait_closed()
+    assert not pool.backends[0].healthy
+    assert "ReadTimeout" in pool.backends[0].last_error
+
+
+async def test_an_answer_without_a_model_list_leaves_the_models_unknown():
+    handler = lambda request: httpx.Response(200, text="not json")  # noqa: E731
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        pool = BackendPool(BACKENDS[:1], client)
+        await pool.check_all()
+    assert pool.backends[0].healthy and pool.backends[0].models is None
+
+
+async def test_a_failed_backend_rejoins_when_the_health_loop_reaches_it(pool, hosts):
+    joined = []
+    pool.on_change(lambda: joined.append([b.healthy for b in pool.backends]))
+    await pool.start()
+    gpu2 = pool.backends[1]
+    pool.mark_failed(gpu2, "ConnectError: connection refused")
+    assert not gpu2.healthy and pool.candidates("nomic-embed-text") == [pool.backends[0]]
+    joined.clear()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if gpu2.healthy:
+            break
+    assert gpu2.healthy and gpu2.last_error is None
+    assert joined and joined[0] == [True, True], "listeners hear that capacity came back"
+
+
+async def test_the_health_loop_stops_on_close(pool, hosts):
+    await pool.start()
+    await pool.close()
+    hosts["gpu1"] = ["other:latest"]
+    await asyncio.sleep(0.1)
+    assert pool.backends[0].models == frozenset({"llama3.2:latest", "qwen3:8b"})
+
+
+async def test_snapshot_shows_each_backend(pool):
+    await pool.start()
+    pool.backends[0].in_use = 1
+    assert pool.snapshot() == [
+        {
+            "url": "http://gpu1:11434",
+            "slots": 2,
+            "in_use": 1,
+            "healthy": True,
+            "models": ["llama3.2:latest", "qwen3:8b"],
+        },
+        {
+            "url": "http://gpu2:11434",
+            "slots": 1,
+            "in_use": 0,
+            "healthy": True,
+            "models": ["nomic-embed-text:latest"],
+        },
+    ]
