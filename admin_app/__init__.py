@@ -2,16 +2,100 @@
 
 from __future__ import annotations
 
-from flask import Flask
+import json
+from datetime import timedelta
 
-from common.settings import Settings
+from flask import Flask, Response, request
+from flask.sessions import SecureCookieSessionInterface
+
+from common.db import engine_options, sqlite_engine_hooks
+from common.models import iso
+from common.sessions import SESSION_COOKIE_NAME, SESSION_LIFETIME_SECONDS
+from common.settings import ROOT, Settings
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+class PlainJSONSessionInterface(SecureCookieSessionInterface):
+    """Signed cookie sessions in plain JSON, as ``common.sessions`` reads them in the gateway."""
+
+    serializer = json
 
 
 def create_app(test_config: dict | None = None, *, settings: Settings | None = None) -> Flask:
     """Build the admin app from settings (``SEADRAGON_*`` env when not given)."""
     settings = settings or Settings.from_env()
-    app = Flask(__name__, template_folder="../templates", static_folder="../static")
-    app.config.from_mapping(SECRET_KEY=settings.secret_key, SEADRAGON=settings)
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config.from_mapping(
+        SECRET_KEY=settings.secret_key,
+        SEADRAGON=settings,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings.database_url),
+        SESSION_COOKIE_NAME=SESSION_COOKIE_NAME,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.https,
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=SESSION_LIFETIME_SECONDS),
+        # A panel left open keeps working as long as its session does.
+        WTF_CSRF_TIME_LIMIT=SESSION_LIFETIME_SECONDS,
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        PREFERRED_URL_SCHEME="https" if settings.https else "http",
+    )
     if test_config:
         app.config.from_mapping(test_config)
+    app.session_interface = PlainJSONSessionInterface()
+    _init_extensions(app)
+    _register_blueprints(app)
+    app.after_request(_secure_headers)
+    app.jinja_env.filters["when"] = _when
     return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from admin_app.extensions import csrf, db, login_manager
+    from admin_app.identity import Anonymous
+
+    db.init_app(app)
+    with app.app_context():
+        sqlite_engine_hooks(db.engine)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to see that page."
+    login_manager.login_message_category = "info"
+    login_manager.anonymous_user = Anonymous
+
+
+def _register_blueprints(app: Flask) -> None:
+    from admin_app import api, apikeys, auth, dashboard, tokens, users, whitelist
+    from admin_app.cli import register_commands
+    from admin_app.errors import register_error_handlers
+
+    for module in (auth, dashboard, whitelist, tokens, apikeys, users, api):
+        app.register_blueprint(module.bp)
+    register_error_handlers(app)
+    register_commands(app)
+
+
+def _secure_headers(response: Response) -> Response:
+    """Security headers on every admin response; pages are never cached."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.endpoint != "static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _when(value) -> str:
+    """A timestamp as the panel shows it: ``2026-11-27 14:05 UTC``."""
+    text = iso(value)
+    return text[:16].replace("T", " ") + " UTC" if text else "—"

@@ -1,0 +1,290 @@
+"""Service functions for people: login with lockout, sign-up with tokens, access tokens, users."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from admin_app.extensions import db
+from admin_app.services import NotFound, ServiceError, check_text, get_by_id
+from common.models import AccessToken, LoginFailure, RegistrationToken, User, utcnow
+from common.security import (
+    ACCESS_TOKEN_PREFIX,
+    hash_password,
+    hash_secret,
+    new_secret,
+    password_needs_rehash,
+    verify_password,
+)
+
+LOCKOUT_LIMIT = 5  # failures per account or per IP ...
+LOCKOUT_WINDOW = timedelta(minutes=15)  # ... within this window lock both out
+PASSWORD_MIN, PASSWORD_MAX = 8, 1024
+GENERIC_LOGIN_ERROR = "Invalid username or password."
+
+
+class LoginFailed(ServiceError):
+    """Wrong credentials (deliberately vague) or a disabled account."""
+
+    status = 401
+
+
+class LockedOut(ServiceError):
+    """Too many failures for this account or address; retry after ``retry_after`` seconds."""
+
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        minutes = max(1, math.ceil(retry_after / 60))
+        super().__init__(f"Too many failed logins. Try again in about {minutes} minute(s).")
+        self.retry_after = retry_after
+
+
+def check_username(value: object) -> str:
+    """A username: 1–100 characters, no control characters, no surrounding spaces."""
+    return check_text(value, "username", required=True)
+
+
+def check_password(value: object, field: str = "password") -> str:
+    """A new password: 8 to 1024 characters."""
+    if not isinstance(value, str):
+        raise ServiceError(f"{field} must be a string", field)
+    if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
+        raise ServiceError(f"{field} must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long", field)
+    return value
+
+
+def find_user(username: str) -> User | None:
+    """The user with this name, ignoring case (sign-up keeps names unique that way)."""
+    return db.session.scalar(
+        sa.select(User).where(sa.func.lower(User.username) == username.strip().lower()).order_by(User.id)
+    )
+
+
+# -- login and lockout -------------------------------------------------------
+
+
+def lockout_seconds(username: str, ip: str, now: datetime | None = None) -> int:
+    """Seconds until this account and address may try again (0 when not locked)."""
+    now = now or utcnow()
+    since = now - LOCKOUT_WINDOW
+    waits = [0]
+    for column, value in ((LoginFailure.username, username.strip().lower()), (LoginFailure.ip, ip)):
+        times = db.session.scalars(
+            sa.select(LoginFailure.at)
+            .where(column == value, LoginFailure.at > since)
+            .order_by(LoginFailure.at)
+        ).all()
+        if len(times) >= LOCKOUT_LIMIT:
+            # The lock lifts when fewer than LOCKOUT_LIMIT failures remain in the window.
+            unlock = times[len(times) - LOCKOUT_LIMIT] + LOCKOUT_WINDOW
+            waits.append(max(1, math.ceil((unlock - now).total_seconds())))
+    return max(waits)
+
+
+def record_failure(username: str, ip: str) -> None:
+    """Count one failed login (and forget those too old to matter)."""
+    now = utcnow()
+    db.session.execute(sa.delete(LoginFailure).where(LoginFailure.at <= now - LOCKOUT_WINDOW))
+    db.session.add(LoginFailure(username=username.strip().lower()[:100], ip=ip[:64], at=now))
+    db.session.commit()
+
+
+def authenticate(username: object, password: object, ip: str) -> User:
+    """The user these credentials belong to; raises :class:`LockedOut` or :class:`LoginFailed`."""
+    username = username if isinstance(username, str) else ""
+    password = password if isinstance(password, str) else ""
+    wait = lockout_seconds(username, ip)
+    if wait:
+        raise LockedOut(wait)
+    user = find_user(username) if username.strip() else None
+    # verify_password spends the same time on an unknown user as on a wrong password.
+    if not verify_password(user.password_hash if user else None, password[:PASSWORD_MAX]):
+        record_failure(username, ip)
+        raise LoginFailed(GENERIC_LOGIN_ERROR)
+    if not user.is_active:
+        raise LoginFailed("This account is disabled. Ask an administrator to enable it.")
+    if password_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login_at = utcnow()
+    db.session.commit()
+    return user
+
+
+def end_sessions(user: User) -> None:
+    """Invalidate every session and access token of ``user`` (the caller commits)."""
+    user.session_version = (user.session_version or 0) + 1
+
+
+# -- access tokens -----------------------------------------------------------
+
+
+def issue_access_token(user: User, ttl_seconds: int) -> str:
+    """A bearer token for ``user``, stored hashed, tied to its session version."""
+    secret = new_secret(ACCESS_TOKEN_PREFIX)
+    now = utcnow()
+    db.session.add(
+        AccessToken(
+            token_hash=hash_secret(secret),
+            user_id=user.id,
+            session_version=user.session_version,
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+        )
+    )
+    db.session.commit()
+    return secret
+
+
+def user_for_access_token(secret: str) -> User | None:
+    """The active user a bearer token belongs to, if it is unexpired and still current."""
+    token = db.session.scalar(
+        sa.select(AccessToken).where(
+            AccessToken.token_hash == hash_secret(secret), AccessToken.expires_at > utcnow()
+        )
+    )
+    if token is None or not token.user.is_active or token.session_version != token.user.session_version:
+        return None
+    return token.user
+
+
+# -- registration ------------------------------------------------------------
+
+TOKEN_PROBLEMS = {
+    "used": "This registration token has already been used.",
+    "revoked": "This registration token has been revoked.",
+    "expired": "This registration token has expired. Ask an administrator for a new one.",
+}
+
+
+def _token_problem(token_hash: str) -> str:
+    token = db.session.scalar(sa.select(RegistrationToken).where(RegistrationToken.token_hash == token_hash))
+    if token is None:
+        return "This registration token is not valid."
+    return TOKEN_PROBLEMS.get(token.status(), "This registration token cannot be used.")
+
+
+def register(token: object, username: object, password: object) -> User:
+    """Create an account with a single-use token: one account per token, even under a race."""
+    if not isinstance(token, str) or not token.strip():
+        raise ServiceError("token is required", "token")
+    token_hash = hash_secret(token.strip())
+    name = check_username(username)
+    password_hash = hash_password(check_password(password))  # slow: before any lock is taken
+    db.session.rollback()
+    if find_user(name) is not None:
+        db.session.rollback()
+        raise ServiceError("username: this name is taken", "username")
+    db.session.rollback()
+    now = utcnow()
+    # Claiming the token is the transaction's first statement: it takes the write lock
+    # (SQLite) or the row lock (PostgreSQL), so exactly one concurrent sign-up matches.
+    claimed = db.session.execute(
+        sa.update(RegistrationToken)
+        .where(
+            RegistrationToken.token_hash == token_hash,
+            RegistrationToken.used_at.is_(None),
+            RegistrationToken.revoked_at.is_(None),
+            RegistrationToken.expires_at > now,
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        db.session.rollback()
+        raise ServiceError(_token_problem(token_hash), "token")
+    user = User(username=name, password_hash=password_hash, created_at=now)
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()  # the token claim goes with it: not burned
+        raise ServiceError("username: this name is taken", "username") from None
+    db.session.execute(
+        sa.update(RegistrationToken)
+        .where(RegistrationToken.token_hash == token_hash)
+        .values(used_by_id=user.id)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return user
+
+
+# -- user administration -----------------------------------------------------
+
+
+def list_users() -> list[User]:
+    """Every user, newest first."""
+    return list(db.session.scalars(sa.select(User).order_by(User.created_at.desc(), User.id.desc())))
+
+
+def _get_user(user_id: int) -> User:
+    user = get_by_id(User, user_id)
+    if user is None:
+        raise NotFound(f"no user {user_id}")
+    return user
+
+
+def _refuse_last_admin(user: User, action: str) -> None:
+    if not (user.is_admin and user.is_active):
+        return
+    others = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(User)
+        .where(User.is_admin.is_(True), User.is_active.is_(True), User.id != user.id)
+    )
+    if not others:
+        raise ServiceError(f"{user.username} is the last active administrator and cannot be {action}.")
+
+
+def set_active(user_id: int, active: bool) -> User:
+    """Enable or disable an account; disabling ends its sessions and access tokens."""
+    user = _get_user(user_id)
+    if not active:
+        _refuse_last_admin(user, "disabled")
+        if user.is_active:
+            end_sessions(user)
+    user.is_active = active
+    db.session.commit()
+    return user
+
+
+def set_admin(user_id: int, admin: bool) -> User:
+    """Promote or demote a user; the last active administrator stays one."""
+    user = _get_user(user_id)
+    if not admin:
+        _refuse_last_admin(user, "demoted")
+    user.is_admin = admin
+    db.session.commit()
+    return user
+
+
+def change_password(user: User, current: object, new: object) -> User:
+    """Change one's own password; every other session and access token ends."""
+    if not isinstance(current, str) or not verify_password(user.password_hash, current[:PASSWORD_MAX]):
+        raise ServiceError("current_password: this is not your current password", "current_password")
+    user.password_hash = hash_password(check_password(new, "new_password"))
+    end_sessions(user)
+    db.session.commit()
+    return user
+
+
+def create_or_reset_admin(username: object, password: object) -> tuple[User, bool]:
+    """Create an administrator, or make an existing user one with a new password."""
+    name = check_username(username)
+    password_hash = hash_password(check_password(password))
+    user = find_user(name)
+    created = user is None
+    if created:
+        user = User(username=name, password_hash=password_hash, is_admin=True, created_at=utcnow())
+        db.session.add(user)
+    else:
+        user.password_hash = password_hash
+        user.is_admin = True
+        user.is_active = True
+        end_sessions(user)
+    db.session.commit()
+    return user, created

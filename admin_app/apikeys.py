@@ -1,0 +1,50 @@
+"""The API keys page: keys for applications, each with its own queue priority."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, url_for
+from flask_login import current_user
+
+from admin_app import services
+from admin_app.forms import ActionForm, APIKeyForm, apply_error
+from admin_app.identity import admin_blueprint
+
+bp = admin_blueprint("apikeys", __name__, "/admin/apikeys")
+
+
+def _page(form: APIKeyForm, status: int = 200, created=None):
+    keys = services.list_api_keys()
+    page = render_template("apikeys/index.html", form=form, keys=keys, action=ActionForm(), created=created)
+    return page, status
+
+
+@bp.get("/")
+def index():
+    """List keys (prefix, priority, created, last used, active), with the form to create one."""
+    return _page(APIKeyForm())
+
+
+@bp.post("/")
+def create():
+    """Create a key and show it in this response only: it is never shown again."""
+    form = APIKeyForm()
+    if not form.validate():
+        return _page(form, 400)
+    try:
+        key, secret = services.create_api_key(form.name.data, form.priority.data, current_user.user)
+    except services.ServiceError as exc:
+        apply_error(form, exc)
+        return _page(form, exc.status)
+    return _page(APIKeyForm(formdata=None), 200, {"key": key, "secret": secret})
+
+
+@bp.post("/<int:key_id>/revoke")
+def revoke(key_id: int):
+    """Revoke a key: requests carrying it are refused from now on."""
+    try:
+        key = services.revoke_api_key(key_id)
+    except services.NotFound:
+        flash("That API key does not exist.", "error")
+    else:
+        flash(f"Revoked the key {key.name!r} ({key.prefix}…).", "success")
+    return redirect(url_for("apikeys.index"))

@@ -1,0 +1,51 @@
+"""The whitelist page: addresses and networks admitted without a key."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, render_template, url_for
+
+from admin_app import services
+from admin_app.forms import ActionForm, WhitelistForm, apply_error
+from admin_app.identity import admin_blueprint
+
+bp = admin_blueprint("whitelist", __name__, "/admin/whitelist")
+
+
+def _page(form: WhitelistForm, status: int = 200):
+    entries = services.list_whitelist()
+    return render_template("whitelist/index.html", form=form, entries=entries, action=ActionForm()), status
+
+
+@bp.get("/")
+def index():
+    """List the entries, with the form to add one."""
+    form = WhitelistForm()
+    form.priority.data = current_app.config["SEADRAGON"].direct_priority
+    return _page(form)
+
+
+@bp.post("/")
+def add():
+    """Add an IP or CIDR; errors are shown under their fields."""
+    form = WhitelistForm()
+    if not form.validate():
+        return _page(form, 400)
+    try:
+        entry = services.add_whitelist_entry(form.ip.data, form.label.data, form.priority.data)
+    except services.ServiceError as exc:
+        apply_error(form, exc)
+        return _page(form, exc.status)
+    flash(f"Added {entry.ip} to the whitelist.", "success")
+    return redirect(url_for("whitelist.index"))
+
+
+@bp.post("/<int:entry_id>/delete")
+def remove(entry_id: int):
+    """Remove an entry (the page asks for confirmation first)."""
+    try:
+        entry = services.remove_whitelist_entry(str(entry_id))
+    except services.NotFound:
+        flash("That whitelist entry no longer exists.", "error")
+    else:
+        flash(f"Removed {entry.ip} from the whitelist.", "success")
+    return redirect(url_for("whitelist.index"))

@@ -1,0 +1,46 @@
+// The panel's only script (CSP allows no inline script): copy buttons,
+// confirmation dialogs and dismissible messages.
+"use strict";
+
+function copyText(input) {
+  if (navigator.clipboard && window.isSecureContext) {
+    return navigator.clipboard.writeText(input.value);
+  }
+  // Plain-http deployments have no Clipboard API: fall back to a selection copy.
+  input.focus();
+  input.select();
+  return document.execCommand("copy") ? Promise.resolve() : Promise.reject(new Error("copy refused"));
+}
+
+document.addEventListener("click", (event) => {
+  const copy = event.target.closest("[data-copy]");
+  if (copy) {
+    const input = document.getElementById(copy.dataset.copy);
+    const label = copy.textContent;
+    copyText(input).then(
+      () => { copy.textContent = "Copied"; copy.classList.add("is-done"); },
+      () => { input.select(); copy.textContent = "Press Ctrl+C"; },
+    ).finally(() => {
+      window.setTimeout(() => { copy.textContent = label; copy.classList.remove("is-done"); }, 2000);
+    });
+    return;
+  }
+  const dismiss = event.target.closest("[data-dismiss]");
+  if (dismiss) {
+    dismiss.parentElement.remove();
+  }
+});
+
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset.confirm;
+  if (message && !window.confirm(message)) {
+    event.preventDefault();
+  }
+});
+
+document.addEventListener("focusin", (event) => {
+  // A one-time secret is selected whole when clicked, ready to copy by hand.
+  if (event.target.matches(".secret-field input")) {
+    event.target.select();
+  }
+});
