@@ -1,0 +1,162 @@
+"""Reading the request log: usage per API key and per user, a filtered page, CSV export.
+
+Framework-free: every function takes a sync SQLAlchemy ``Session`` (Flask-SQLAlchemy's
+``db.session`` is one). Typical use in the admin app::
+
+    usage = usage_by_key(db.session, since=utcnow() - timedelta(days=30))   # {key_id: Usage}
+    page = request_page(db.session, filters=RequestFilters(source="custom_app"), page=2)
+    writer = csv.writer(response_stream); writer.writerows(csv_rows(page.rows))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from common.models import RequestLog, iso
+
+MAX_PER_PAGE = 500
+
+CSV_COLUMNS = (
+    "created_at",
+    "request_id",
+    "source",
+    "api_key_id",
+    "whitelist_entry_id",
+    "user_id",
+    "client_ip",
+    "method",
+    "endpoint",
+    "model",
+    "backend",
+    "status",
+    "stage",
+    "error",
+    "queue_wait_ms",
+    "ttfb_ms",
+    "duration_ms",
+    "prompt_tokens",
+    "completion_tokens",
+)
+
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one key or user consumed since a point in time."""
+
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    average_wait_ms: float | None  # None when none of the requests was dispatched
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFilters:
+    """Filters of the requests page; ``None`` means any."""
+
+    source: str | None = None
+    api_key_id: int | None = None
+    user_id: int | None = None
+    status: int | None = None
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPage:
+    """One page of request-log rows, newest first, and how many rows match in all."""
+
+    rows: list[RequestLog]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        """How many pages the matching rows fill (at least 1)."""
+        return max(1, math.ceil(self.total / self.per_page))
+
+
+def _usage_by(session: Session, column: InstrumentedAttribute, since: datetime | None) -> dict[int, Usage]:
+    query = (
+        sa.select(
+            column,
+            sa.func.count(RequestLog.id),
+            sa.func.coalesce(sa.func.sum(RequestLog.prompt_tokens), 0),
+            sa.func.coalesce(sa.func.sum(RequestLog.completion_tokens), 0),
+            sa.func.avg(RequestLog.queue_wait_ms),
+        )
+        .where(column.is_not(None))
+        .group_by(column)
+    )
+    if since is not None:
+        query = query.where(RequestLog.created_at >= since)
+    return {
+        owner: Usage(int(requests), int(prompt), int(completion), None if wait is None else float(wait))
+        for owner, requests, prompt, completion, wait in session.execute(query)
+    }
+
+
+def usage_by_key(session: Session, since: datetime | None = None) -> dict[int, Usage]:
+    """Usage per API key id since ``since`` (all time when None); keys without requests are absent."""
+    return _usage_by(session, RequestLog.api_key_id, since)
+
+
+def usage_by_user(session: Session, since: datetime | None = None) -> dict[int, Usage]:
+    """Usage per user id since ``since`` (all time when None); users without requests are absent."""
+    return _usage_by(session, RequestLog.user_id, since)
+
+
+def _conditions(filters: RequestFilters) -> list[sa.ColumnElement[bool]]:
+    conditions = []
+    for name in ("source", "api_key_id", "user_id", "status", "model"):
+        value = getattr(filters, name)
+        if value is not None:
+            conditions.append(getattr(RequestLog, name) == value)
+    if filters.since is not None:
+        conditions.append(RequestLog.created_at >= filters.since)
+    if filters.until is not None:
+        conditions.append(RequestLog.created_at < filters.until)
+    return conditions
+
+
+def request_page(
+    session: Session, *, filters: RequestFilters | None = None, page: int = 1, per_page: int = 50
+) -> RequestPage:
+    """Matching rows, newest first; ``page`` from 1, ``per_page`` kept within 1–500."""
+    page = max(1, page)
+    per_page = min(max(1, per_page), MAX_PER_PAGE)
+    conditions = _conditions(filters or RequestFilters())
+    total = session.scalar(sa.select(sa.func.count(RequestLog.id)).where(*conditions)) or 0
+    rows = session.scalars(
+        sa.select(RequestLog)
+        .where(*conditions)
+        .order_by(RequestLog.created_at.desc(), RequestLog.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    return RequestPage(list(rows), total, page, per_page)
+
+
+def safe_cell(value: object) -> str:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    if value is None:
+        return ""
+    text = iso(value) if isinstance(value, datetime) else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def csv_rows(rows: Iterable[RequestLog]) -> Iterator[list[str]]:
+    """The header, then one list of safe cells per request-log row (for ``csv.writer``)."""
+    yield list(CSV_COLUMNS)
+    for row in rows:
+        yield [safe_cell(getattr(row, column)) for column in CSV_COLUMNS]
