@@ -67,22 +67,15 @@ def log_request(session, minutes_ago: float = 0, **fields) -> RequestLog:
 class TestUsage:
     def test_it_sums_requests_tokens_and_waits_per_key(self, session, people):
         _, ci_bot, etl = people
-        log_request(
-            session,
-            source="custom_app",
-            api_key_id=ci_bot.id,
-            prompt_tokens=10,
-            completion_tokens=100,
-            queue_wait_ms=1000,
-        )
-        log_request(
-            session,
-            source="custom_app",
-            api_key_id=ci_bot.id,
-            prompt_tokens=5,
-            completion_tokens=50,
-            queue_wait_ms=3000,
-        )
+        for prompt, completion, wait in ((10, 100, 1000), (5, 50, 3000)):
+            log_request(
+                session,
+                source="custom_app",
+                api_key_id=ci_bot.id,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                queue_wait_ms=wait,
+            )
         log_request(session, source="custom_app", api_key_id=ci_bot.id, status=401)  # never dispatched
         log_request(session, source="custom_app", api_key_id=etl.id, prompt_tokens=7)
         log_request(session, prompt_tokens=999)  # a whitelisted client: no key
@@ -102,22 +95,15 @@ class TestUsage:
 
     def test_it_sums_usage_per_user(self, session, people):
         alice, ci_bot, _ = people
-        log_request(
-            session,
-            source="web_chat",
-            user_id=alice.id,
-            prompt_tokens=3,
-            completion_tokens=4,
-            queue_wait_ms=500,
-        )
-        log_request(
-            session,
-            source="web_chat",
-            user_id=alice.id,
-            prompt_tokens=3,
-            completion_tokens=6,
-            queue_wait_ms=1500,
-        )
+        for completion, wait in ((4, 500), (6, 1500)):
+            log_request(
+                session,
+                source="web_chat",
+                user_id=alice.id,
+                prompt_tokens=3,
+                completion_tokens=completion,
+                queue_wait_ms=wait,
+            )
         log_request(session, source="custom_app", api_key_id=ci_bot.id, completion_tokens=77)
         assert usage_by_user(session) == {alice.id: Usage(2, 6, 10, 1000.0)}
 
