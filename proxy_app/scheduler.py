@@ -110,14 +110,14 @@ _WAITING, _GRANTED, _GONE = 0, 1, 2
 
 
 class _Waiter:
-    __slots__ = ("ticket", "key", "enqueued", "future", "timer", "state", "grant")
+    __slots__ = ("ticket", "key", "enqueued", "deadline", "future", "state", "grant")
 
     def __init__(self, ticket: Ticket, key: tuple[float, int], enqueued: float, future: asyncio.Future):
         self.ticket = ticket
         self.key = key
         self.enqueued = enqueued
+        self.deadline = 0.0  # event-loop time when QUEUE_TIMEOUT runs out
         self.future = future
-        self.timer: asyncio.TimerHandle | None = None
         self.state = _WAITING
         self.grant: Grant | None = None
 
@@ -136,7 +136,10 @@ class LocalScheduler:
         self._heaps: dict[str, list[tuple[float, int, _Waiter]]] = {}
         self._waiters: dict[str, _Waiter] = {}
         self._order: SortedList = SortedList()
+        # Waiters in arrival order: the oldest wait, and the timeouts (one timeout for all,
+        # so deadlines come in arrival order and one timer on the oldest is enough).
         self._arrivals: deque[_Waiter] = deque()
+        self._expiry: asyncio.TimerHandle | None = None
         self._dead = 0  # gone entries still sitting in the heaps
         self._queued = Counter[str]()
         self._active = Counter[str]()
@@ -149,6 +152,9 @@ class LocalScheduler:
 
     async def close(self) -> None:
         """Fail every waiting request and stop the health checks."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         for waiter in list(self._waiters.values()):
             self._fail(waiter, SchedulerError("the gateway is shutting down", retry_after=5))
         await self.pool.close()
@@ -178,7 +184,9 @@ class LocalScheduler:
         key = (ticket.priority + self._rate * ((now - self._epoch) / 60.0), next(self._seq))
         loop = asyncio.get_running_loop()
         waiter = _Waiter(ticket, key, now, loop.create_future())
-        waiter.timer = loop.call_later(self.settings.queue_timeout, self._expire, waiter)
+        waiter.deadline = loop.time() + self.settings.queue_timeout
+        if self._expiry is None:
+            self._expiry = loop.call_at(waiter.deadline, self._expire_due)
         heapq.heappush(self._heaps.setdefault(_group(ticket.model), []), (*key, waiter))
         self._waiters[ticket.request_id] = waiter
         self._order.add(key)
@@ -246,7 +254,7 @@ class LocalScheduler:
                     heads.append(heap[0])
                 else:
                     del self._heaps[name]
-            heads.sort(key=lambda entry: entry[:2])
+            heads.sort()  # by (score, seq); seq is unique, so waiters are never compared
             for _score, _seq, waiter in heads:
                 backend = self.pool.pick(waiter.ticket.model)
                 if backend is not None:
@@ -271,8 +279,6 @@ class LocalScheduler:
         del self._waiters[waiter.ticket.request_id]
         self._order.remove(waiter.key)
         self._queued[waiter.ticket.source] -= 1
-        if waiter.timer is not None:
-            waiter.timer.cancel()
         if counted_dead:
             self._dead += 1
             if self._dead > 1024 and self._dead > len(self._waiters):
@@ -296,10 +302,20 @@ class LocalScheduler:
         if not waiter.future.done():
             waiter.future.set_exception(error)
 
-    def _expire(self, waiter: _Waiter) -> None:
-        if waiter.state == _WAITING:
-            timeout = self.settings.queue_timeout
-            self._fail(waiter, QueueTimeout(f"waited in the queue for more than {timeout:g} seconds"))
+    def _expire_due(self) -> None:
+        """Fail every ticket past QUEUE_TIMEOUT, then wait for the next oldest one."""
+        self._expiry = None
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.queue_timeout
+        while self._arrivals:
+            oldest = self._arrivals[0]
+            if oldest.state != _WAITING:
+                self._arrivals.popleft()
+            elif oldest.deadline <= loop.time():
+                self._fail(oldest, QueueTimeout(f"waited in the queue for more than {timeout:g} seconds"))
+            else:
+                self._expiry = loop.call_at(oldest.deadline, self._expire_due)
+                return
 
     def _abandon(self, waiter: _Waiter) -> None:
         """The waiting task was cancelled (client left): forget it, or give back a racing grant."""

@@ -176,6 +176,20 @@ async def test_a_request_waiting_past_queue_timeout_gets_queue_timeout(client):
     assert scheduler.snapshot()["active_requests"] == 0
 
 
+async def test_each_waiting_request_times_out_on_its_own_deadline(client):
+    scheduler = scheduler_for(client, 1, queue_timeout=1.0)
+    await scheduler.acquire(Ticket("holder", 1, "direct_api"))
+    tasks = await queue_up(scheduler, [Ticket("first", 1, "direct_api"), Ticket("leaves", 1, "direct_api")])
+    await asyncio.sleep(0.5)
+    tasks |= await queue_up(scheduler, [Ticket("second", 1, "direct_api")])
+    tasks.pop("leaves").cancel()
+    await asyncio.sleep(0.7)  # first is past its deadline (1.0 s), second (1.5 s) is not
+    assert isinstance(tasks["first"].exception(), QueueTimeout)
+    assert not tasks["second"].done() and scheduler.position("second") == 1
+    with pytest.raises(QueueTimeout):
+        await asyncio.wait_for(tasks["second"], 2)
+
+
 async def test_a_cancelled_waiting_task_leaves_the_queue_at_once_and_is_never_granted(client):
     scheduler = scheduler_for(client, 1)
     holder = await scheduler.acquire(Ticket("holder", 1, "direct_api"))
