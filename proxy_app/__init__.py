@@ -6,6 +6,12 @@ import httpx
 from quart import Quart
 
 from common.settings import Settings
+from proxy_app import gateway as gateway_module
+from proxy_app import monitor, views
+from proxy_app.cors import install_cors
+from proxy_app.errors import register_error_handlers
+from proxy_app.gateway import Gateway
+from proxy_app.identity_cache import REFRESH_INTERVAL
 
 
 def create_app(
@@ -14,16 +20,37 @@ def create_app(
     settings: Settings | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Quart:
-    """Build the gateway; ``transport`` replaces the upstream network in tests."""
+    """Build the gateway; ``transport`` replaces the upstream network in tests.
+
+    ``test_config`` may set ``SEADRAGON_IDENTITY_REFRESH`` and
+    ``SEADRAGON_HEALTH_INTERVAL`` (seconds) besides Quart's own keys.
+    """
     settings = settings or Settings.from_env()
     app = Quart(__name__)
-    app.config.from_mapping(SEADRAGON=settings)
+    app.config.from_mapping(
+        SEADRAGON=settings,
+        # Bodies are limited by the views themselves (MAX_BODY), so that an
+        # admin's model upload to /api/blobs can stream through unbuffered.
+        MAX_CONTENT_LENGTH=None,
+        SEADRAGON_IDENTITY_REFRESH=REFRESH_INTERVAL,
+        SEADRAGON_HEALTH_INTERVAL=gateway_module.HEALTH_INTERVAL,
+    )
     if test_config:
         app.config.from_mapping(test_config)
+    # /api//pull must be a 404, not a redirect to /api/pull.
+    app.url_map.merge_slashes = False
 
-    @app.get("/")
-    async def index() -> dict:
-        """Who answers here."""
-        return {"message": "Seadragon LLM Server"}
-
+    app.register_blueprint(views.bp)
+    app.register_blueprint(monitor.bp)
+    register_error_handlers(app)
+    install_cors(app, settings.cors_origins)
+    gateway_module.install(
+        app,
+        Gateway(
+            settings,
+            transport=transport,
+            identity_refresh=app.config["SEADRAGON_IDENTITY_REFRESH"],
+            health_interval=app.config["SEADRAGON_HEALTH_INTERVAL"],
+        ),
+    )
     return app

@@ -1,0 +1,68 @@
+"""Request → identity: SPEC §4 applied to a Quart request with the cached tables.
+
+What the request presented is kept as a :class:`Principal` so that a queued
+request can be classified again after each cache refresh: a key revoked or a
+whitelist entry removed while it waits refuses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quart import Request
+
+from common.network import IPAddress, resolve_client_ip
+from common.security import hash_secret
+from common.sessions import SESSION_COOKIE_NAME, read_session_cookie
+from common.settings import Settings
+from common.sources import Credentials, Identity, UserInfo, classify, parse_credentials
+from proxy_app.identity_cache import Snapshot
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Everything a request presented that classification looks at."""
+
+    credentials: Credentials
+    client_ip: IPAddress | None
+    origin: str | None
+    session_reference: object = None  # Flask-Login's "_user_id" from a genuine session cookie
+
+
+def principal_of(request: Request, settings: Settings) -> Principal:
+    """Read credentials, client IP, origin and session from a request (400 on conflicting keys)."""
+    credentials = parse_credentials(request.headers.get("X-API-Key"), request.headers.get("Authorization"))
+    peer = request.scope.get("client") or (None, None)
+    # A proxy may add its hop as a separate header line: read them all, in order.
+    forwarded = ", ".join(request.headers.getlist("X-Forwarded-For"))
+    client_ip = resolve_client_ip(peer[0], forwarded or None, settings.trusted_proxies)
+    session = read_session_cookie(request.cookies.get(SESSION_COOKIE_NAME), settings.secret_key)
+    return Principal(
+        credentials=credentials,
+        client_ip=client_ip,
+        origin=request.headers.get("Origin"),
+        session_reference=(session or {}).get("_user_id"),
+    )
+
+
+def identify(principal: Principal, snapshot: Snapshot, settings: Settings) -> Identity:
+    """Classify against the current snapshot; raises ``ClassificationError`` to refuse."""
+    return classify(
+        principal.credentials,
+        principal.client_ip,
+        principal.origin,
+        find_key=snapshot.find_key,
+        whitelist=snapshot.whitelist,
+        find_token_user=snapshot.find_token_user,
+        session_user=snapshot.session_user(principal.session_reference),
+        allowed_origins=settings.cors_origins,
+        direct_priority=settings.direct_priority,
+        webchat_priority=settings.webchat_priority,
+    )
+
+
+def logged_in_user(principal: Principal, snapshot: Snapshot) -> UserInfo | None:
+    """The user behind a session cookie or a user access token (not an API key), if any."""
+    if principal.credentials.user_token is not None:
+        return snapshot.find_token_user(hash_secret(principal.credentials.user_token))
+    return snapshot.session_user(principal.session_reference)

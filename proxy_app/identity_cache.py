@@ -1,0 +1,212 @@
+"""An in-memory copy of who may come in, refreshed from the database twice a second.
+
+Every request is classified against this snapshot with dictionary lookups of
+SHA-256 hashes: no database round trip and no slow hash on the hot path. A
+refresh replaces the snapshot whole, so a request never sees half of one.
+Key usage (``last_used``) is collected here and written in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.models import AccessToken, APIKey, User, WhitelistEntry, utcnow
+from common.network import Whitelist, WhitelistRule, normalise_network
+from common.sessions import parse_user_reference
+from common.sources import KeyInfo, UserInfo
+
+log = logging.getLogger("seadragon.gateway")
+
+REFRESH_INTERVAL = 0.5  # seconds; revocations must bite within 1 s
+USAGE_FLUSH_INTERVAL = 5.0  # seconds between batched last_used writes
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user as the gateway needs it."""
+
+    id: int
+    username: str
+    is_admin: bool
+    is_active: bool
+    session_version: int
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An access token (by hash) and the session version it was issued under."""
+
+    user_id: int
+    session_version: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent view of keys, whitelist, users and access tokens."""
+
+    keys: dict[str, KeyInfo] = field(default_factory=dict)
+    whitelist: Whitelist = field(default_factory=lambda: Whitelist(()))
+    users: dict[int, UserRecord] = field(default_factory=dict)
+    tokens: dict[str, TokenRecord] = field(default_factory=dict)
+
+    def find_key(self, key_hash: str) -> KeyInfo | None:
+        """An active key by the SHA-256 of its secret."""
+        return self.keys.get(key_hash)
+
+    def find_token_user(self, token_hash: str) -> UserInfo | None:
+        """The active user behind an unexpired, current access token."""
+        token = self.tokens.get(token_hash)
+        if token is None or token.expires_at <= utcnow():
+            return None
+        return self._current_user(token.user_id, token.session_version)
+
+    def session_user(self, reference: object) -> UserInfo | None:
+        """The active user named by a session's ``_user_id``, if its version is current."""
+        parsed = parse_user_reference(reference)
+        if parsed is None:
+            return None
+        return self._current_user(*parsed)
+
+    def _current_user(self, user_id: int, session_version: int) -> UserInfo | None:
+        user = self.users.get(user_id)
+        if user is None or not user.is_active or user.session_version != session_version:
+            return None
+        return UserInfo(id=user.id, username=user.username, is_admin=user.is_admin)
+
+
+async def load_snapshot(engine: AsyncEngine) -> Snapshot:
+    """Read the four tables into a fresh :class:`Snapshot`."""
+    async with engine.connect() as conn:
+        keys = await conn.execute(
+            sa.select(APIKey.id, APIKey.key_hash, APIKey.priority, APIKey.name).where(
+                APIKey.is_active.is_(True), APIKey.revoked_at.is_(None)
+            )
+        )
+        entries = await conn.execute(sa.select(WhitelistEntry.id, WhitelistEntry.ip, WhitelistEntry.priority))
+        users = await conn.execute(
+            sa.select(User.id, User.username, User.is_admin, User.is_active, User.session_version)
+        )
+        tokens = await conn.execute(
+            sa.select(
+                AccessToken.token_hash,
+                AccessToken.user_id,
+                AccessToken.session_version,
+                AccessToken.expires_at,
+            ).where(AccessToken.expires_at > utcnow())
+        )
+        rules = []
+        for entry_id, ip, priority in entries:
+            try:
+                rules.append(WhitelistRule(entry_id, normalise_network(ip), priority))
+            except ValueError:
+                log.warning("whitelist entry %s has an unreadable address %r; ignored", entry_id, ip)
+        return Snapshot(
+            keys={row.key_hash: KeyInfo(row.id, row.priority, row.name) for row in keys},
+            whitelist=Whitelist(rules),
+            users={row.id: UserRecord(*row) for row in users},
+            tokens={row.token_hash: TokenRecord(*row[1:]) for row in tokens},
+        )
+
+
+class IdentityCache:
+    """The live snapshot, its refresh loop, and the batched ``last_used`` writer."""
+
+    def __init__(
+        self,
+        *,
+        interval: float = REFRESH_INTERVAL,
+        flush_interval: float = USAGE_FLUSH_INTERVAL,
+    ) -> None:
+        self.interval = interval
+        self.flush_interval = flush_interval
+        self.snapshot = Snapshot()
+        self.loaded = False
+        self._engine: AsyncEngine | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._listeners: list[Callable[[Snapshot], Awaitable[None] | None]] = []
+        self._usage: dict[int, datetime] = {}
+        self._failing = False
+
+    def on_refresh(self, listener: Callable[[Snapshot], Awaitable[None] | None]) -> None:
+        """Call ``listener(snapshot)`` after every successful refresh."""
+        self._listeners.append(listener)
+
+    async def start(self, engine: AsyncEngine) -> None:
+        """Load once now, then keep refreshing and flushing in the background."""
+        self._engine = engine
+        await self.refresh()
+        self._tasks = [
+            asyncio.create_task(self._every(self.interval, self.refresh)),
+            asyncio.create_task(self._every(self.flush_interval, self.flush_usage)),
+        ]
+
+    async def close(self) -> None:
+        """Stop the loops and write the last usage batch (the engine stays the caller's)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._engine is not None:
+            await self.flush_usage()
+            self._engine = None
+
+    async def refresh(self) -> None:
+        """Replace the snapshot from the database; on failure keep the last good one."""
+        assert self._engine is not None, "IdentityCache.start() first"
+        try:
+            snapshot = await load_snapshot(self._engine)
+        except sa.exc.SQLAlchemyError as exc:
+            if not self._failing:
+                log.error("cannot refresh identities from the database: %s", exc)
+            self._failing = True
+            return
+        self._failing = False
+        self.snapshot = snapshot
+        self.loaded = True
+        for listener in self._listeners:
+            result = listener(snapshot)
+            if result is not None:
+                await result
+
+    def touch_key(self, key_id: int) -> None:
+        """Note that a key was used now; written with the next batch."""
+        self._usage[key_id] = utcnow()
+
+    async def flush_usage(self) -> None:
+        """Write the collected ``last_used`` times in one statement batch."""
+        if not self._usage or self._engine is None:
+            return
+        batch, self._usage = self._usage, {}
+        table = APIKey.__table__
+        statement = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("key_id"))
+            .values(last_used=sa.bindparam("used_at", type_=table.c.last_used.type))
+        )
+        rows = [{"key_id": key_id, "used_at": when} for key_id, when in batch.items()]
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(statement, rows)
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("cannot record API key usage: %s", exc)
+            for key_id, when in batch.items():
+                # Put the batch back unless a newer use arrived meanwhile.
+                self._usage.setdefault(key_id, when)
+
+    @staticmethod
+    async def _every(interval: float, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await job()
+            except Exception:
+                # A background loop must survive anything one round throws.
+                log.exception("background job %s failed", getattr(job, "__name__", job))

@@ -1,0 +1,269 @@
+"""The upstream relay: one httpx client, header filtering, timeouts and streaming.
+
+Timeouts are ours, not httpx's: connecting may take ``CONNECT_TIMEOUT``, the
+response headers ``FIRST_BYTE_TIMEOUT``, and each later chunk ``IDLE_TIMEOUT``;
+a stream as a whole has no limit. Bodies pass through byte for byte: raw
+chunks, never re-serialised, and ``Accept-Encoding: identity`` upstream so
+the raw bytes are the real bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from common.settings import Settings
+from proxy_app.errors import DEFAULT_RETRY_AFTER, BadGateway, GatewayTimeout, ProxyError, Unavailable
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Never sent to Ollama: the client's credentials and address, its Host (a
+# loopback Ollama answers 403 to a Host it does not know), its Origin (Ollama
+# has its own origin check; CORS is the gateway's business), Content-Length
+# (recomputed by httpx) and encodings (we want raw bytes back).
+NOT_FORWARDED = HOP_BY_HOP | {
+    "host",
+    "authorization",
+    "x-api-key",
+    "cookie",
+    "content-length",
+    "accept-encoding",
+    "origin",
+    "referer",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "remote-addr",  # Quart adds it to the request headers itself
+}
+NOT_RETURNED = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server", "set-cookie"}
+ERROR_BODY_LIMIT = 64 * 1024  # bytes of an Ollama error body we read and pass on
+
+
+def forward_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The client's headers minus everything Ollama must never see."""
+    pairs = list(headers)
+    named = {
+        token.strip().lower()
+        for name, value in pairs
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
+    dropped = NOT_FORWARDED | named
+    kept = [(name, value) for name, value in pairs if name.lower() not in dropped]
+    kept.append(("Accept-Encoding", "identity"))
+    return kept
+
+
+def returned_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
+    """Ollama's response headers worth passing back (CORS is decided here, not there)."""
+    return [
+        (name, value)
+        for name, value in headers.multi_items()
+        if name.lower() not in NOT_RETURNED and not name.lower().startswith("access-control-")
+    ]
+
+
+def redact_url(url: str) -> str:
+    """A backend URL without credentials, fit for /health and logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def make_client(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """The process's one upstream client, with every timeout set on purpose."""
+    return httpx.AsyncClient(
+        transport=transport,
+        # Read timeouts are enforced per phase by Exchange (first byte, then idle).
+        timeout=httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=None,
+            write=settings.idle_timeout,
+            pool=settings.connect_timeout,
+        ),
+        # Slots, not the connection pool, limit concurrency.
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+        trust_env=False,  # an HTTP_PROXY in the environment must not capture Ollama traffic
+        follow_redirects=False,
+    )
+
+
+def inband_error(message: str, *, sse: bool, tail: bytes) -> bytes:
+    """The last line/event of a stream that failed after its first byte."""
+    if sse:
+        lead = b"" if tail.endswith(b"\n\n") or not tail else (b"\n" if tail.endswith(b"\n") else b"\n\n")
+        return lead + b"data: " + json.dumps({"error": {"message": message}}).encode() + b"\n\n"
+    lead = b"" if tail.endswith(b"\n") or not tail else b"\n"
+    return lead + json.dumps({"error": message}).encode() + b"\n"
+
+
+def error_message(body: bytes) -> str:
+    """The message in an Ollama/OpenAI error body (``{"error": ...}``), or its text."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()[:300]
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            error = error.get("message")
+        if isinstance(error, str):
+            return error[:300]
+    return ""
+
+
+async def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    if response.is_stream_consumed:
+        # Read already (an in-memory response, e.g. httpx.MockTransport's): one chunk.
+        yield response.content
+        return
+    async for chunk in response.aiter_raw():
+        yield chunk
+
+
+class Upstream:
+    """Opens exchanges with a backend through the shared client."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        settings: Settings,
+        on_connect_error: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.on_connect_error = on_connect_error
+
+    async def open(
+        self,
+        base_url: str,
+        method: str,
+        path: str,
+        *,
+        content: bytes | AsyncIterable[bytes] | None,
+        headers: list[tuple[str, str]],
+    ) -> Exchange:
+        """Send the request and wait for Ollama's status line (502/504 as :class:`ProxyError`)."""
+        request = self.client.build_request(method, base_url + path, content=content, headers=headers)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.settings.first_byte_timeout):
+                response = await self.client.send(request, stream=True)
+        except TimeoutError:
+            raise GatewayTimeout(
+                f"Ollama sent no response within {self.settings.first_byte_timeout:g} s"
+            ) from None
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            if self.on_connect_error is not None:
+                self.on_connect_error(base_url, f"{type(exc).__name__}: {exc}")
+            raise BadGateway("cannot connect to Ollama") from None
+        except httpx.TransportError as exc:
+            raise BadGateway(f"Ollama failed before answering ({type(exc).__name__})") from None
+        return Exchange(response, self.settings.idle_timeout, time.monotonic() - started)
+
+
+class Exchange:
+    """One upstream response being relayed; always :meth:`aclose` it."""
+
+    def __init__(self, response: httpx.Response, idle_timeout: float, first_byte: float) -> None:
+        self.response = response
+        self.idle_timeout = idle_timeout
+        self.first_byte = first_byte  # seconds until Ollama's status line
+        self.failure: ProxyError | None = None  # set when a stream broke after its first byte
+        self._chunks = _raw_chunks(response)
+
+    @property
+    def status_code(self) -> int:
+        """Ollama's HTTP status."""
+        return self.response.status_code
+
+    @property
+    def is_sse(self) -> bool:
+        """True when Ollama answered with Server-Sent Events (the /v1 streams)."""
+        return self.response.headers.get("content-type", "").startswith("text/event-stream")
+
+    async def _next(self) -> bytes | None:
+        try:
+            async with asyncio.timeout(self.idle_timeout):
+                return await anext(self._chunks)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise GatewayTimeout(f"Ollama went silent for {self.idle_timeout:g} s mid-response") from None
+        except httpx.TransportError as exc:
+            raise BadGateway(f"Ollama dropped the connection mid-response ({type(exc).__name__})") from None
+
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body (or its first ``limit`` bytes); :class:`ProxyError` if it breaks."""
+        parts: list[bytes] = []
+        size = 0
+        while (chunk := await self._next()) is not None:
+            parts.append(chunk)
+            size += len(chunk)
+            if limit is not None and size >= limit:
+                break
+        body = b"".join(parts)
+        return body if limit is None else body[:limit]
+
+    async def refusal(self) -> tuple[ProxyError | None, bytes]:
+        """For a non-2xx answer: the error to send instead (None: pass the 4xx through) and the body."""
+        body = await self.read(ERROR_BODY_LIMIT)
+        status = self.status_code
+        detail = error_message(body)
+        if status == 503:
+            retry_after = self.response.headers.get("retry-after", "")
+            seconds = int(retry_after) if retry_after.isdigit() else DEFAULT_RETRY_AFTER
+            return Unavailable(f"Ollama is busy: {detail}" if detail else "Ollama is busy", seconds), body
+        if status >= 500:
+            suffix = f": {detail}" if detail else ""
+            return BadGateway(f"Ollama failed (HTTP {status}){suffix}"), body
+        if status >= 400:
+            return None, body
+        # 1xx/3xx have no meaning for an Ollama API call.
+        return BadGateway(f"Ollama answered with an unexpected HTTP {status}"), body
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """Raw chunks as they come; a failure ends with an in-band error, never a fake done."""
+        tail = b""
+        while True:
+            try:
+                chunk = await self._next()
+            except ProxyError as exc:
+                self.failure = exc
+                yield inband_error(exc.message, sse=self.is_sse, tail=tail)
+                return
+            if chunk is None:
+                return
+            if chunk:
+                tail = (tail + chunk)[-2:]
+                yield chunk
+
+    async def aclose(self) -> None:
+        """Close the upstream response; an unfinished one closes its connection."""
+        try:
+            await self._chunks.aclose()
+        finally:
+            await self.response.aclose()
