@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from admin_app import accounts
 from admin_app.services import ServiceError
@@ -15,6 +16,7 @@ def _upgrade() -> None:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db() -> None:
     """Create or migrate the database schema (never drops anything)."""
     _upgrade()
@@ -30,6 +32,7 @@ def init_db() -> None:
     confirmation_prompt=True,
     help="The password (asked for, twice, when left out).",
 )
+@with_appcontext
 def create_admin(username: str, password: str) -> None:
     """Create an administrator, or promote an existing user and reset their password."""
     _upgrade()
