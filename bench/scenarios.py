@@ -133,7 +133,7 @@ def s2_throughput(stack: Stack, sizes: Sizes) -> list[Row]:
     return [
         Row(
             "S2",
-            f"throughput, req/s (c={sizes.s2_connections})",
+            f"req/s, {sizes.s2_connections} keep-alive connections",
             d.rps,
             g.rps,
             "≥ 0.25× direct",
