@@ -196,7 +196,8 @@ def register(token: object, username: object, password: object) -> User:
     if claimed.rowcount != 1:
         db.session.rollback()
         raise ServiceError(_token_problem(token_hash), "token")
-    user = User(username=name, password_hash=password_hash, created_at=now)
+    # The new account is signed in straight away.
+    user = User(username=name, password_hash=password_hash, created_at=now, last_login_at=now)
     db.session.add(user)
     try:
         db.session.flush()

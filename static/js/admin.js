@@ -44,3 +44,10 @@ document.addEventListener("focusin", (event) => {
     event.target.select();
   }
 });
+
+// A page that reveals a one-time secret answers a POST. Re-point its history
+// entry at the plain list, so that reloading shows the list (without the
+// secret) instead of re-posting the form and creating another one.
+if (document.querySelector("[data-secret-once]")) {
+  window.history.replaceState(null, "", window.location.href);
+}
