@@ -67,12 +67,17 @@ def find_user(username: str) -> User | None:
 # -- login and lockout -------------------------------------------------------
 
 
+def _account_key(username: str) -> str:
+    """What a failure is counted under: a hash, since people type passwords into the name field."""
+    return hash_secret(username.strip().lower())
+
+
 def lockout_seconds(username: str, ip: str, now: datetime | None = None) -> int:
     """Seconds until this account and address may try again (0 when not locked)."""
     now = now or utcnow()
     since = now - LOCKOUT_WINDOW
     waits = [0]
-    for column, value in ((LoginFailure.username, username.strip().lower()), (LoginFailure.ip, ip)):
+    for column, value in ((LoginFailure.username, _account_key(username)), (LoginFailure.ip, ip)):
         times = db.session.scalars(
             sa.select(LoginFailure.at)
             .where(column == value, LoginFailure.at > since)
@@ -89,7 +94,7 @@ def record_failure(username: str, ip: str) -> None:
     """Count one failed login (and forget those too old to matter)."""
     now = utcnow()
     db.session.execute(sa.delete(LoginFailure).where(LoginFailure.at <= now - LOCKOUT_WINDOW))
-    db.session.add(LoginFailure(username=username.strip().lower()[:100], ip=ip[:64], at=now))
+    db.session.add(LoginFailure(username=_account_key(username), ip=ip[:64], at=now))
     db.session.commit()
 
 
@@ -126,6 +131,7 @@ def issue_access_token(user: User, ttl_seconds: int) -> str:
     """A bearer token for ``user``, stored hashed, tied to its session version."""
     secret = new_secret(ACCESS_TOKEN_PREFIX)
     now = utcnow()
+    db.session.execute(sa.delete(AccessToken).where(AccessToken.expires_at <= now))  # keep the table small
     db.session.add(
         AccessToken(
             token_hash=hash_secret(secret),

@@ -33,3 +33,8 @@ def test_the_database_file_holds_no_secret_in_plaintext(app, admin_client):
         assert secret.encode() not in stored, secret[:4]
     for secret in (key, token, access):
         assert secret[12:].encode() not in stored  # not even the part past the displayed prefix
+
+
+def test_a_password_typed_into_the_username_field_is_not_stored(app, client):
+    client.post("/auth/login", data={"username": "my-secret-password", "password": "oops"})
+    assert b"my-secret-password" not in _database_bytes(app)

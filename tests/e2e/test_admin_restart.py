@@ -64,5 +64,8 @@ def test_keys_tokens_whitelist_users_and_sessions_survive_a_restart(tmp_path):
                 assert _sign_in(browser, username, password).headers["location"] == home
     finally:
         restarted.stop()
+    logs = server.output() + restarted.output()
+    for secret in (key["key"], token, bearer["Authorization"][7:], "erin-password-1", ADMIN_PASSWORD):
+        assert secret not in logs
     assert "created the admin account" in server.output()
     assert "created the admin account" not in restarted.output()  # not again on the second start
