@@ -1,6 +1,6 @@
 """Run the benchmark: each scenario straight against the simulator, then through the gateway; print one table.
 
-    .venv/bin/python bench/run.py [--quick] [--only S1,S3] [--output PATH]
+    .venv/bin/python bench/run.py [--quick] [--only S1,S3] [--output PATH] [--profile DIR]
 
 Exit status: 0 every budget met, 1 a budget missed, 2 the harness itself failed.
 """
@@ -8,6 +8,7 @@ Exit status: 0 every budget met, 1 a budget missed, 2 the harness itself failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shutil
@@ -23,6 +24,7 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.procs import raise_nofile  # noqa: E402
+from bench.profile import Profile  # noqa: E402
 from bench.queue_e2e import Q1_E2E  # noqa: E402
 from bench.queue_inprocess import queue_inprocess_rows  # noqa: E402
 from bench.report import Row, failures, table  # noqa: E402
@@ -35,7 +37,9 @@ ALL = (*SCENARIOS, Q1_E2E)
 OPEN_FILES = 65536  # S5 and Q1 hold thousands of sockets in the client and in the gateway
 
 
-def run_scenario(scenario: Scenario, sizes: Sizes, workdir: Path) -> list[Row]:
+def run_scenario(
+    scenario: Scenario, sizes: Sizes, workdir: Path, profile_dir: Path | None = None
+) -> list[Row]:
     """Start a fresh simulator and gateway, run one scenario on both, stop them."""
     simulator = start_simulator(workdir, scenario.sim(sizes))
     try:
@@ -51,7 +55,8 @@ def run_scenario(scenario: Scenario, sizes: Sizes, workdir: Path) -> list[Row]:
                 keys=setup.keys,
                 admin_token=setup.admin_token,
             )
-            rows = scenario.run(stack, sizes)
+            with Profile(gateway.pid, profile_dir, scenario.id) if profile_dir else contextlib.nullcontext():
+                rows = scenario.run(stack, sizes)
             for service in (simulator, gateway):
                 if not service.alive():
                     rows.append(
@@ -83,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a measurement")
     parser.add_argument("--only", default="", help="comma list of scenario ids, e.g. S1,S3,Q1")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"Markdown file (default {RESULTS})")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="sample the gateway with py-spy into DIR (see profile.py)"
+    )
     args = parser.parse_args(argv)
     known = {s.id for s in ALL}
     args.only = [s.strip().upper() for s in args.only.split(",") if s.strip()]
@@ -106,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in selected:
             print(f"· {scenario.id}: {scenario.title}", flush=True)
             try:
-                rows += run_scenario(scenario, sizes, workdir)
+                rows += run_scenario(scenario, sizes, workdir, args.profile)
             except Exception as exc:  # one broken scenario must not hide the others' figures
                 broken = True
                 traceback.print_exc(file=sys.stderr)
@@ -128,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(f"written to {args.output}", flush=True)
+    if args.profile:
+        print(f"gateway profiles (py-spy) in {args.profile}: <id>.folded, <id>-top.txt", flush=True)
     if broken:
         return 2
     return 1 if failures(rows) else 0

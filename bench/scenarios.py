@@ -75,13 +75,15 @@ def _warm_up(target: Target, body: dict) -> None:
 def s1_latency(stack: Stack, sizes: Sizes) -> list[Row]:
     """S1: one client, small non-streaming chats; what the gateway adds to the median."""
     body = chat_body(SMALL_REPLY_TOKENS, stream=False)
-    wrk, h2 = {}, {}
+    wrk, h2, cpu = {}, {}, {}
     for target in stack.targets:
         check_target(target, body)
         _warm_up(target, body)
+        before = cpu_seconds(target.pid)
         wrk[target.name] = run_wrk(
             target.url(CHAT), body, target.headers, connections=1, threads=1, seconds=sizes.s1_seconds
         )
+        cpu[target.name] = (cpu_seconds(target.pid) - before) * 1e6 / max(1, wrk[target.name].requests)
         h2[target.name] = run_h2load(
             target.url(CHAT), body, target.headers, requests=sizes.s1_requests, period_ms=H2LOAD_PERIOD_MS
         )
@@ -108,6 +110,7 @@ def s1_latency(stack: Stack, sizes: Sizes) -> list[Row]:
             "0",
             g.errors + h2["gateway"].failed == 0,
         ),
+        _cpu_row("S1", cpu, "request"),
     ]
 
 
@@ -141,13 +144,23 @@ def s2_throughput(stack: Stack, sizes: Sizes) -> list[Row]:
         ),
         Row("S2", "errors", d.errors, g.errors, "0", g.errors == 0),
         Row("S2", "p99 latency, ms", d.p99_ms, g.p99_ms),
-        Row("S2", "server CPU per request, µs (own process)", cpu["direct"], cpu["gateway"]),
+        _cpu_row("S2", cpu, "request"),
     ]
 
 
-def _streams(target: Target, body: dict, count: int, timeout: float) -> list[streams.StreamResult]:
+def _streams(
+    target: Target, body: dict, count: int, timeout: float
+) -> tuple[list[streams.StreamResult], float]:
+    """``count`` concurrent streams; their results and the server's CPU µs per NDJSON line received."""
     request = streams.build_request(target.host, target.port, CHAT, body, target.headers)
-    return streams.run(streams.fetch_many(target.host, target.port, [request] * count, timeout))
+    before = cpu_seconds(target.pid)
+    results = streams.run(streams.fetch_many(target.host, target.port, [request] * count, timeout))
+    lines = sum(r.lines for r in results)
+    return results, (cpu_seconds(target.pid) - before) * 1e6 / max(1, lines)
+
+
+def _cpu_row(sid: str, cpu: dict[str, float], unit: str = "chunk") -> Row:
+    return Row(sid, f"server CPU per {unit}, µs (own process)", cpu["direct"], cpu["gateway"])
 
 
 def _complete(results: list[streams.StreamResult], tokens: int) -> int:
@@ -173,10 +186,10 @@ def s3_streams(stack: Stack, sizes: Sizes) -> list[Row]:
     n, tokens, delay = sizes.s3_streams, sizes.s3_tokens, sizes.s3_delay_ms / 1000
     ideal = tokens * delay
     body = chat_body(tokens, stream=True)
-    out = {}
+    out, cpu = {}, {}
     for target in stack.targets:
         check_target(target, chat_body(1, stream=False))
-        out[target.name] = _streams(target, body, n, ideal + STREAM_SLACK_S)
+        out[target.name], cpu[target.name] = _streams(target, body, n, ideal + STREAM_SLACK_S)
     d, g = out["direct"], out["gateway"]
     p99 = {k: _percentile([r.total for r in v if r.ok], 0.99) for k, v in out.items()}
     budget = ideal * 1.05
@@ -197,6 +210,7 @@ def s3_streams(stack: Stack, sizes: Sizes) -> list[Row]:
             _percentile([r.ttfb * 1000 for r in d if r.ttfb is not None], 0.99),
             _percentile([r.ttfb * 1000 for r in g if r.ttfb is not None], 0.99),
         ),
+        _cpu_row("S3", cpu),
     ] + _error_note("S3", g)
 
 
@@ -210,15 +224,19 @@ def s4_one_long_stream(stack: Stack, sizes: Sizes) -> list[Row]:
     tokens = sizes.s4_tokens
     body = chat_body(tokens, stream=True)
     rates: dict[str, list[float]] = {}
+    cpu: dict[str, float] = {}
     failures: dict[str, list[streams.StreamResult]] = {}
     for target in stack.targets:
         check_target(target, chat_body(1, stream=False))
+        costs = []
         for _ in range(sizes.s4_runs):
-            (result,) = _streams(target, body, 1, 120)
+            (result,), cost = _streams(target, body, 1, 120)
+            costs.append(cost)
             if result.ok and result.lines >= tokens + 1 and result.total:
                 rates.setdefault(target.name, []).append(result.lines / result.total)
             else:
                 failures.setdefault(target.name, []).append(result)
+        cpu[target.name] = statistics.median(costs)
     d = statistics.median(rates["direct"]) if rates.get("direct") else float("nan")
     g = statistics.median(rates["gateway"]) if rates.get("gateway") else float("nan")
     ok = bool(rates.get("gateway")) and not failures.get("gateway") and g >= 0.30 * d
@@ -230,7 +248,8 @@ def s4_one_long_stream(stack: Stack, sizes: Sizes) -> list[Row]:
             g,
             "≥ 0.30× direct",
             ok,
-        )
+        ),
+        _cpu_row("S4", cpu),
     ] + _error_note("S4", failures.get("gateway", []))
 
 
@@ -238,13 +257,13 @@ def s5_many_streams(stack: Stack, sizes: Sizes) -> list[Row]:
     """S5: a thousand slow concurrent streams; all complete, and the gateway stays small."""
     n, tokens, delay = sizes.s5_streams, sizes.s5_tokens, sizes.s5_delay_ms / 1000
     body = chat_body(tokens, stream=True)
-    out, peak, idle = {}, {}, {}
+    out, peak, idle, cpu = {}, {}, {}, {}
     for target in stack.targets:
         check_target(target, chat_body(1, stream=False))
         pids = process_tree(target.pid)
         idle[target.name] = rss_of(pids)
         with PeakSampler(lambda pids=pids: rss_of(pids)) as sampler:
-            out[target.name] = _streams(target, body, n, tokens * delay + STREAM_SLACK_S)
+            out[target.name], cpu[target.name] = _streams(target, body, n, tokens * delay + STREAM_SLACK_S)
         peak[target.name] = sampler.peak
     d, g = out["direct"], out["gateway"]
     done_g = _complete(g, tokens)
@@ -260,6 +279,7 @@ def s5_many_streams(stack: Stack, sizes: Sizes) -> list[Row]:
             _percentile([r.total for r in d if r.ok], 0.99),
             _percentile([r.total for r in g if r.ok], 0.99),
         ),
+        _cpu_row("S5", cpu),
     ] + _error_note("S5", g)
 
 
