@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.models import AccessToken, APIKey, User, WhitelistEntry, utcnow
 from common.network import Whitelist, WhitelistRule, normalise_network
+from common.security import hash_secret, looks_like_api_key
 from common.sessions import parse_user_reference
-from common.sources import KeyInfo, UserInfo
+from common.sources import Credentials, KeyInfo, UserInfo
 
 log = logging.getLogger("seadragon.gateway")
 
@@ -116,6 +117,41 @@ async def load_snapshot(engine: AsyncEngine) -> Snapshot:
         )
 
 
+async def _load_key(engine: AsyncEngine, key_hash: str) -> KeyInfo | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(APIKey.id, APIKey.priority, APIKey.name).where(
+                    APIKey.key_hash == key_hash, APIKey.is_active.is_(True), APIKey.revoked_at.is_(None)
+                )
+            )
+        ).first()
+    return None if row is None else KeyInfo(row.id, row.priority, row.name)
+
+
+async def _load_token(engine: AsyncEngine, token_hash: str) -> tuple[TokenRecord, UserRecord] | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(
+                    AccessToken.user_id,
+                    AccessToken.session_version,
+                    AccessToken.expires_at,
+                    User.username,
+                    User.is_admin,
+                    User.is_active,
+                    User.session_version.label("user_version"),
+                )
+                .join(User, User.id == AccessToken.user_id)
+                .where(AccessToken.token_hash == token_hash, AccessToken.expires_at > utcnow())
+            )
+        ).first()
+    if row is None:
+        return None
+    token = TokenRecord(row.user_id, row.session_version, row.expires_at)
+    return token, UserRecord(row.user_id, row.username, row.is_admin, row.is_active, row.user_version)
+
+
 class IdentityCache:
     """The live snapshot, its refresh loop, and the batched ``last_used`` writer."""
 
@@ -175,6 +211,32 @@ class IdentityCache:
             result = listener(snapshot)
             if result is not None:
                 await result
+
+    async def learn(self, credentials: Credentials) -> None:
+        """Look up a key or access token made since the last refresh (one indexed query).
+
+        Without this a script that creates a key or logs in and calls at once
+        would be refused for up to one refresh interval.
+        """
+        if self._engine is None:
+            return
+        key, token = credentials.api_key, credentials.user_token
+        try:
+            if key is not None and looks_like_api_key(key):
+                digest = hash_secret(key)
+                if digest not in self.snapshot.keys and (found := await _load_key(self._engine, digest)):
+                    self.snapshot = replace(self.snapshot, keys={**self.snapshot.keys, digest: found})
+            elif token is not None:
+                digest = hash_secret(token)
+                if digest not in self.snapshot.tokens and (pair := await _load_token(self._engine, digest)):
+                    record, user = pair
+                    self.snapshot = replace(
+                        self.snapshot,
+                        tokens={**self.snapshot.tokens, digest: record},
+                        users={**self.snapshot.users, user.id: user},
+                    )
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("cannot look up a credential: %s", exc)
 
     def touch_key(self, key_id: int) -> None:
         """Note that a key was used now; written with the next batch."""

@@ -41,6 +41,7 @@ async def admin_stats() -> dict:
     """Queue, slots, rates and waits, live; for an admin's session cookie or access token."""
     gw = gateway()
     principal = principal_of(request, gw.settings)
+    await gw.cache.learn(principal.credentials)
     user = logged_in_user(principal, gw.cache.snapshot)
     if user is None:
         raise ProxyError(401, "admin login required (session cookie or Bearer access token)")

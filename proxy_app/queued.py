@@ -241,7 +241,16 @@ async def serve_queued(
     if stream and (sse or gw.settings.early_headers) and not await flight.granted_soon():
         return early_stream(flight, sse=sse)
 
-    await flight.wait_for_slot()
+    try:
+        await flight.wait_for_slot()
+        return await _answer(flight, stream)
+    except ProxyError:
+        await flight.close()  # free the slot before the error goes out
+        raise
+
+
+async def _answer(flight: Flight, stream: bool) -> Response:
+    """Ollama's answer with the gateway's headers: streamed, whole, or its 4xx as it was."""
     exchange = await flight.open()
     headers = [*returned_headers(exchange.response.headers), ("X-Seadragon-Queue-Wait", str(flight.wait_ms))]
     if not 200 <= exchange.status_code < 300:

@@ -54,6 +54,7 @@ async def api(rest: str) -> Response:
     gw = gateway()
     route = resolve(request.method, request.path)
     principal = principal_of(request, gw.settings)
+    await gw.cache.learn(principal.credentials)
     identity = identify(principal, gw.cache.snapshot, gw.settings)
     g.source = identity.source.value
     if identity.api_key_id is not None:

@@ -1,0 +1,96 @@
+"""Fixtures for the gateway tests: a shared simulator, accounts, and gateways served for real."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import httpx
+import pytest
+
+from proxy_app import create_app
+from tests.proxy.fake_ollama import FakeOllama
+from tests.proxy.support import Accounts, AdminApp, GatewayServer
+
+
+@pytest.fixture(scope="session")
+def sim_server():
+    """One Ollama simulator for the whole session."""
+    from simulator import SimulatorConfig, serve_in_thread
+
+    # Few tokens and no pacing keep the suite fast; tests that need pacing ask per request (X-Sim-Delay).
+    handle = serve_in_thread(SimulatorConfig(tokens=5, token_delay=0.0))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def sim(sim_server):
+    """The shared simulator with an empty record and its start-up configuration."""
+    sim_server.reset()
+    return sim_server
+
+
+@pytest.fixture
+def gw_settings(settings_factory, sim):
+    """Settings factory for a gateway in front of the simulator (one slot, loopback a trusted proxy)."""
+
+    def make(**overrides):
+        values = {"OLLAMA_URLS": f"{sim.url}=1", "TRUSTED_PROXIES": "127.0.0.1", **overrides}
+        return settings_factory(**values)
+
+    return make
+
+
+@pytest.fixture
+def fake_ollama() -> FakeOllama:
+    """An in-memory Ollama that records what reaches it."""
+    return FakeOllama()
+
+
+@pytest.fixture
+async def make_gateway(fake_ollama) -> AsyncIterator[Callable]:
+    """Start a gateway on the in-memory Ollama (lifespan included); returns its Quart test client."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(settings, test_config: dict | None = None, transport=None):
+            transport = transport or httpx.MockTransport(fake_ollama)
+            app = create_app(test_config, settings=settings, transport=transport)
+            test_app = await stack.enter_async_context(app.test_app())
+            return test_app.test_client()
+
+        yield make
+
+
+@pytest.fixture
+def accounts(settings_factory) -> Iterator[Callable[..., Accounts]]:
+    """Accounts on a settings object's database."""
+    made: list[Accounts] = []
+
+    def make(settings) -> Accounts:
+        made.append(Accounts(settings))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., GatewayServer]]:
+    """Start a real gateway for a settings object; stopped after the test."""
+    servers: list[GatewayServer] = []
+
+    def start(settings, test_config: dict | None = None) -> GatewayServer:
+        servers.append(GatewayServer(settings, test_config).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def admin_app() -> Callable[..., AdminApp]:
+    """The real admin app on a settings object's database."""
+    return AdminApp
