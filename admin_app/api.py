@@ -28,7 +28,8 @@ class APIError(Exception):
 @bp.errorhandler(APIError)
 def api_error(exc: APIError):
     """JSON for every refusal raised by this blueprint."""
-    return {"error": exc.message}, exc.status
+    headers = {"WWW-Authenticate": 'Bearer realm="seadragon-admin"'} if exc.status == 401 else {}
+    return {"error": exc.message}, exc.status, headers
 
 
 @bp.errorhandler(services.ServiceError)

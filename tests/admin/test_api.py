@@ -29,6 +29,7 @@ def api(client, alice):
 def test_it_refuses_a_bad_authorization_header_with_401(client, alice, header):
     response = client.get("/api/admin/apikeys", headers={"Authorization": header})
     assert response.status_code == 401 and "error" in response.get_json()
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_a_bad_bearer_token_does_not_fall_back_to_the_session(admin_client):
