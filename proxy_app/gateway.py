@@ -22,6 +22,7 @@ from common.sources import ClassificationError
 from proxy_app.backends import BackendPool, BackendState
 from proxy_app.classify import Principal, identify
 from proxy_app.identity_cache import REFRESH_INTERVAL, IdentityCache, Snapshot
+from proxy_app.metrics import Metrics
 from proxy_app.scheduler import LocalScheduler, Revoked, Scheduler
 from proxy_app.stats import LiveStats, RequestLogWriter, RequestRecord
 from proxy_app.upstream import Upstream, make_client
@@ -57,6 +58,8 @@ class Gateway:
         self.pool: BackendPool | None = None
         self.scheduler: Scheduler | None = None
         self.upstream: Upstream | None = None
+        self.metrics: Metrics | None = None
+        self.redis: Any = None
         self._sampler: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -65,21 +68,35 @@ class Gateway:
         self.writer = RequestLogWriter(make_async_sessionmaker(self.engine))
         self.client = make_client(self.settings, self.transport)
         self.pool = BackendPool(self.settings.backends, self.client, interval=self.health_interval)
-        self.scheduler = LocalScheduler(self.settings, self.pool)
+        self.scheduler = self._make_scheduler(self.pool)
         self.upstream = Upstream(self.client, self.settings, self._connect_failed)
+        self.metrics = Metrics(self.stats_snapshot, self.writer, self.upstream.open_connections)
         await self.scheduler.start()
         await self.cache.start(self.engine)
         self.cache.on_refresh(self._recheck_waiting)
         await self.writer.start()
         self._sampler = asyncio.create_task(self._sample_every_second())
 
+    def _make_scheduler(self, pool: BackendPool) -> Scheduler:
+        if not self.settings.redis_url:
+            return LocalScheduler(self.settings, pool)
+        # Scale-out: every instance shares one queue and one set of slots.
+        from redis.asyncio import Redis
+
+        from proxy_app.scheduler_redis import RedisScheduler
+
+        self.redis = Redis.from_url(self.settings.redis_url)
+        return RedisScheduler(self.settings, pool, self.redis)
+
     async def close(self) -> None:
-        """Fail the waiting, stop the loops, flush the log and usage, close the client."""
+        """Fail the waiting, stop the loops, flush the log and usage, close the clients."""
         if self._sampler is not None:
             self._sampler.cancel()
             await asyncio.gather(self._sampler, return_exceptions=True)
         if self.scheduler is not None:
             await self.scheduler.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         if self.writer is not None:
             await self.writer.close()
         await self.cache.close()
@@ -92,6 +109,8 @@ class Gateway:
         """A request ended: one request-log row, and (for generations) the live numbers."""
         if self.writer is not None:
             self.writer.record(record)
+        if self.metrics is not None:
+            self.metrics.observe(record)
         if live:
             self.live.observe(record)
 

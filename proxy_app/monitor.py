@@ -1,12 +1,13 @@
-"""Liveness (``/health``) and the live numbers for admins (``/api/admin/stats``)."""
+"""Liveness (``/health``) and the live numbers for admins (``/api/admin/stats``, ``/metrics``)."""
 
 from __future__ import annotations
 
-from quart import Blueprint, request
+from quart import Blueprint, Response, request
 
+from common.security import constant_time_equals
 from proxy_app.classify import logged_in_user, principal_of
 from proxy_app.errors import Forbidden, ProxyError
-from proxy_app.gateway import gateway
+from proxy_app.gateway import Gateway, gateway
 from proxy_app.upstream import redact_url
 
 bp = Blueprint("monitor", __name__)
@@ -36,10 +37,8 @@ async def health() -> dict:
     }
 
 
-@bp.get("/api/admin/stats")
-async def admin_stats() -> dict:
-    """Queue, slots, rates and waits, live; for an admin's session cookie or access token."""
-    gw = gateway()
+async def require_admin(gw: Gateway) -> None:
+    """401 unless an admin's session cookie or Bearer access token came with the request; 403 for others."""
     principal = principal_of(request, gw.settings)
     await gw.cache.learn(principal.credentials)
     user = logged_in_user(principal, gw.cache.snapshot)
@@ -47,6 +46,29 @@ async def admin_stats() -> dict:
         raise ProxyError(401, "admin login required (session cookie or Bearer access token)")
     if not user.is_admin:
         raise Forbidden("admins only")
+
+
+@bp.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus text for admins, or for ``Authorization: Bearer <METRICS_TOKEN>``."""
+    gw = gateway()
+    if not _has_scrape_token(gw.settings.metrics_token):
+        await require_admin(gw)
+    assert gw.metrics is not None
+    body, content_type = gw.metrics.render()
+    return Response(body, content_type=content_type)
+
+
+def _has_scrape_token(expected: str | None) -> bool:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return bool(expected) and scheme.lower() == "bearer" and constant_time_equals(value.strip(), expected)
+
+
+@bp.get("/api/admin/stats")
+async def admin_stats() -> dict:
+    """Queue, slots, rates and waits, live; for an admin's session cookie or access token."""
+    gw = gateway()
+    await require_admin(gw)
     snapshot = gw.stats_snapshot()
     payload = gw.live.payload(snapshot)
     payload["backends"] = [{**backend, "url": redact_url(backend["url"])} for backend in payload["backends"]]

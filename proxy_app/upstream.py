@@ -156,6 +156,14 @@ class Upstream:
         self.client = client
         self.settings = settings
         self.on_connect_error = on_connect_error
+        self._open = 0
+
+    def open_connections(self) -> int:
+        """Responses from Ollama being relayed right now (for /metrics)."""
+        return self._open
+
+    def _closed(self) -> None:
+        self._open -= 1
 
     async def open(
         self,
@@ -182,14 +190,22 @@ class Upstream:
             raise BadGateway("cannot connect to Ollama") from None
         except httpx.TransportError as exc:
             raise BadGateway(f"Ollama failed before answering ({type(exc).__name__})") from None
-        return Exchange(response, self.settings.idle_timeout, time.monotonic() - started)
+        self._open += 1
+        return Exchange(response, self.settings.idle_timeout, time.monotonic() - started, self._closed)
 
 
 class Exchange:
     """One upstream response being relayed; always :meth:`aclose` it."""
 
-    def __init__(self, response: httpx.Response, idle_timeout: float, first_byte: float) -> None:
+    def __init__(
+        self,
+        response: httpx.Response,
+        idle_timeout: float,
+        first_byte: float,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.response = response
+        self._on_close = on_close
         self.idle_timeout = idle_timeout
         self.first_byte = first_byte  # seconds until Ollama's status line
         self.failure: ProxyError | None = None  # set when a stream broke after its first byte
@@ -262,8 +278,11 @@ class Exchange:
                 yield chunk
 
     async def aclose(self) -> None:
-        """Close the upstream response; an unfinished one closes its connection."""
+        """Close the upstream response (idempotent); an unfinished one closes its connection."""
+        on_close, self._on_close = self._on_close, None
         try:
             await self._chunks.aclose()
         finally:
+            if on_close is not None:
+                on_close()
             await self.response.aclose()

@@ -19,7 +19,7 @@ import uvicorn
 from admin_app import create_app as create_admin_app
 from common.bootstrap import create_user
 from common.db import make_sessionmaker, make_sync_engine
-from common.models import APIKey, User, WhitelistEntry, utcnow
+from common.models import APIKey, RequestLog, User, WhitelistEntry, utcnow
 from common.network import network_text, normalise_network
 from common.security import display_prefix, hash_secret, new_api_key
 from common.sessions import SESSION_COOKIE_NAME
@@ -206,6 +206,16 @@ class GatewayServer:
                 self.server.force_exit = True
                 self.thread.join(5)
         self.sock.close()
+
+
+def log_rows(settings: Settings) -> list:
+    """Every request-log row, oldest first."""
+    engine = make_sync_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.select(RequestLog).order_by(RequestLog.id)))
+    finally:
+        engine.dispose()
 
 
 def cookie_header(cookie: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.proxy.support import QUESTION, chat_body, cookie_header, ndjson, sse_events, wait_until
+from tests.proxy.support import QUESTION, chat_body, cookie_header, log_rows, ndjson, sse_events, wait_until
 
 DIRECT = {"X-Forwarded-For": "10.0.0.5"}  # whitelisted
 OUTSIDE = {"X-Forwarded-For": "10.9.9.9"}  # not whitelisted
@@ -121,6 +121,9 @@ def test_a_client_that_leaves_while_queued_is_never_sent_upstream(queue_world, p
     after = post(server, {**DIRECT, "X-Who": "next"})
     assert after.status_code == 200
     assert [e["headers"].get("x-who") for e in sim.entries("/api/chat")] == ["blocker", "next"]
+    server.stop()
+    rows = sorted((row.status, row.stage or "") for row in log_rows(server.settings))
+    assert rows == [(200, ""), (200, ""), (499, "queued")]
 
 
 def test_a_client_that_leaves_mid_stream_frees_the_slot_and_closes_upstream(queue_world, sim):
@@ -136,6 +139,8 @@ def test_a_client_that_leaves_mid_stream_frees_the_slot_and_closes_upstream(queu
     server.wait_for(lambda s: s["active_requests"] == 0, timeout=1.0)
     assert time.monotonic() - left < 1.0
     assert post(server, DIRECT).status_code == 200
+    server.stop()
+    assert [(row.status, row.stage) for row in log_rows(server.settings)] == [(499, "streaming"), (200, None)]
 
 
 def test_a_waiting_sse_stream_hears_its_queue_position(queue_world, pool, sim):
