@@ -138,16 +138,33 @@ def hwm_mib(pid: int) -> float:
     return sum(_status_kib(p, "VmHWM") for p in process_tree(pid)) / 1024
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by ``pid`` and its descendants."""
-    total = 0
-    for p in process_tree(pid):
+def _stat_cpu(path: str) -> tuple[str, float]:
+    stat = Path(path).read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of stat(5); the name is between the parentheses.
+    return stat[stat.index("(") + 1 : stat.rindex(")")], (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of each thread of ``pid``, with the thread's name."""
+    threads = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            threads[int(tid)] = _stat_cpu(f"/proc/{pid}/task/{tid}/stat")
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / CLOCK_TICKS
+    return threads
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by ``pid`` and its descendants."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            total += _stat_cpu(f"/proc/{p}/stat")[1]
+        except OSError:
+            continue
+    return total
 
 
 class PeakSampler:

@@ -15,6 +15,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from bench.procs import thread_cpu
+
 SAMPLE_RATE = 200  # per second; --nonblocking keeps the gateway running while it is sampled
 TOP = 25
 
@@ -33,12 +35,14 @@ class Profile:
         self.folded = directory / f"{name}.folded"
         self.summary = directory / f"{name}-top.txt"
         self.process: subprocess.Popen | None = None
+        self.threads_before: dict[int, tuple[str, float]] = {}
 
     def __enter__(self) -> Profile:
         executable = py_spy()
         if executable is None:
             raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
         self.folded.parent.mkdir(parents=True, exist_ok=True)
+        self.threads_before = thread_cpu(self.pid)
         self.process = subprocess.Popen(
             [executable, "record", "--pid", str(self.pid), "--rate", str(SAMPLE_RATE), "--nonblocking"]
             + ["--format", "raw", "--output", str(self.folded)],
@@ -49,6 +53,7 @@ class Profile:
 
     def __exit__(self, *exc: object) -> None:
         assert self.process is not None
+        threads = _thread_lines(self.threads_before, thread_cpu(self.pid))
         self.process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
         try:
             self.process.wait(30)
@@ -56,7 +61,18 @@ class Profile:
             self.process.kill()
             self.process.wait(10)
         if self.folded.exists():
-            self.summary.write_text(summarise(self.folded))
+            self.summary.write_text(threads + summarise(self.folded))
+
+
+def _thread_lines(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> str:
+    # Measured CPU per thread: a check on the samples, whose idle detection can count
+    # a thread that waits (e.g. aiosqlite's worker in queue.get) as busy.
+    used = sorted(
+        ((cpu - before.get(tid, (name, 0.0))[1], tid, name) for tid, (name, cpu) in after.items()),
+        reverse=True,
+    )
+    lines = [f"{seconds:8.2f} s  thread {tid} ({name})" for seconds, tid, name in used if seconds > 0]
+    return "CPU by thread during the scenario (/proc/<pid>/task):\n" + "\n".join(lines or ["none"]) + "\n\n"
 
 
 def summarise(folded: Path, top: int = TOP) -> str:
