@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -85,14 +86,12 @@ class GatewaySetup:
     port: int
     keys: dict[int, str]  # priority -> API key
     admin_token: str
-    metrics_token: str
 
 
-def prepare_gateway(workdir: Path, backend_url: str, slots: int, priorities: list[int]) -> GatewaySetup:
+def prepare_gateway(workdir: Path, backend_url: str, slots: int, priorities: Sequence[int]) -> GatewaySetup:
     """Migrate a fresh SQLite database and create one API key per priority and an admin access token."""
     port = free_port()
     instance = workdir / f"gateway-{port}"
-    metrics_token = secrets.token_urlsafe(24)
     env = {
         "SEADRAGON_INSTANCE_DIR": str(instance),
         "SEADRAGON_DATABASE_URL": f"sqlite:///{instance / 'seadragon.db'}",
@@ -101,7 +100,6 @@ def prepare_gateway(workdir: Path, backend_url: str, slots: int, priorities: lis
         "SEADRAGON_OLLAMA_URLS": f"{backend_url}={slots}",
         "SEADRAGON_MAX_QUEUE": str(MAX_QUEUE),
         "SEADRAGON_QUEUE_TIMEOUT": "3600",
-        "SEADRAGON_METRICS_TOKEN": metrics_token,
         "SEADRAGON_HOST": HOST,
         "SEADRAGON_PORT": str(port),
     }
@@ -135,7 +133,7 @@ def prepare_gateway(workdir: Path, backend_url: str, slots: int, priorities: lis
             session.commit()
     finally:
         engine.dispose()
-    return GatewaySetup(env=env, port=port, keys=keys, admin_token=admin_token, metrics_token=metrics_token)
+    return GatewaySetup(env=env, port=port, keys=keys, admin_token=admin_token)
 
 
 def start_gateway(workdir: Path, setup: GatewaySetup) -> Service:
