@@ -8,19 +8,23 @@ from flask_login import current_user
 from admin_app import services
 from admin_app.forms import ActionForm, APIKeyForm, apply_error
 from admin_app.identity import admin_blueprint
+from admin_app.requests_log import usage_summary
 
 bp = admin_blueprint("apikeys", __name__, "/admin/apikeys")
 
 
 def _page(form: APIKeyForm, status: int = 200, created=None):
     keys = services.list_api_keys()
-    page = render_template("apikeys/index.html", form=form, keys=keys, action=ActionForm(), created=created)
+    usage = usage_summary("key")
+    page = render_template(
+        "apikeys/index.html", form=form, keys=keys, action=ActionForm(), created=created, usage=usage
+    )
     return page, status
 
 
 @bp.get("/")
 def index():
-    """List keys (prefix, priority, created, last used, active), with the form to create one."""
+    """List keys (prefix, priority, created, last used, active, usage), with the form to create one."""
     return _page(APIKeyForm())
 
 

@@ -8,6 +8,7 @@ from flask_login import current_user
 from admin_app import accounts
 from admin_app.forms import ActionForm
 from admin_app.identity import admin_blueprint
+from admin_app.requests_log import usage_summary
 from admin_app.services import ServiceError
 
 bp = admin_blueprint("users", __name__, "/admin/users")
@@ -22,8 +23,9 @@ ACTIONS = {
 
 @bp.get("/")
 def index():
-    """List every account with its role, state and last sign-in."""
-    return render_template("users/index.html", users=accounts.list_users(), action=ActionForm())
+    """List every account with its role, state, last sign-in and usage over 24 hours and 7 days."""
+    users = accounts.list_users()
+    return render_template("users/index.html", users=users, action=ActionForm(), usage=usage_summary("user"))
 
 
 @bp.post("/<int:user_id>/<any(disable, enable, promote, demote):verb>")

@@ -11,7 +11,8 @@ ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 # Paths served by the admin (Flask) app. /api/admin/stats stays with the
 # gateway: the live queue lives in the gateway's process.
 ADMIN_PREFIXES = ("/auth/", "/admin/", "/api/admin/", "/static/")
-ADMIN_EXACT = ("/auth", "/admin", "/api/admin")
+# The API documentation is generated from the admin app's url_map and the gateway's route table.
+ADMIN_EXACT = ("/auth", "/admin", "/api/admin", "/docs", "/openapi.json")
 GATEWAY_EXCEPTIONS = ("/api/admin/stats",)
 
 

@@ -147,6 +147,19 @@ def request_page(
     return RequestPage(list(rows), total, page, per_page)
 
 
+def iter_requests(
+    session: Session, *, filters: RequestFilters | None = None, chunk: int = 1000
+) -> Iterator[RequestLog]:
+    """Every matching row, newest first, fetched ``chunk`` at a time (for exports of any size)."""
+    query = (
+        sa.select(RequestLog)
+        .where(*_conditions(filters or RequestFilters()))
+        .order_by(RequestLog.created_at.desc(), RequestLog.id.desc())
+        .execution_options(yield_per=chunk)
+    )
+    yield from session.scalars(query)
+
+
 def safe_cell(value: object) -> str:
     """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
     if value is None:

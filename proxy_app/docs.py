@@ -1,139 +1,281 @@
-"""API documentation: ``/openapi.json`` built from the route table, and ``/docs`` rendering it."""
+"""The gateway's half of ``/openapi.json``, generated from its route table and its blueprints.
+
+Paths under ``/api/`` and ``/v1/`` come from :data:`proxy_app.routes.TABLE` and from probing
+:func:`proxy_app.routes.resolve` (blobs, one model), so a route added there is documented at
+once; the other gateway routes (``/``, ``/health``, ``/metrics``, ``/api/admin/stats``) are read
+from the blueprints' URL rules, with their view docstrings as summaries. The admin app serves
+the whole document (see ``admin_app/docs.py``).
+"""
 
 from __future__ import annotations
 
-from html import escape
+import re
+from typing import Any
 
-from quart import Blueprint, Response, current_app
+from quart import Quart
 
-from proxy_app.routes import TABLE, Lane
+from proxy_app import monitor, views
+from proxy_app.routes import ALIAS_PREFIX, TABLE, Lane, MethodNotAllowed, Route, resolve
 
-bp = Blueprint("docs", __name__)
-
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+# Path templates the table matches by pattern, each with a concrete path that resolve() accepts.
+PATTERNS = {
+    "/api/blobs/{digest}": "/api/blobs/sha256:" + "0" * 64,
+    "/v1/models/{id}": "/v1/models/llama3.2:latest",
+}
 SUMMARIES = {
-    "/api/generate": 'Generate a completion (Ollama). Streams NDJSON unless "stream": false.',
-    "/api/chat": 'Chat (Ollama). Streams NDJSON unless "stream": false.',
-    "/api/embed": "Embeddings for one or more inputs (Ollama).",
-    "/api/embeddings": "Embedding of one prompt (Ollama, legacy).",
-    "/v1/chat/completions": 'Chat completion (OpenAI). SSE with "stream": true, ending data: [DONE].',
-    "/v1/completions": 'Text completion (OpenAI). SSE with "stream": true.',
-    "/v1/embeddings": "Embeddings (OpenAI).",
-    "/api/tags": "Models installed on every healthy backend, merged.",
-    "/api/ps": "Models loaded right now on every healthy backend, merged.",
-    "/api/version": "Ollama's version.",
-    "/api/show": "Details of one model.",
-    "/v1/models": "Models (OpenAI list shape), merged over the healthy backends.",
-    "/api/pull": "Download a model (admins and whitelisted IPs).",
-    "/api/push": "Upload a model to a registry (admins and whitelisted IPs).",
-    "/api/create": "Create a model (admins and whitelisted IPs).",
-    "/api/copy": "Copy a model (admins and whitelisted IPs).",
-    "/api/delete": "Delete a model (admins and whitelisted IPs).",
+    "/api/generate": "Generate a completion",
+    "/api/chat": "Chat with a model",
+    "/api/embed": "Embed text",
+    "/api/embeddings": "Embed text (older request shape)",
+    "/v1/chat/completions": "Chat completion",
+    "/v1/completions": "Text completion",
+    "/v1/embeddings": "Embeddings",
+    "/api/tags": "Models available on the healthy backends",
+    "/api/ps": "Models loaded in memory",
+    "/api/version": "Ollama's version",
+    "/api/show": "One model's details",
+    "/v1/models": "Models available on the healthy backends",
+    "/v1/models/{id}": "One model",
+    "/api/pull": "Pull a model",
+    "/api/push": "Push a model",
+    "/api/create": "Create a model",
+    "/api/copy": "Copy a model",
+    "/api/delete": "Delete a model",
+    "/api/blobs/{digest}": "Check for or upload a model blob",
 }
-WHO = {
-    Lane.QUEUED: "any identity; waits in the priority queue for a slot",
-    Lane.FAST: "any identity; never queued",
-    Lane.MANAGE: "admin user or whitelisted IP; others 403; never queued",
+LANES = {
+    Lane.QUEUED: "**Queued**: waits for a backend slot in priority order (lower first, aging with time); "
+    "a full queue, a timeout or no healthy backend answers 503 with `Retry-After`.",
+    Lane.FAST: "**Fast lane**: answered at once, never behind a generation.",
+    Lane.MANAGE: "**Model management**: admin users and whitelisted IPs only; anyone else gets 403.",
 }
-EXTRA_PATHS = {
-    "/": ("get", 'Who answers here: {"message": "Seadragon LLM Server"}.', "anyone"),
-    "/health": ("get", "Liveness and each backend's state (no secrets).", "anyone"),
-    "/v1/models/{id}": ("get", "One model (OpenAI shape).", WHO[Lane.FAST]),
-    "/api/blobs/{digest}": (
-        "post",
-        "Upload a model file by digest (HEAD checks it exists).",
-        WHO[Lane.MANAGE],
-    ),
-    "/api/ollama/{endpoint}": ("post", "Alias of /api/{endpoint}, same rules.", "as /api/{endpoint}"),
-    "/api/admin/stats": ("get", "Live queue, slots, rates and waits.", "admin session or admin access token"),
-    "/metrics": ("get", "Prometheus metrics.", "admin, or Bearer METRICS_TOKEN"),
+# Whoever may call the Ollama/OpenAI surface: a key, an access token, a session, or a whitelisted IP
+# (no credentials at all, hence the empty requirement).
+CALLER_SECURITY = [{"apiKey": []}, {"bearer": []}, {"session": []}, {}]
+ADMIN_SECURITY = [{"session": []}, {"bearer": []}]
+TRACE_HEADERS = {
+    "X-Request-ID": {
+        "description": "The id of this request's request-log row.",
+        "schema": {"type": "string"},
+    },
+    "X-Seadragon-Source": {
+        "description": "Who the gateway took the caller for.",
+        "schema": {"type": "string", "enum": ["direct_api", "custom_app", "web_chat"]},
+    },
 }
-STYLE = (
-    "body{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:70rem;padding:0 1rem}"
-    "table{border-collapse:collapse;width:100%}"
-    "td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left}"
-)
-ERROR = {
-    "description": "Error",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+QUEUE_WAIT_HEADER = {
+    "X-Seadragon-Queue-Wait": {
+        "description": "Milliseconds waited for a slot (absent when a native stream's headers left early).",
+        "schema": {"type": "integer"},
+    }
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "properties": {"error": {"type": "string"}},
+        "required": ["error"],
+        "description": "Every error, Ollama's shape.",
+    },
+    "PassThrough": {
+        "type": "object",
+        "additionalProperties": True,
+        "description": "Ollama's (or OpenAI's) own request or response body, passed through unchanged.",
+        "properties": {"model": {"type": "string"}, "stream": {"type": "boolean"}},
+    },
+    "Health": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "degraded"]},
+            "backends": {"type": "array", "items": {"$ref": "#/components/schemas/Backend"}},
+            "queue_length": {"type": "integer"},
+            "active_requests": {"type": "integer"},
+        },
+    },
+    "Backend": {
+        "type": "object",
+        "properties": {
+            "url": {"type": "string", "description": "Credentials in the URL are redacted."},
+            "healthy": {"type": "boolean"},
+            "slots": {"type": "integer"},
+            "in_use": {"type": "integer"},
+            "models": {"type": ["array", "null"], "items": {"type": "string"}},
+        },
+    },
+    "Stats": {
+        "type": "object",
+        "description": "Live numbers (at most 1 s old). Times in seconds; waits over 5 minutes, rates "
+        "over 60 s; `history` holds one point per 10 s for the dashboard's charts.",
+        "properties": {
+            "queue_length": {"type": "integer"},
+            "active_requests": {"type": "integer"},
+            "requests_per_minute": {"type": "integer"},
+            "average_wait_time": {"type": "number"},
+            "p95_wait_time": {"type": "number"},
+            "tokens_per_second": {"type": "number"},
+            "by_source": {"type": "object", "additionalProperties": {"type": "object"}},
+            "backends": {"type": "array", "items": {"$ref": "#/components/schemas/Backend"}},
+            "status_counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "generated_at": {"type": "string", "format": "date-time"},
+            "history": {"type": "array", "items": {"type": "object"}},
+        },
+        "required": ["queue_length", "active_requests", "requests_per_minute", "average_wait_time"],
+    },
 }
 
 
-def openapi_document() -> dict:
-    """The OpenAPI 3.1 description of the gateway's surface."""
-    paths: dict[str, dict] = {}
+def gateway_paths() -> dict[str, dict[str, Any]]:
+    """OpenAPI path items for every route the gateway (Quart) serves."""
+    paths: dict[str, dict[str, Any]] = {}
     for path, entry in TABLE.items():
-        for method in entry.methods:
-            paths.setdefault(path, {})[method.lower()] = _operation(SUMMARIES[path], WHO[entry.lane])
-    for path, (method, summary, who) in EXTRA_PATHS.items():
-        paths.setdefault(path, {})[method] = _operation(summary, who)
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Seadragon Gateway",
-            "version": "1",
-            "description": "Ollama- and OpenAI-compatible API in front of a GPU box, with a priority queue. "
-            'Bodies and streams are Ollama\'s own; errors are {"error": message}.',
-        },
-        "paths": paths,
-        "components": {
-            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "string"}}}},
-            "securitySchemes": {
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "an API key (sdk_…) or access token",
-                },
-                "session": {"type": "apiKey", "in": "cookie", "name": "seadragon_session"},
+        paths[path] = {method.lower(): _proxied(path, resolve(method, path)) for method in entry.methods}
+    for template, sample in PATTERNS.items():
+        paths[template] = {method.lower(): _proxied(template, route) for method, route in _probe(sample)}
+    alias = ALIAS_PREFIX + "{endpoint}"
+    paths[alias] = {
+        method.lower(): {
+            "tags": ["Ollama API"],
+            "summary": "Alias of /api/{endpoint}",
+            "description": f"`{ALIAS_PREFIX}X` is served exactly as `/api/X`: same lane, same rules.",
+            "operationId": f"alias_{method.lower()}",
+            "parameters": [
+                {"name": "endpoint", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "security": CALLER_SECURITY,
+            "responses": {
+                "200": {"description": "As `/api/{endpoint}`."},
+                "404": _error("Not an Ollama route."),
             },
-        },
-        "security": [{"apiKey": []}, {"bearer": []}, {"session": []}, {}],
+        }
+        for method in sorted({m for entry in TABLE.values() for m in entry.methods if m != "HEAD"})
     }
+    paths.update(_blueprint_paths())
+    return paths
 
 
-def _operation(summary: str, who: str) -> dict:
-    return {
-        "summary": summary,
-        "description": f"Who: {who}.",
-        "x-who": who,
+def _probe(sample: str) -> list[tuple[str, Route]]:
+    """The methods ``resolve`` accepts on a concrete path, with their routes."""
+    found = []
+    for method in METHODS:
+        try:
+            found.append((method, resolve(method, sample)))
+        except MethodNotAllowed:
+            continue
+    if not found:
+        raise LookupError(f"the route table no longer serves {sample}")
+    return found
+
+
+def _proxied(path: str, route: Route) -> dict[str, Any]:
+    openai = path.startswith("/v1/")
+    queued = route.lane is Lane.QUEUED
+    operation: dict[str, Any] = {
+        "tags": [
+            "Model management" if route.lane is Lane.MANAGE else "OpenAI API" if openai else "Ollama API"
+        ],
+        "summary": SUMMARIES.get(path, path),
+        "description": LANES[route.lane] + " The body is passed to Ollama unchanged.",
+        "operationId": re.sub(r"\W+", "_", f"{route.method} {path}").strip("_").lower(),
+        "security": CALLER_SECURITY,
         "responses": {
-            "200": {"description": "Ollama's answer, passed through"},
-            "401": ERROR,
-            "403": ERROR,
-            "404": ERROR,
-            "503": ERROR,
+            "200": _success(route, openai, {**TRACE_HEADERS, **(QUEUE_WAIT_HEADER if queued else {})}),
+            "400": _error("A bad body, or both key headers with different values."),
+            "401": _error("No identity, or an unknown, revoked or malformed key."),
+            "403": _error("Not allowed here (model management, or a foreign browser Origin)."),
+            "404": _error("Unknown model (Ollama's answer), or not a gateway route."),
+            "502": _error("Ollama failed or refused the connection."),
         },
     }
+    if queued:
+        operation["responses"]["503"] = _error("Queue full, waited past the timeout, or no healthy backend.")
+        operation["responses"]["504"] = _error("Ollama sent no first byte in time.")
+    for name in re.findall(r"{(\w+)}", path):
+        operation["parameters"] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        ]
+    if route.method in ("POST", "PUT", "PATCH", "DELETE") and not path.startswith("/api/blobs"):
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("PassThrough")}},
+        }
+    elif path.startswith("/api/blobs") and route.method == "POST":
+        operation["requestBody"] = {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}
+    return operation
 
 
-@bp.get("/openapi.json")
-async def openapi() -> dict:
-    """The OpenAPI document."""
-    return openapi_document()
-
-
-@bp.get("/docs")
-async def docs() -> Response:
-    """The API documentation as a page (no scripts, nothing from a CDN)."""
-    document = openapi_document()
-    rows = "".join(
-        f"<tr><td><code>{escape(method.upper())}</code></td><td><code>{escape(path)}</code></td>"
-        f"<td>{escape(operation['summary'])}</td><td>{escape(operation['x-who'])}</td></tr>"
-        for path, operations in document["paths"].items()
-        for method, operation in operations.items()
+def _success(route: Route, openai: bool, headers: dict) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": _ref("PassThrough")}}
+    if route.can_stream:
+        if openai:
+            content["text/event-stream"] = {
+                "schema": {"type": "string", "description": "SSE ending `data: [DONE]`."}
+            }
+        else:
+            content["application/x-ndjson"] = {
+                "schema": {"type": "string", "description": "One JSON object a line."}
+            }
+    text = (
+        'Ollama\'s answer; streams unless `"stream": false`.'
+        if route.streams_by_default
+        else "Ollama's answer."
     )
-    origins = ", ".join(current_app.config["SEADRAGON"].cors_origins) or "none"
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Seadragon Gateway API</title>
-<style>{STYLE}</style>
-</head><body>
-<h1>Seadragon Gateway API</h1>
-<p>Use this base URL in place of Ollama's; OpenAI clients use <code>&lt;base&gt;/v1</code>.
-Send an API key as <code>X-API-Key: sdk_…</code> or <code>Authorization: Bearer sdk_…</code>, call from a
-whitelisted IP, or be logged in (session cookie or <code>Authorization: Bearer</code> access token from
-<code>POST /auth/token</code>). Errors are <code>{{"error": "message"}}</code>. Proxied responses carry
-<code>X-Request-ID</code>, <code>X-Seadragon-Source</code> and <code>X-Seadragon-Queue-Wait</code> (ms).
-CORS origins: {escape(origins)}. Machine-readable: <a href="/openapi.json">/openapi.json</a>.</p>
-<table><thead><tr><th>method</th><th>path</th><th>what</th><th>who</th></tr></thead><tbody>{rows}</tbody></table>
-</body></html>"""
-    return Response(page, content_type="text/html; charset=utf-8")
+    if route.can_stream and not route.streams_by_default:
+        text = 'Ollama\'s answer; an SSE stream with `"stream": true`.'
+    return {"description": text, "headers": headers, "content": content}
+
+
+def _blueprint_paths() -> dict[str, dict[str, Any]]:
+    """The gateway's own routes besides the proxied surface, read from its blueprints."""
+    app = Quart(__name__)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(monitor.bp)
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("static", "gateway.api"):
+            continue  # the catch-all under /api/ and /v1/ is documented from the route table
+        view = app.view_functions[rule.endpoint]
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            paths.setdefault(path, {})[method.lower()] = _own_route(rule.endpoint, view.__doc__ or "")
+    return paths
+
+
+def _own_route(endpoint: str, doc: str) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "tags": ["Gateway"],
+        "summary": doc.strip().splitlines()[0].rstrip(".") if doc.strip() else endpoint,
+        "operationId": endpoint.replace(".", "_"),
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+        },
+    }
+    if endpoint == "monitor.health":
+        operation["responses"]["200"]["content"]["application/json"]["schema"] = _ref("Health")
+    elif endpoint == "monitor.admin_stats":
+        operation["tags"] = ["Admin API"]
+        operation["security"] = ADMIN_SECURITY
+        operation["responses"] = {
+            "200": {"description": "Live stats", "content": {"application/json": {"schema": _ref("Stats")}}},
+            "401": _error("Not signed in."),
+            "403": _error("Not an administrator."),
+        }
+    elif endpoint == "monitor.metrics":
+        operation["security"] = [*ADMIN_SECURITY, {"metricsToken": []}]
+        operation["responses"] = {
+            "200": {
+                "description": "Prometheus text exposition",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            "401": _error("No admin session, admin token or scrape token."),
+            "403": _error("Signed in, but not an administrator."),
+        }
+    return operation
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(text: str) -> dict[str, Any]:
+    return {"description": text, "content": {"application/json": {"schema": _ref("Error")}}}

@@ -16,8 +16,17 @@ SAMPLE_ARGUMENTS = {
     "verb": "enable",
 }
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
-# Public by design: signing in, signing up, getting a bearer token.
-PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.register", "auth.token", "auth.logout", "auth.account"}
+# Public by design: signing in, signing up, getting a bearer token, the API documentation.
+PUBLIC_ENDPOINTS = {
+    "static",
+    "auth.login",
+    "auth.register",
+    "auth.token",
+    "auth.logout",
+    "auth.account",
+    "docs.page",
+    "docs.openapi",
+}
 
 
 @dataclass(frozen=True)

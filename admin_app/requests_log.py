@@ -1,0 +1,221 @@
+"""The requests page: the request log, filtered and paged, its CSV export, and usage per key and user."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import Response, render_template, request, stream_with_context, url_for
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Length, NumberRange, Optional
+
+from admin_app.extensions import db
+from admin_app.identity import admin_blueprint
+from common.models import APIKey, RequestLog, User, WhitelistEntry, utcnow
+from common.sources import RequestSource
+from common.usage import (
+    RequestFilters,
+    Usage,
+    csv_rows,
+    iter_requests,
+    request_page,
+    usage_by_key,
+    usage_by_user,
+)
+
+bp = admin_blueprint("requests", __name__, "/admin")
+
+PER_PAGE = 50
+SOURCE_LABELS = {
+    RequestSource.DIRECT_API.value: "Direct API",
+    RequestSource.CUSTOM_APP.value: "Custom app",
+    RequestSource.WEB_CHAT.value: "Web chat",
+}
+USAGE_WINDOWS = {"day": timedelta(hours=24), "week": timedelta(days=7)}
+
+
+class RequestFilterForm(FlaskForm):
+    """The filters above the request log (a GET form: it changes nothing, so no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    source = SelectField(
+        "Source",
+        choices=[SelectChoice("", "Any source")] + [SelectChoice(*item) for item in SOURCE_LABELS.items()],
+        default="",
+    )
+    key = SelectField("API key", choices=[SelectChoice("", "Any key")], default="")
+    user = SelectField("User", choices=[SelectChoice("", "Any user")], default="")
+    status = IntegerField(
+        "Status",
+        validators=[Optional(), NumberRange(100, 599, message="Enter an HTTP status from 100 to 599.")],
+        render_kw={"inputmode": "numeric", "placeholder": "any"},
+    )
+    model = StringField(
+        "Model", validators=[Optional(), Length(max=200)], render_kw={"placeholder": "any", "list": "models"}
+    )
+
+    def fill_choices(self) -> None:
+        """Offer every key (revoked ones too: their requests stay in the log) and every user."""
+        keys = db.session.scalars(sa.select(APIKey).order_by(APIKey.name, APIKey.id))
+        self.key.choices = [SelectChoice("", "Any key")] + [
+            SelectChoice(str(key.id), f"{key.name} ({key.prefix}…)" + ("" if key.is_active else " — revoked"))
+            for key in keys
+        ]
+        users = db.session.scalars(sa.select(User).order_by(User.username))
+        self.user.choices = [SelectChoice("", "Any user")] + [
+            SelectChoice(str(user.id), user.username) for user in users
+        ]
+
+    def filters(self) -> RequestFilters:
+        """The validated filters; empty fields mean any."""
+        return RequestFilters(
+            source=self.source.data or None,
+            api_key_id=int(self.key.data) if self.key.data else None,
+            user_id=int(self.user.data) if self.user.data else None,
+            status=self.status.data,
+            model=(self.model.data or "").strip() or None,
+        )
+
+    def active_args(self) -> dict[str, str]:
+        """The filters as query arguments, to keep them in pagination and export links."""
+        names = ("source", "key", "user", "status", "model")
+        return {name: request.args[name].strip() for name in names if request.args.get(name, "").strip()}
+
+
+def _filter_form() -> RequestFilterForm:
+    form = RequestFilterForm(formdata=request.args)
+    form.fill_choices()
+    return form
+
+
+@bp.get("/requests")
+def index():
+    """The request log, newest first, filterable by source, key, user, status and model."""
+    form = _filter_form()
+    if not form.validate():
+        return _render(form, None, 400)
+    filters = form.filters()
+    page = request_page(
+        db.session, filters=filters, page=request.args.get("page", 1, type=int), per_page=PER_PAGE
+    )
+    if page.page > page.pages:  # an old link past the end: show the last page instead of nothing
+        page = request_page(db.session, filters=filters, page=page.pages, per_page=PER_PAGE)
+    return _render(form, page)
+
+
+def _render(form: RequestFilterForm, page, status: int = 200):
+    rows = page.rows if page else []
+    context = {
+        "form": form,
+        "page": page,
+        "rows": rows,
+        "who": identities(rows),
+        "args": form.active_args(),
+        "filtered": bool(form.active_args()),
+        "models": known_models(),
+        "sources": SOURCE_LABELS,
+        "total": db.session.scalar(sa.select(sa.func.count(RequestLog.id))) or 0,
+    }
+    return render_template("requests/index.html", **context), status
+
+
+@bp.get("/requests.csv")
+def export():
+    """Every request matching the filters as CSV (cells a spreadsheet would run are neutralised)."""
+    form = _filter_form()
+    if not form.validate():
+        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+        return Response(f"invalid filters: {problems}\n", status=400, mimetype="text/plain")
+    rows = iter_requests(db.session, filters=form.filters())
+    filename = f"seadragon-requests-{utcnow():%Y%m%d-%H%M%S}.csv"
+    return Response(
+        stream_with_context(_csv_chunks(csv_rows(rows))),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _csv_chunks(lines: Iterable[list[str]], per_chunk: int = 500) -> Iterator[str]:
+    # Streamed in chunks: an export of a year of requests never sits in memory whole.
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for number, line in enumerate(lines, 1):
+        writer.writerow(line)
+        if number % per_chunk == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def identities(rows: list[RequestLog]) -> dict[tuple[str, int], object]:
+    """The keys, users and whitelist entries named by ``rows``, by ``(kind, id)``, in three queries."""
+    found: dict[tuple[str, int], object] = {}
+    for kind, model, column in (
+        ("key", APIKey, "api_key_id"),
+        ("user", User, "user_id"),
+        ("entry", WhitelistEntry, "whitelist_entry_id"),
+    ):
+        ids = {getattr(row, column) for row in rows} - {None}
+        if ids:
+            for item in db.session.scalars(sa.select(model).where(model.id.in_(ids))):
+                found[(kind, item.id)] = item
+    return found
+
+
+def known_models(limit: int = 200) -> list[str]:
+    """Model names seen in the log, for the filter's suggestions."""
+    query = sa.select(RequestLog.model).where(RequestLog.model.is_not(None)).distinct().limit(limit)
+    return sorted(db.session.scalars(query))
+
+
+def usage_summary(kind: str) -> dict[int, dict[str, Usage]]:
+    """Usage per API key (``kind="key"``) or user over the last 24 hours and 7 days, by id."""
+    reader = usage_by_key if kind == "key" else usage_by_user
+    now = utcnow()
+    summary: dict[int, dict[str, Usage]] = {}
+    for window, length in USAGE_WINDOWS.items():
+        for owner, usage in reader(db.session, since=now - length).items():
+            summary.setdefault(owner, {})[window] = usage
+    return summary
+
+
+@bp.app_template_filter("ms")
+def format_ms(value: float | None) -> str:
+    """Milliseconds as people read them: ``85 ms``, ``1.4 s``, ``2 min 05 s``."""
+    if value is None:
+        return "—"
+    if value < 1000:
+        return f"{value:.0f} ms"
+    seconds = value / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+@bp.app_template_filter("compact")
+def format_compact(value: int | None) -> str:
+    """A count in at most four characters: ``950``, ``12.3k``, ``4.1M``."""
+    if value is None:
+        return "—"
+    for limit, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if value >= limit:
+            scaled = value / limit
+            return f"{scaled:.1f}{suffix}" if scaled < 100 else f"{scaled:.0f}{suffix}"
+    return str(value)
+
+
+@bp.app_template_global("requests_url")
+def requests_url(**args) -> str:
+    """A link to the requests page with these filters."""
+    return url_for(
+        "requests.index", **{name: value for name, value in args.items() if value not in (None, "")}
+    )
