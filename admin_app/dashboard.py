@@ -1,4 +1,4 @@
-"""The panel's front page: what the gateway knows about, at a glance."""
+"""The panel's front page: live queue numbers and charts, and what the gateway knows about."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from flask import render_template
 
 from admin_app import services
 from admin_app.identity import admin_blueprint
+from admin_app.requests_log import SOURCE_LABELS
 
 bp = admin_blueprint("dashboard", __name__, "/admin")
 
 
 @bp.get("/")
 def index():
-    """Counts of users, keys, whitelist entries and open tokens; room for live queue stats."""
-    return render_template("dashboard/index.html", counts=services.dashboard_counts())
+    """Live cards and charts (filled from /api/admin/stats by dashboard.js) and the access counts."""
+    return render_template("dashboard/index.html", counts=services.dashboard_counts(), sources=SOURCE_LABELS)
