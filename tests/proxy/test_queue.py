@@ -227,3 +227,24 @@ def test_a_slot_is_held_until_the_stream_is_fully_sent(queue_world, sim):
             assert server.snapshot()["active_requests"] == 1
             assert json.loads(list(lines)[-1])["done"] is True
     wait_until(lambda: server.snapshot()["active_requests"] == 0, timeout=1.0)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"), [("/api/chat", chat_body()), ("/v1/chat/completions", chat_body(stream=True))]
+)
+def test_a_client_that_leaves_after_early_headers_is_removed_from_the_queue(
+    queue_world, pool, sim, path, body
+):
+    server, _, _ = queue_world()
+    blocker = occupy(pool, server, sim)
+    with httpx.Client(timeout=30) as client:
+        with client.stream("POST", server.url + path, json=body, headers=DIRECT) as response:
+            assert response.status_code == 200
+            assert server.snapshot()["queue_length"] == 1
+    left = time.monotonic()
+    server.wait_for(lambda s: s["queue_length"] == 0, timeout=1.0)
+    assert time.monotonic() - left < 1.0
+    assert blocker.result().status_code == 200
+    assert [e["path"] for e in sim.stats()["log"] if e["path"] != "/api/tags"] == ["/api/chat"]  # the blocker
+        [] if path != "/api/chat" else sim.entries(path)
+    )
