@@ -121,9 +121,14 @@ def _render(form: RequestFilterForm, page, status: int = 200):
         "filtered": bool(form.active_args()),
         "models": known_models(),
         "sources": SOURCE_LABELS,
-        "total": db.session.scalar(sa.select(sa.func.count(RequestLog.id))) or 0,
+        # Only an empty filtered page needs it ("no match, but N requests in all"): counting is not free.
+        "total": _log_size() if page is not None and not rows and form.active_args() else 0,
     }
     return render_template("requests/index.html", **context), status
+
+
+def _log_size() -> int:
+    return db.session.scalar(sa.select(sa.func.count(RequestLog.id))) or 0
 
 
 @bp.get("/requests.csv")
