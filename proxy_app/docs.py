@@ -175,7 +175,7 @@ def _proxied(path: str, route: Route) -> dict[str, Any]:
             "Model management" if route.lane is Lane.MANAGE else "OpenAI API" if openai else "Ollama API"
         ],
         "summary": SUMMARIES.get(path, path),
-        "description": LANES[route.lane] + " The body is passed to Ollama unchanged.",
+        "description": LANES[route.lane] + " Bodies and streams pass through unchanged.",
         "operationId": re.sub(r"\W+", "_", f"{route.method} {path}").strip("_").lower(),
         "security": CALLER_SECURITY,
         "responses": {
@@ -190,9 +190,10 @@ def _proxied(path: str, route: Route) -> dict[str, Any]:
     if queued:
         operation["responses"]["503"] = _error("Queue full, waited past the timeout, or no healthy backend.")
         operation["responses"]["504"] = _error("Ollama sent no first byte in time.")
-    for name in re.findall(r"{(\w+)}", path):
+    names = re.findall(r"{(\w+)}", path)
+    if names:
         operation["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names
         ]
     if route.method in ("POST", "PUT", "PATCH", "DELETE") and not path.startswith("/api/blobs"):
         operation["requestBody"] = {
