@@ -101,6 +101,11 @@ def empty_by_source() -> dict[str, int]:
     return dict.fromkeys(SOURCES, 0)
 
 
+def retry_estimate(mean_hold: float, waiting: int, slots: int) -> int:
+    """Retry-After for a full queue: seconds to drain it at the mean hold time, 1-60."""
+    return min(max(math.ceil(mean_hold * waiting / max(slots, 1)), 1), 60)
+
+
 def _group(model: str | None) -> str:
     """Which heap a ticket waits in: one per canonical model name, "" for no model."""
     return model_key(model) if model else ""
@@ -327,9 +332,8 @@ class LocalScheduler:
             self.release(waiter.grant)
 
     def _full_retry(self) -> int:
-        """Seconds until a place is likely free: the queue drained at the mean hold time."""
-        slots = max(sum(b.slots for b in self.pool.backends), 1)
-        return min(max(math.ceil(self._mean_hold * len(self._waiters) / slots), 1), 60)
+        slots = sum(b.slots for b in self.pool.backends)
+        return retry_estimate(self._mean_hold, len(self._waiters), slots)
 
     def _backend_retry(self) -> int:
         return max(1, math.ceil(self.pool.interval))

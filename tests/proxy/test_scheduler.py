@@ -144,6 +144,14 @@ async def test_equal_priorities_are_served_in_arrival_order(client):
     assert await drain(scheduler, holder, tasks) == names
 
 
+async def test_equal_priorities_for_different_models_go_in_arrival_order(client):
+    scheduler = scheduler_for(client, 1)
+    holder = await scheduler.acquire(Ticket("holder", 2, "custom_app"))
+    models = {"m1": "big", "m2": "small", "m3": "big", "m4": None, "m5": "small"}
+    tasks = await queue_up(scheduler, [Ticket(rid, 2, "custom_app", model) for rid, model in models.items()])
+    assert await drain(scheduler, holder, tasks) == list(models)
+
+
 async def test_a_full_queue_refuses_at_once_with_retry_after(client):
     scheduler = scheduler_for(client, 1, max_queue=2)
     holder = await scheduler.acquire(Ticket("holder", 1, "direct_api"))  # holds, does not wait

@@ -1,0 +1,386 @@
+"""The scheduler shared through Redis: several gateway instances, one queue, one set of slots.
+
+Same interface and ordering as :class:`proxy_app.scheduler.LocalScheduler`; every
+step that touches shared state is one atomic Lua script (``scheduler_redis.lua``).
+
+Keys, under ``<prefix>:`` (default ``seadragon``):
+
+- ``queue`` sorted set of waiting tickets, score ``base + rate x enqueue_minutes``
+  (Redis ``TIME``), member ``<16-digit INCR seq><request id>`` so equal scores go in
+  arrival order; ``q:<model>`` the same per model (a model no backend can take
+  now does not hold up others); ``models`` the set of those models;
+  ``arrivals`` request id by enqueue time (oldest wait, stale tickets);
+- ``t:<request id>`` hash: member, model, source, owner instance, deadline, state, backend;
+- ``leases:<backend url>`` sorted set: request ids holding a slot there, scored by
+  lease expiry; ``counts`` hash of ``queued:<source>`` / ``active:<source>``;
+- ``inst:<instance>`` heartbeat; ``granted:<instance>`` list of grant notices.
+
+**Leases.** A granted slot is a lease that expires ``lease`` seconds (default 15)
+after it was last refreshed. Each instance refreshes the leases it holds, and its
+heartbeat, every ``tick`` seconds (default 0.25). If an instance crashes, its slots
+come back at most ``lease`` seconds later and its waiting tickets are skipped (no
+heartbeat) or dropped after QUEUE_TIMEOUT. An instance stalled for longer than
+``lease`` loses its slots to others: keep ``lease`` well above any pause.
+
+**Wake-up.** A grant is pushed onto the owner's ``granted:<instance>`` list; each
+instance waits on its own list with ``BLPOP``, so a grant arrives at once. The
+redis client must not have a ``socket_timeout`` shorter than 2 s.
+
+``release``, ``cancel``, ``position``, ``snapshot`` and ``waiting`` are synchronous
+(the interface is), so they act locally at once and reach Redis from a background
+task; ``position`` and ``snapshot`` are as fresh as the last tick. Every instance
+must be configured with the same ``OLLAMA_URLS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from common.settings import Settings
+from proxy_app.backends import BackendPool, BackendState, model_key
+from proxy_app.scheduler import (
+    Grant,
+    NoBackend,
+    QueueFull,
+    QueueTimeout,
+    SchedulerError,
+    Ticket,
+    empty_by_source,
+    retry_estimate,
+)
+
+log = logging.getLogger(__name__)
+SCRIPT = (Path(__file__).with_name("scheduler_redis.lua")).read_text()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _Waiter:
+    __slots__ = ("ticket", "future", "started", "member", "position", "wants_position", "grant")
+
+    def __init__(self, ticket: Ticket, future: asyncio.Future, started: float) -> None:
+        self.ticket = ticket
+        self.future = future
+        self.started = started
+        self.member: str | None = None  # its member in the shared queue, once queued
+        self.position: int | None = None
+        self.wants_position = False
+        self.grant: Grant | None = None
+
+
+class RedisScheduler:
+    """One instance's view of the queue and slots shared by every instance through Redis."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: BackendPool,
+        redis_client: Redis,
+        *,
+        prefix: str = "seadragon",
+        lease: float = 15.0,
+        tick: float = 0.25,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.redis = redis_client
+        self.prefix = prefix
+        self.instance = uuid.uuid4().hex
+        self.lease_ms = int(lease * 1000)
+        self.tick = tick
+        # Aging uses Redis TIME unless a clock (seconds) is given, as tests do.
+        self._aging_clock = clock
+        self._script = redis_client.register_script(SCRIPT)
+        self._waiters: dict[str, _Waiter] = {}
+        self._held: dict[str, Grant] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._loops: list[asyncio.Task] = []
+        self._closing = False
+        self._mean_hold = 5.0
+        self._snapshot: dict = self._empty_snapshot()
+        pool.on_change(self._poke)
+
+    async def start(self) -> None:
+        """Start health checks, announce this instance, then tick and listen for grants."""
+        await self.pool.start()
+        await self._tick_once()
+        self._loops = [
+            asyncio.create_task(self._tick_loop(), name="seadragon-redis-tick"),
+            asyncio.create_task(self._inbox_loop(), name="seadragon-redis-inbox"),
+        ]
+
+    async def close(self) -> None:
+        """Fail local waiters, give back local slots, stop the loops and the health checks."""
+        # redis-py can swallow a cancellation that lands mid-command, so the loops also
+        # stop on this flag (within a tick or a BLPOP timeout).
+        self._closing = True
+        for task in self._loops:
+            task.cancel()
+        if self._loops:
+            await asyncio.wait(self._loops, timeout=3)
+        self._loops = []
+        for rid in list(self._waiters):
+            self.cancel(rid, SchedulerError("the gateway is shutting down", retry_after=5))
+        for grant in list(self._held.values()):
+            self.release(grant)
+        await self.flush()
+        await self.pool.close()
+
+    async def flush(self) -> None:
+        """Wait until every Redis step this instance has started (leave, release) is done."""
+        for _ in range(3):  # let just-cancelled acquire() tasks start their clean-up
+            await asyncio.sleep(0)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await asyncio.sleep(0)
+
+    async def acquire(self, ticket: Ticket) -> Grant:
+        """Wait for a slot; raises QueueFull, NoBackend, QueueTimeout or the error given to cancel()."""
+        rid = ticket.request_id
+        if rid in self._waiters or rid in self._held:
+            raise ValueError(f"request {rid!r} is already queued")
+        if not self.pool.candidates(ticket.model):
+            retry = max(1, math.ceil(self.pool.interval))
+            raise NoBackend("no healthy backend serves this model", retry_after=retry)
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(ticket, loop.create_future(), time.monotonic())
+        # Registered first: a grant can reach the inbox before the enqueue reply does.
+        self._waiters[rid] = waiter
+        try:
+            reply = await self._run("enqueue", rid, *self._ticket_args(ticket))
+        except (RedisError, OSError) as exc:
+            self._abandon(waiter)
+            log.warning("redis scheduler enqueue failed: %r", exc)
+            raise SchedulerError("the shared queue is unavailable", retry_after=5) from exc
+        except BaseException:
+            self._abandon(waiter)
+            raise
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # a cancellation redis-py swallowed
+            self._abandon(waiter)
+            raise asyncio.CancelledError
+        if self._waiters.get(rid) is not waiter:
+            # Granted through the inbox, cancelled or timed out while the reply was on its
+            # way; a cancel's leave step (spawned by _abandon) takes back ticket or slot.
+            return await waiter.future
+        kind = _text(reply[0])
+        if kind != "queued":
+            del self._waiters[rid]
+            if kind == "granted":
+                return self._hold(ticket, _text(reply[1]), waited=0.0)
+            if kind == "full":
+                queued = self._snapshot["queue_length"]
+                slots = sum(b.slots for b in self.pool.backends)
+                retry = retry_estimate(self._mean_hold, queued, slots)
+                raise QueueFull("the queue is full, try again later", retry_after=retry)
+            raise ValueError(f"request {rid!r} is already queued")
+        waiter.member, waiter.position = _text(reply[1]), int(reply[2]) + 1
+        timer = loop.call_later(self.settings.queue_timeout, self._expire, rid)
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            self._abandon(waiter)
+            raise
+        finally:
+            timer.cancel()
+
+    def _ticket_args(self, ticket: Ticket) -> list:
+        minutes = "" if self._aging_clock is None else repr(self._aging_clock() / 60.0)
+        return [
+            model_key(ticket.model) if ticket.model else "",
+            ticket.source,
+            repr(float(ticket.priority)),
+            repr(self.settings.aging_per_minute),
+            minutes,
+            self.instance,
+            int(self.settings.queue_timeout * 1000),
+            self.settings.max_queue,
+        ]
+
+    def release(self, grant: Grant) -> None:
+        """Free the slot (idempotent); Redis hands it to the best waiting ticket of any instance."""
+        if grant.released:
+            return
+        grant.released = True
+        self._held.pop(grant.ticket.request_id, None)
+        grant.backend.in_use = max(grant.backend.in_use - 1, 0)
+        self._mean_hold += 0.1 * (time.monotonic() - grant.granted_at - self._mean_hold)
+        self._spawn(self._run("leave", grant.ticket.request_id))
+
+    def cancel(self, request_id: str, error: SchedulerError) -> bool:
+        """Take a ticket of this instance out of the queue; its acquire() raises ``error``."""
+        waiter = self._waiters.get(request_id)
+        if waiter is None or waiter.future.done():
+            return False
+        self._abandon(waiter)
+        waiter.future.set_exception(error)
+        return True
+
+    def position(self, request_id: str) -> int | None:
+        """1-based place in the shared dispatch order (as of the last tick), None if not waiting."""
+        waiter = self._waiters.get(request_id)
+        if waiter is None:
+            return None
+        waiter.wants_position = True
+        return waiter.position
+
+    def waiting(self) -> list[Ticket]:
+        """This instance's waiting tickets (the ones it can re-check and cancel)."""
+        return [w.ticket for w in self._waiters.values() if not w.future.done()]
+
+    def snapshot(self) -> dict:
+        """Shared queue and slot numbers, as of the last tick."""
+        return {**self._snapshot, "backends": self.pool.snapshot()}
+
+    def _hold(self, ticket: Ticket, url: str, *, waited: float) -> Grant:
+        backend = self._backend(url)
+        backend.in_use += 1
+        grant = Grant(ticket, backend, waited)
+        grant.granted_at = time.monotonic()
+        self._held[ticket.request_id] = grant
+        return grant
+
+    def _backend(self, url: str) -> BackendState:
+        for backend in self.pool.backends:
+            if backend.url == url:
+                return backend
+        raise SchedulerError(f"granted a backend this instance does not know: {url}")
+
+    def _on_grant(self, rid: str, url: str) -> None:
+        """A grant notice from the inbox: wake the waiter, or give back a slot nobody wants now."""
+        waiter = self._waiters.pop(rid, None)
+        if waiter is None or waiter.future.done():
+            self._spawn(self._run("leave", rid))
+            return
+        try:
+            waiter.grant = self._hold(waiter.ticket, url, waited=time.monotonic() - waiter.started)
+        except SchedulerError as exc:
+            self._spawn(self._run("leave", rid))
+            waiter.future.set_exception(exc)
+            return
+        waiter.future.set_result(waiter.grant)
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """Its task is gone (client left, cancel, timeout): leave the queue, or give back a racing grant."""
+        if self._waiters.get(waiter.ticket.request_id) is waiter:
+            del self._waiters[waiter.ticket.request_id]
+            self._spawn(self._run("leave", waiter.ticket.request_id))
+        elif waiter.grant is not None:
+            self.release(waiter.grant)
+        elif waiter.future.done() and not waiter.future.cancelled():
+            waiter.future.exception()  # mark a racing cancel()/timeout error as seen
+
+    def _expire(self, rid: str) -> None:
+        timeout = self.settings.queue_timeout
+        self.cancel(rid, QueueTimeout(f"waited in the queue for more than {timeout:g} seconds"))
+
+    async def _run(self, command: str, *args: Any) -> Any:
+        routing = self._routing()
+        return await self._script(args=[command, self.prefix, routing, self.lease_ms, *args])
+
+    def _routing(self) -> str:
+        """The healthy backends, their slots, and which serve each known model, as the script wants them."""
+        healthy = [b for b in self.pool.backends if b.healthy]
+        known = {m for b in healthy if b.models is not None for m in b.models}
+        routes = {m: [b.url for b in self.pool.candidates(m)] for m in known}
+        routes[""] = [b.url for b in healthy]
+        default = [b.url for b in healthy if b.models is None] or routes[""]
+        backends = {b.url: b.slots for b in healthy}
+        return json.dumps({"backends": backends, "routes": routes, "default": default})
+
+    def _spawn(self, coro: Coroutine) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The lease still brings a slot back; say why it took longer.
+            log.warning("redis scheduler step failed: %r", task.exception())
+
+    def _poke(self) -> None:
+        """A backend rejoined or changed models: dispatch now rather than at the next tick."""
+        with contextlib.suppress(RuntimeError):  # no running loop: the next tick will do
+            asyncio.get_running_loop()
+            self._spawn(self._tick_once())
+
+    async def _tick_loop(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self.tick)
+            try:
+                await self._tick_once()
+            except Exception as exc:  # Redis away for a moment: keep trying
+                if not self._closing:
+                    log.warning("redis scheduler tick failed: %r", exc)
+
+    async def _tick_once(self) -> None:
+        """Heartbeat, lease refresh, stale clean-up, dispatch, and fresh numbers, in one call."""
+        held = [[g.backend.url, rid] for rid, g in self._held.items()]
+        wanted = [w for w in self._waiters.values() if w.wants_position and w.member]
+        urls = [b.url for b in self.pool.backends]
+        reply = await self._run(
+            "tick",
+            self.instance,
+            int(self.settings.queue_timeout * 1000),
+            json.dumps(held),
+            json.dumps([w.member for w in wanted]),
+            json.dumps(urls),
+        )
+        length, counts, oldest, now, ranks, in_use = reply
+        for waiter, rank in zip(wanted, ranks, strict=True):
+            if rank >= 0:
+                waiter.position = rank + 1
+        for backend, n in zip(self.pool.backends, in_use, strict=True):
+            backend.in_use = int(n)
+        flat = [_text(x) for x in counts]
+        tally = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        snap = self._empty_snapshot()
+        for name, n in tally.items():
+            kind, _, source = name.partition(":")
+            if n > 0 and kind in ("queued", "active"):
+                snap["queue_by_source" if kind == "queued" else "active_by_source"][source] = n
+        snap["queue_length"] = int(length)
+        snap["active_requests"] = sum(snap["active_by_source"].values())
+        oldest_ms = float(_text(oldest))
+        snap["oldest_wait"] = max((float(_text(now)) - oldest_ms) / 1000, 0.0) if oldest_ms >= 0 else 0.0
+        self._snapshot = snap
+
+    async def _inbox_loop(self) -> None:
+        inbox = f"{self.prefix}:granted:{self.instance}"
+        while not self._closing:
+            try:
+                item = await self.redis.blpop([inbox], timeout=1)
+            except Exception as exc:  # reconnect after a short pause; leases cover the gap
+                if not self._closing:
+                    log.warning("redis scheduler inbox failed: %r", exc)
+                    await asyncio.sleep(0.5)
+                continue
+            if item is not None:
+                url, _, rid = _text(item[1]).partition("\n")
+                self._on_grant(rid, url)
+
+    @staticmethod
+    def _empty_snapshot() -> dict:
+        return {
+            "queue_length": 0,
+            "queue_by_source": empty_by_source(),
+            "active_requests": 0,
+            "active_by_source": empty_by_source(),
+            "oldest_wait": 0.0,
+        }

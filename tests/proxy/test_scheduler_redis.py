@@ -1,0 +1,399 @@
+"""The Redis scheduler: several instances share one queue and one set of slots (real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from fractions import Fraction
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from common.settings import Backend
+from proxy_app.backends import BackendPool
+from proxy_app.scheduler import QueueFull, QueueTimeout, Revoked, SchedulerError, Ticket
+from proxy_app.scheduler_redis import RedisScheduler
+from tests.conftest import require_service
+from tests.live import free_port
+from tests.proxy.test_scheduler import FakeClock, make_settings, tags_handler
+from tests.proxy.test_scheduler_model import SOURCES, Reference
+
+pytestmark = pytest.mark.scaleout
+ROOT = Path(__file__).resolve().parents[2]
+LEASE = 1.0
+TICK = 0.05
+
+
+class Cluster:
+    """Scheduler instances sharing one Redis key prefix, each with its own client and pool."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.prefix = f"sdtest:{uuid.uuid4().hex[:12]}"
+        self.instances: list[tuple[RedisScheduler, Redis, httpx.AsyncClient]] = []
+
+    async def add(self, *slots: int, clock=None, **overrides) -> RedisScheduler:
+        """Start another instance over backends b0, b1… with the given slots."""
+        client = Redis.from_url(self.url)
+        hosts = {f"b{i}": [] for i in range(len(slots or (1,)))}
+        http = httpx.AsyncClient(transport=httpx.MockTransport(tags_handler(hosts)))
+        pool = BackendPool([Backend(f"http://b{i}:11434", n) for i, n in enumerate(slots or (1,))], http)
+        scheduler = RedisScheduler(
+            make_settings(**overrides), pool, client, prefix=self.prefix, lease=LEASE, tick=TICK, clock=clock
+        )
+        await scheduler.start()
+        self.instances.append((scheduler, client, http))
+        return scheduler
+
+    async def close(self) -> None:
+        """Close every instance and delete every key under the prefix."""
+        for scheduler, _client, http in self.instances:
+            await scheduler.close()
+            await http.aclose()
+        cleaner = Redis.from_url(self.url)
+        keys = [key async for key in cleaner.scan_iter(f"{self.prefix}:*")]
+        if keys:
+            await cleaner.delete(*keys)
+        await cleaner.aclose()
+        for _, client, _ in self.instances:
+            await client.aclose()
+
+
+@pytest.fixture
+async def cluster():
+    """A fresh key prefix on the test Redis, cleaned up afterwards."""
+    group = Cluster(require_service("SEADRAGON_TEST_REDIS_URL"))
+    yield group
+    await group.close()
+
+
+async def wait_until(predicate, timeout: float = 3.0) -> None:
+    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.005)
+
+
+async def enqueue(scheduler: RedisScheduler, ticket: Ticket) -> asyncio.Task:
+    """Start acquire() and wait until the ticket is in the shared queue."""
+    task = asyncio.create_task(scheduler.acquire(ticket))
+    await wait_until(lambda: task.done() or scheduler.position(ticket.request_id) is not None)
+    return task
+
+
+async def test_two_instances_share_one_slot_and_serve_in_global_priority_order(cluster):
+    a, b = await cluster.add(1), await cluster.add(1)
+    holder = await a.acquire(Ticket("holder", 0, "direct_api"))
+    plan = [("w-a", 3, a), ("k-b", 2, b), ("d-a", 1, a), ("k-a", 2, a), ("d-b", 1, b)]
+    owner = {"holder": a}
+    tasks = {}
+    for rid, priority, scheduler in plan:
+        tasks[rid] = await enqueue(scheduler, Ticket(rid, priority, SOURCES[priority]))
+        owner[rid] = scheduler
+    assert not any(task.done() for task in tasks.values())
+    order, grant = [], holder
+    for _ in plan:
+        owner[grant.ticket.request_id].release(grant)
+        await wait_until(lambda: sum(task.done() for task in tasks.values()) == len(order) + 1)
+        await asyncio.sleep(0.05)  # a second grant would show up now: one slot only
+        done = [rid for rid, task in tasks.items() if task.done() and rid not in order]
+        assert len(done) == 1
+        order.append(done[0])
+        grant = tasks[done[0]].result()
+    assert order == ["d-a", "d-b", "k-b", "k-a", "w-a"]
+    owner[grant.ticket.request_id].release(grant)
+
+
+async def test_a_full_shared_queue_refuses_on_every_instance(cluster):
+    a, b = await cluster.add(1, max_queue=2), await cluster.add(1, max_queue=2)
+    await a.acquire(Ticket("holder", 1, "direct_api"))
+    await enqueue(a, Ticket("one", 1, "direct_api"))
+    await enqueue(b, Ticket("two", 1, "direct_api"))
+    with pytest.raises(QueueFull) as refused:
+        await b.acquire(Ticket("three", 1, "direct_api"))
+    assert refused.value.status == 503 and 1 <= refused.value.retry_after <= 60
+
+
+async def test_a_client_leaving_removes_its_ticket_from_the_shared_queue(cluster):
+    a, b = await cluster.add(1), await cluster.add(1)
+    holder = await a.acquire(Ticket("holder", 1, "direct_api"))
+    gone = await enqueue(b, Ticket("gone", 1, "direct_api"))
+    stays = await enqueue(a, Ticket("stays", 3, "web_chat"))
+    await wait_until(lambda: a.snapshot()["queue_length"] == 2)
+    gone.cancel()
+    await wait_until(lambda: a.snapshot()["queue_length"] == 1)
+    assert b.waiting() == [] and b.position("gone") is None
+    a.release(holder)
+    grant = await asyncio.wait_for(stays, 3)
+    assert grant.ticket.request_id == "stays"
+    a.release(grant)
+
+
+async def test_cancel_makes_acquire_raise_the_given_error(cluster):
+    a = await cluster.add(1)
+    await a.acquire(Ticket("holder", 1, "direct_api"))
+    task = await enqueue(a, Ticket("revoked", 2, "custom_app"))
+    assert [t.request_id for t in a.waiting()] == ["revoked"]
+    assert a.cancel("revoked", Revoked("the API key was revoked", status=403))
+    with pytest.raises(Revoked) as raised:
+        await task
+    assert raised.value.status == 403
+    assert not a.cancel("revoked", Revoked("again"))
+    await wait_until(lambda: a.snapshot()["queue_length"] == 0)
+
+
+@pytest.mark.parametrize("slot_free", [True, False])
+async def test_a_cancel_while_the_enqueue_is_on_its_way_leaks_neither_ticket_nor_slot(cluster, slot_free):
+    a = await cluster.add(1)
+    holder = None if slot_free else await a.acquire(Ticket("holder", 1, "direct_api"))
+    task = asyncio.create_task(a.acquire(Ticket("early", 1, "direct_api")))
+    await asyncio.sleep(0)  # the enqueue is sent, its reply not read yet
+    assert a.cancel("early", Revoked("revoked", status=403))
+    with pytest.raises(Revoked):
+        await task
+    await a.flush()
+    await wait_until(lambda: a.snapshot()["queue_length"] == 0)
+    if holder is not None:
+        a.release(holder)
+    grant = await asyncio.wait_for(a.acquire(Ticket("next", 1, "direct_api")), 3)
+    assert grant.waited < 0.5, "the slot was not held by the cancelled request"
+    a.release(grant)
+
+
+async def test_a_request_waiting_past_queue_timeout_gets_queue_timeout(cluster):
+    a = await cluster.add(1, queue_timeout=0.2)
+    await a.acquire(Ticket("holder", 1, "direct_api"))
+    with pytest.raises(QueueTimeout):
+        await asyncio.wait_for(a.acquire(Ticket("late", 1, "direct_api")), 3)
+    await wait_until(lambda: a.snapshot()["queue_length"] == 0)
+
+
+async def test_snapshot_counts_the_whole_shared_queue(cluster):
+    a, b = await cluster.add(1, 1), await cluster.add(1, 1)
+    await a.acquire(Ticket("a1", 1, "direct_api"))
+    await b.acquire(Ticket("b1", 3, "web_chat"))
+    await enqueue(b, Ticket("b2", 3, "web_chat"))
+    await enqueue(a, Ticket("a2", 2, "custom_app"))
+    await wait_until(lambda: a.snapshot()["queue_length"] == 2)
+    snap = a.snapshot()
+    assert snap["queue_by_source"] == {"direct_api": 0, "custom_app": 1, "web_chat": 1}
+    assert snap["active_by_source"] == {"direct_api": 1, "custom_app": 0, "web_chat": 1}
+    assert snap["active_requests"] == 2
+    assert [backend["in_use"] for backend in snap["backends"]] == [1, 1]
+    assert 0 <= snap["oldest_wait"] < 5
+    await wait_until(lambda: b.position("b2") == 2 and a.position("a2") == 1)
+
+
+@pytest.mark.parametrize(("gap_seconds", "first"), [(1199, "direct"), (1201, "web")])
+async def test_aging_orders_tickets_across_instances(cluster, gap_seconds, first):
+    clock = FakeClock(0.0)
+    a = await cluster.add(1, clock=clock, aging_per_minute=0.1)
+    b = await cluster.add(1, clock=clock, aging_per_minute=0.1)
+    holder = await a.acquire(Ticket("holder", 0, "direct_api"))
+    web = await enqueue(a, Ticket("web", 3, "web_chat"))
+    clock.advance(gap_seconds)
+    direct = await enqueue(b, Ticket("direct", 1, "direct_api"))
+    a.release(holder)
+    await wait_until(lambda: web.done() or direct.done())
+    assert (web if first == "web" else direct).done()
+
+
+async def test_equal_priorities_for_different_models_go_in_arrival_order(cluster):
+    a, b = await cluster.add(1), await cluster.add(1)
+    holder = await a.acquire(Ticket("holder", 1, "direct_api"))
+    tasks = {}
+    for rid, model, scheduler in [("m1", "big", a), ("m2", "small", b), ("m3", "big", b), ("m4", "small", a)]:
+        tasks[rid] = await enqueue(scheduler, Ticket(rid, 2, "custom_app", model))
+    owner = {"holder": a, "m1": a, "m2": b, "m3": b, "m4": a}
+    order, grant = [], holder
+    for _ in tasks:
+        owner[grant.ticket.request_id].release(grant)
+        await wait_until(lambda: sum(task.done() for task in tasks.values()) == len(order) + 1)
+        order.append(next(rid for rid, task in tasks.items() if task.done() and rid not in order))
+        grant = tasks[order[-1]].result()
+    assert order == ["m1", "m2", "m3", "m4"]
+    owner[grant.ticket.request_id].release(grant)
+
+
+async def test_a_model_routes_to_the_backend_that_has_it(cluster):
+    a = await cluster.add(1, 1)
+    b0, b1 = a.pool.backends
+    b0.models, b1.models = frozenset({"big:latest"}), frozenset({"small:latest"})
+    big = await a.acquire(Ticket("big-1", 1, "direct_api", "big"))
+    assert big.backend is b0
+    waiting = await enqueue(a, Ticket("big-2", 0, "direct_api", "big"))
+    small = await asyncio.wait_for(a.acquire(Ticket("small-1", 3, "web_chat", "small")), 3)
+    assert small.backend is b1 and not waiting.done()
+
+
+CRASHER = """
+import asyncio, sys
+import httpx
+from redis.asyncio import Redis
+from common.settings import Backend
+from proxy_app.backends import BackendPool
+from proxy_app.scheduler import Ticket
+from proxy_app.scheduler_redis import RedisScheduler
+from tests.proxy.test_scheduler import make_settings
+
+async def main(url, prefix, lease, tick):
+    up = httpx.MockTransport(lambda request: httpx.Response(200, json={"models": []}))
+    async with httpx.AsyncClient(transport=up) as http:
+        pool = BackendPool([Backend("http://b0:11434", 1)], http)
+        scheduler = RedisScheduler(make_settings(), pool, Redis.from_url(url), prefix=prefix,
+                                   lease=float(lease), tick=float(tick))
+        await scheduler.start()
+        await scheduler.acquire(Ticket("crasher-holds", 1, "direct_api"))
+        waiting = asyncio.ensure_future(scheduler.acquire(Ticket("crasher-waits", 0, "direct_api")))
+        while scheduler.position("crasher-waits") is None:
+            await asyncio.sleep(0.01)
+        print("held", flush=True)
+        await waiting
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_crashed_instance_gives_its_slot_back_when_its_lease_runs_out(cluster):
+    survivor = await cluster.add(1)
+    crasher = subprocess.Popen(
+        [sys.executable, "-c", CRASHER, cluster.url, cluster.prefix, str(LEASE), str(TICK)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(crasher.stdout.readline), 20)
+        assert line.strip() == "held"
+        task = await enqueue(survivor, Ticket("survivor", 5, "web_chat"))
+        await asyncio.sleep(2 * LEASE)
+        assert not task.done(), "a live instance keeps its slot past the lease by refreshing it"
+        crasher.kill()  # SIGKILL: no release, no clean-up
+        killed = time.monotonic()
+        grant = await asyncio.wait_for(task, 4 * LEASE + 2)
+        elapsed = time.monotonic() - killed
+    finally:
+        crasher.kill()
+        crasher.wait()
+        crasher.stdout.close()
+    # Its held slot's lease ran out, and its waiting ticket (priority 0) was skipped.
+    assert grant.ticket.request_id == "survivor"
+    assert elapsed <= LEASE + 0.8, f"slot came back after {elapsed:.2f} s"
+    survivor.release(grant)
+
+
+redis_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("enqueue"), st.sampled_from(sorted(SOURCES)), st.integers(0, 1)),
+        st.tuples(st.just("enqueue"), st.sampled_from(sorted(SOURCES)), st.integers(0, 1)),
+        st.tuples(st.just("release"), st.integers(0, 7), st.just(0)),
+        st.tuples(st.just("leave"), st.integers(0, 7), st.just(0)),
+        st.tuples(st.just("revoke"), st.integers(0, 7), st.just(0)),
+        st.tuples(st.just("advance"), st.integers(1, 240), st.just(0)),
+    ),
+    min_size=8,
+    max_size=25,
+)
+
+
+async def run_redis(url: str, slots: int, rate: Fraction, max_queue: int, ops) -> None:
+    """The reference-model check against two instances sharing one Redis queue."""
+    cluster, clock = Cluster(url), FakeClock(0.0)
+    tasks, owner, grants, order = {}, {}, {}, []
+    try:
+        overrides = {"aging_per_minute": float(rate), "max_queue": max_queue}
+        instances = [await cluster.add(slots, clock=clock, **overrides) for _ in range(2)]
+        ref = Reference(slots, rate, max_queue)
+
+        def collect() -> bool:
+            for rid, task in tasks.items():
+                if rid not in grants and task.done() and not task.cancelled() and task.exception() is None:
+                    grants[rid] = task.result()
+                    order.append(rid)
+            return order == ref.granted
+
+        for number, (op, arg, which) in enumerate(ops):
+            if op == "enqueue":
+                rid = f"r{number}"
+                expected = ref.enqueue(rid, arg)
+                owner[rid] = instances[which]
+                tasks[rid] = await enqueue(instances[which], Ticket(rid, arg, SOURCES[arg]))
+                if expected == "full":
+                    assert isinstance(tasks[rid].exception(), QueueFull)
+                elif expected == "queued":
+                    assert not tasks[rid].done()
+            elif op == "release" and ref.held:
+                rid = ref.held[arg % len(ref.held)]
+                nxt = ref.release(rid)
+                owner[rid].release(grants[rid])
+                if nxt is not None:
+                    ref.granted.append(nxt)
+            elif op in ("leave", "revoke") and ref.waiting:
+                rid = ref.waiting[arg % len(ref.waiting)][2]
+                ref.remove(rid)
+                if op == "leave":
+                    tasks[rid].cancel()
+                else:
+                    assert owner[rid].cancel(rid, Revoked("revoked"))
+            elif op == "advance":
+                clock.advance(15 * arg)
+                ref.now += 15 * arg
+            # Releases and departures reach Redis from background tasks (the interface's
+            # release() and cancel() are synchronous): let them land before the next step.
+            for instance in instances:
+                await instance.flush()
+            await wait_until(collect)
+        await asyncio.sleep(0.1)
+        assert collect(), "no late grant beyond the reference"
+        await wait_until(lambda: instances[0].snapshot()["queue_length"] == len(ref.waiting))
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await cluster.close()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    slots=st.integers(1, 2),
+    rate=st.sampled_from([Fraction(0), Fraction(1, 4), Fraction(1)]),
+    max_queue=st.sampled_from([3, 1000]),
+    ops=redis_operations,
+)
+def test_the_shared_grant_order_matches_the_reference_model(slots, rate, max_queue, ops):
+    url = require_service("SEADRAGON_TEST_REDIS_URL")
+    asyncio.run(run_redis(url, slots, rate, max_queue, ops))
+
+
+async def test_an_unreachable_redis_answers_503_with_retry_after():
+    client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(tags_handler({}))) as http:
+        pool = BackendPool([Backend("http://b0:11434", 1)], http)
+        scheduler = RedisScheduler(make_settings(), pool, client, prefix="sdtest:unreachable")
+        with pytest.raises(SchedulerError) as refused:
+            await scheduler.acquire(Ticket("r", 1, "direct_api"))
+        await scheduler.flush()
+    await client.aclose()
+    assert refused.value.status == 503 and refused.value.retry_after == 5
+    assert scheduler.waiting() == [] and scheduler.position("r") is None
+
+
+async def test_close_fails_local_waiters_and_gives_back_local_slots(cluster):
+    a, b = await cluster.add(1), await cluster.add(1)
+    await a.acquire(Ticket("holder", 1, "direct_api"))
+    waiting = await enqueue(a, Ticket("waits", 1, "direct_api"))
+    await a.close()
+    with pytest.raises(SchedulerError) as failed:
+        await waiting
+    assert failed.value.status == 503
+    grant = await asyncio.wait_for(b.acquire(Ticket("next", 1, "direct_api")), 3)
+    assert grant.waited == 0.0, "the slot was free at once, not after the lease"
+    b.release(grant)
