@@ -8,7 +8,7 @@ import uuid
 from quart import Blueprint, Response, g, request
 
 from common.models import utcnow
-from common.sources import Identity, RequestSource
+from common.sources import ClassificationError, Identity, RequestSource
 from proxy_app.classify import identify, principal_of
 from proxy_app.direct import serve_direct
 from proxy_app.errors import Forbidden, ProxyError
@@ -52,27 +52,18 @@ async def api(rest: str) -> Response:
     """The Ollama and OpenAI surface: resolve the route, classify, then queue or relay."""
     arrived = time.monotonic()
     gw = gateway()
-    route = resolve(request.method, request.path)
-    principal = principal_of(request, gw.settings)
-    await gw.cache.learn(principal.credentials)
-    identity = identify(principal, gw.cache.snapshot, gw.settings)
-    g.source = identity.source.value
-    if identity.api_key_id is not None:
-        gw.cache.touch_key(identity.api_key_id)
+    peer = (request.scope.get("client") or (None, None))[0]
+    # The record exists before anything can refuse the request: refusals
+    # (400/401/403/404/413) leave their row too.
     record = RequestRecord(
         request_id=g.request_id,
         method=request.method,
-        endpoint=route.name,
+        endpoint=request.path,
         status=CLIENT_LEFT,
         created_at=utcnow(),
-        source=identity.source.value,
-        api_key_id=identity.api_key_id,
-        whitelist_entry_id=identity.whitelist_entry_id,
-        user_id=identity.user_id,
-        client_ip=str(principal.client_ip) if principal.client_ip is not None else None,
-        model=route.model,
+        client_ip=peer,
     )
-    queued = route.lane is Lane.QUEUED
+    queued = False
 
     async def log_request() -> None:
         if record.duration_ms is None:
@@ -81,6 +72,19 @@ async def api(rest: str) -> Response:
 
     on_request_end(request.scope, log_request)
     try:
+        route = resolve(request.method, request.path)
+        record.endpoint, record.model = route.name, route.model
+        principal = principal_of(request, gw.settings)
+        record.client_ip = str(principal.client_ip) if principal.client_ip is not None else None
+        await gw.cache.learn(principal.credentials)
+        identity = identify(principal, gw.cache.snapshot, gw.settings)
+        g.source = record.source = identity.source.value
+        record.api_key_id = identity.api_key_id
+        record.whitelist_entry_id = identity.whitelist_entry_id
+        record.user_id = identity.user_id
+        if identity.api_key_id is not None:
+            gw.cache.touch_key(identity.api_key_id)
+        queued = route.lane is Lane.QUEUED
         if route.lane is Lane.MANAGE and not may_manage_models(identity):
             raise Forbidden("model management is for admins and whitelisted IPs only")
         if queued:
@@ -88,6 +92,9 @@ async def api(rest: str) -> Response:
         else:
             response = await serve_direct(gw, route, request)
     except ProxyError as exc:
+        record.status, record.error = exc.status, exc.message
+        raise
+    except ClassificationError as exc:
         record.status, record.error = exc.status, exc.message
         raise
     if not queued:

@@ -39,8 +39,13 @@ async def test_every_proxied_request_leaves_exactly_one_log_row(settings_factory
         assert (
             await call(client, "GET", "/api/tags", KEYLESS_IP, headers={"X-API-Key": key})
         ).status_code == 200
-        assert (await chat_request(client, KEYLESS_IP)).status_code == 401  # nobody: not proxied, not logged
-    chat, refused, tags = log_rows(settings)  # the writer flushed at shut-down
+        assert (await chat_request(client, KEYLESS_IP)).status_code == 401
+        assert (await call(client, "POST", "/api/nonsense", KEYLESS_IP, json={})).status_code == 404
+        bad_json = await call(
+            client, "POST", "/api/chat", KEYLESS_IP, data=b"{not json", headers={"X-API-Key": key}
+        )
+        assert bad_json.status_code == 400
+    chat, refused, tags, nobody, unknown, malformed = log_rows(settings)  # flushed at shut-down
     assert (chat.source, chat.endpoint, chat.model, chat.status, chat.client_ip) == (
         "direct_api",
         "/api/chat",
@@ -55,6 +60,16 @@ async def test_every_proxied_request_leaves_exactly_one_log_row(settings_factory
     assert (refused.endpoint, refused.status, refused.source) == ("/api/pull", 403, "custom_app")
     assert refused.api_key_id is not None and refused.error
     assert (tags.endpoint, tags.status) == ("/api/tags", 200)
+    # Refused requests leave their row too, with whatever was known of them.
+    assert (nobody.endpoint, nobody.status, nobody.source, nobody.client_ip) == (
+        "/api/chat",
+        401,
+        None,
+        KEYLESS_IP,
+    )
+    assert nobody.error
+    assert (unknown.endpoint, unknown.status, unknown.source) == ("/api/nonsense", 404, None)
+    assert (malformed.endpoint, malformed.status, malformed.source) == ("/api/chat", 400, "custom_app")
 
 
 async def test_metrics_are_for_admins_and_the_scrape_token(
