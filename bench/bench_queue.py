@@ -10,6 +10,9 @@ table (``| id | metric | direct | gateway | ratio | budget | result |``):
 - wake: resuming the granted ``acquire()`` to get its ``Grant``;
 - RSS growth (``VmRSS`` from ``/proc/self/status``) with all tickets queued.
 
+``--redis URL`` adds the shared queue: 1,000 tickets over two RedisScheduler
+instances sharing one slot, timed end to end (enqueue reply; release to grant).
+
 Each ``acquire()`` coroutine is driven by hand (``send``) rather than as an asyncio
 task, so the figures are the scheduler's own work, not the event loop's. The
 clock is the bench's: tickets arrive 10 ms apart, so aging (0.1 per minute)
@@ -176,17 +179,104 @@ def table(result: dict) -> list[str]:
     return lines
 
 
+async def measure_redis(url: str, n: int, seed: int) -> dict:
+    """Two RedisScheduler instances sharing one slot: enqueue and release-to-grant latency, order."""
+    from redis.asyncio import Redis
+
+    from proxy_app.scheduler_redis import RedisScheduler
+
+    rng = random.Random(seed)
+    prefix = f"seadragon-bench:{rng.getrandbits(48):x}"
+    settings = Settings(
+        database_url="sqlite://",
+        secret_key="bench",
+        instance_dir=Path("/tmp"),
+        max_queue=n + 1,
+        aging_per_minute=0,
+    )
+    clients = [Redis.from_url(url) for _ in range(2)]
+    # The backend is never called: its health check answers from memory.
+    tags = httpx.MockTransport(lambda request: httpx.Response(200, json={"models": []}))
+    async with httpx.AsyncClient(transport=tags) as client:
+        pools = [BackendPool([Backend("http://127.0.0.1:11434", 1)], client) for _ in clients]
+        schedulers = [
+            RedisScheduler(settings, pool, c, prefix=prefix) for pool, c in zip(pools, clients, strict=True)
+        ]
+        for scheduler in schedulers:
+            await scheduler.start()
+        try:
+            grant = await schedulers[0].acquire(Ticket("holder", 0, "direct_api"))
+            owner, tasks, expected, enqueue_ms = {"holder": schedulers[0]}, {}, [], []
+            for i in range(n):
+                priority, scheduler = rng.randint(0, 10), schedulers[i % 2]
+                ticket = Ticket(f"r{i}", priority, SOURCES[priority % 3])
+                started = time.perf_counter()
+                task = tasks[ticket.request_id] = asyncio.create_task(scheduler.acquire(ticket))
+                while not task.done() and scheduler.position(ticket.request_id) is None:
+                    await asyncio.sleep(0)
+                if task.done():
+                    task.result()  # a refusal ends the bench with its reason
+                enqueue_ms.append((time.perf_counter() - started) * 1e3)
+                owner[ticket.request_id] = scheduler
+                expected.append((priority, i, ticket.request_id))
+            expected.sort()
+            served, grant_ms = [], []
+            for _, _, rid in expected:
+                started = time.perf_counter()
+                owner[grant.ticket.request_id].release(grant)
+                grant = await tasks[rid]
+                grant_ms.append((time.perf_counter() - started) * 1e3)
+                served.append(rid)
+            owner[grant.ticket.request_id].release(grant)
+        finally:
+            for scheduler in schedulers:
+                await scheduler.close()
+            keys = [key async for key in clients[0].scan_iter(f"{prefix}:*")]
+            if keys:
+                await clients[0].delete(*keys)
+            for c in clients:
+                await c.aclose()
+    return {
+        "n": n,
+        "in_order": served == [rid for _, _, rid in expected],
+        "enqueue": enqueue_ms,
+        "grant": grant_ms,
+    }
+
+
+def redis_table(result: dict) -> list[str]:
+    """Information rows for the shared (Redis) queue."""
+    n = result["n"]
+    ok = result["in_order"]
+    lines = [
+        f"| Q1-redis | {n:,} tickets, 2 instances, 1 shared slot: served in priority order |  | "
+        f"{'yes' if ok else 'no'} |  | exact | {'pass' if ok else '**FAIL**'} |"
+    ]
+    for name in ("enqueue", "grant"):
+        values = result[name]
+        lines.append(
+            f"| Q1-redis | {name} ms/op, mean / p99 |  | {statistics.fmean(values):.2f} / "
+            f"{percentile(values, 0.99):.2f} |  |  |  |"
+        )
+    return lines
+
+
 def main() -> int:
     """Run the bench, print the table, exit 1 if a budget is missed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 tickets instead of 10,000")
     parser.add_argument("-n", type=int, default=None, help="number of tickets")
     parser.add_argument("--seed", type=int, default=20260101)
+    parser.add_argument(
+        "--redis", metavar="URL", help="also time the shared queue (RedisScheduler) on this Redis"
+    )
     args = parser.parse_args()
     signal.alarm(300)  # bounded: a hung run ends instead of stalling a benchmark session
     n = args.n or (2_000 if args.quick else 10_000)
     result = asyncio.run(measure(n, args.seed))
     lines = table(result)
+    if args.redis:
+        lines += redis_table(asyncio.run(measure_redis(args.redis, min(n, 1_000), args.seed)))
     print("\n".join(lines))
     return 1 if any(line.endswith("| **FAIL** |") for line in lines) else 0
 
