@@ -60,9 +60,8 @@ end
 
 -- Grant free slots to the best waiting tickets whose model has a free backend:
 -- the heads of the per-model queues in (score, member) order; the candidate
--- backend with the most free slots. The owner hears through its inbox list,
--- except for `self_rid`, whose enqueue call gets the answer directly.
-local function dispatch(self_rid)
+-- backend with the most free slots. The owner hears through its inbox list.
+local function dispatch()
   local free = {}
   for url, slots in pairs(routing.backends) do
     purge_leases(url)
@@ -103,11 +102,11 @@ local function dispatch(self_rid)
       redis.call('ZADD', P .. ':leases:' .. url, lease_end, rid)
       redis.call('HSET', tkey(rid), 'state', 'granted', 'backend', url)
       redis.call('HINCRBY', P .. ':counts', 'active:' .. source, 1)
-      if rid ~= self_rid then
-        local inbox = P .. ':granted:' .. f[1]
-        redis.call('RPUSH', inbox, url .. '\n' .. rid)
-        redis.call('PEXPIRE', inbox, lease * 4)
-      end
+      -- Always told, even the enqueuing caller that also gets the answer directly:
+      -- if that caller was cancelled meanwhile, the notice is what gives the slot back.
+      local inbox = P .. ':granted:' .. f[1]
+      redis.call('RPUSH', inbox, url .. '\n' .. rid)
+      redis.call('PEXPIRE', inbox, lease * 4)
       free[url] = free[url] - 1
     else
       -- Its instance is gone or it timed out: never grant it.
@@ -132,7 +131,7 @@ if cmd == 'enqueue' then
   redis.call('SADD', P .. ':models', model)
   redis.call('ZADD', P .. ':arrivals', now, rid)
   redis.call('HINCRBY', P .. ':counts', 'queued:' .. source, 1)
-  dispatch(rid)
+  dispatch()
   local f = redis.call('HMGET', tkey(rid), 'state', 'backend')
   if f[1] == 'granted' then return {'granted', f[2]} end
   if redis.call('ZCARD', P .. ':queue') > tonumber(ARGV[13]) then
@@ -149,7 +148,7 @@ elseif cmd == 'leave' then
   elseif f[1] == 'queued' then
     drop(rid)
   end
-  dispatch('')
+  dispatch()
   return 'ok'
 elseif cmd == 'tick' then
   -- ARGV: 5 owner, 6 timeout ms, 7 JSON [[url, rid]] held here, 8 JSON [member] whose rank
@@ -165,7 +164,7 @@ elseif cmd == 'tick' then
   end
   local urls = cjson.decode(ARGV[9])
   for _, url in ipairs(urls) do purge_leases(url) end
-  dispatch('')
+  dispatch()
   local ranks = {}
   for i, member in ipairs(cjson.decode(ARGV[8])) do
     ranks[i] = redis.call('ZRANK', P .. ':queue', member) or -1

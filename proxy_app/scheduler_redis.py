@@ -23,7 +23,8 @@ heartbeat) or dropped after QUEUE_TIMEOUT. An instance stalled for longer than
 ``lease`` loses its slots to others: keep ``lease`` well above any pause.
 
 **Wake-up.** A grant is pushed onto the owner's ``granted:<instance>`` list; each
-instance waits on its own list with ``BLPOP``, so a grant arrives at once. The
+instance waits on its own list with ``BLPOP``, so a grant arrives at once. A notice
+for a request this instance no longer waits for gives the slot straight back. The
 redis client must not have a ``socket_timeout`` shorter than 2 s.
 
 ``release``, ``cancel``, ``position``, ``snapshot`` and ``waiting`` are synchronous
@@ -175,8 +176,11 @@ class RedisScheduler:
             self._abandon(waiter)
             raise asyncio.CancelledError
         if self._waiters.get(rid) is not waiter:
-            # Granted through the inbox, cancelled or timed out while the reply was on its
-            # way; a cancel's leave step (spawned by _abandon) takes back ticket or slot.
+            # Granted through the inbox, or cancelled / timed out while the enqueue was on
+            # its way. The leave _abandon spawned may have reached Redis before the enqueue
+            # did, so leave again now (it is idempotent).
+            if waiter.grant is None:
+                self._spawn(self._run("leave", rid))
             return await waiter.future
         kind = _text(reply[0])
         if kind != "queued":
@@ -263,6 +267,8 @@ class RedisScheduler:
 
     def _on_grant(self, rid: str, url: str) -> None:
         """A grant notice from the inbox: wake the waiter, or give back a slot nobody wants now."""
+        if rid in self._held:
+            return  # the enqueue reply brought this grant first
         waiter = self._waiters.pop(rid, None)
         if waiter is None or waiter.future.done():
             self._spawn(self._run("leave", rid))
