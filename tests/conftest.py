@@ -51,3 +51,16 @@ def require_service(env_name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return url
+
+
+def fresh_redis_url(db: int) -> str:
+    """The URL of Redis database ``db`` on the test server, emptied first."""
+    import redis
+
+    url = require_service("SEADRAGON_TEST_REDIS_URL").rsplit("/", 1)[0] + f"/{db}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return url

@@ -6,9 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import redis
 
-from tests.conftest import require_service
+from tests.conftest import fresh_redis_url
 from tests.proxy.support import chat_body
 
 pytestmark = pytest.mark.scaleout
@@ -18,15 +17,9 @@ HOLD = {**DIRECT, "X-Sim-First-Token-Delay": "1.5"}
 
 
 @pytest.fixture
-def redis_url():
+def redis_url() -> str:
     """A Redis database of these tests' own, emptied first."""
-    url = require_service("SEADRAGON_TEST_REDIS_URL").rsplit("/", 1)[0] + "/7"
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    return url
+    return fresh_redis_url(7)
 
 
 def post(server, headers: dict) -> httpx.Response:

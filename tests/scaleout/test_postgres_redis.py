@@ -10,12 +10,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-import redis
 import sqlalchemy as sa
 
 from common.db import make_sync_engine
 from common.models import RequestLog, User
-from tests.conftest import require_service, settings_env
+from tests.conftest import fresh_redis_url, require_service, settings_env
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.scaleout
@@ -44,13 +43,7 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def redis_url() -> str:
     """A Redis database of these tests' own, emptied first."""
-    url = require_service("SEADRAGON_TEST_REDIS_URL").rsplit("/", 1)[0] + "/6"
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    return url
+    return fresh_redis_url(6)
 
 
 @pytest.fixture
