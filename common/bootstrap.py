@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import sys
 
 import sqlalchemy as sa
 
 from common.db import make_sessionmaker, make_sync_engine, upgrade
 from common.models import User
 from common.security import hash_password
-from common.settings import Settings
+from common.settings import ConfigError, Settings
 
 
 def create_user(session, username: str, password: str, *, is_admin: bool = False) -> User:
@@ -40,3 +42,23 @@ def prepare_database(settings: Settings) -> tuple[str, str | None] | None:
             return settings.admin_user, generated
     finally:
         engine.dispose()
+
+
+def main() -> int:
+    """``python -m common.bootstrap``: prepare the database named by the environment.
+
+    Prints one JSON line, ``{"created": null}`` or ``{"created": [username,
+    generated_password_or_null]}``. The run command calls this in a child process
+    so that the server never loads Alembic (about 10 MiB it would keep for nothing).
+    """
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"seadragon: configuration error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"created": prepare_database(settings)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from common.bootstrap import prepare_database
 from common.settings import ConfigError, Settings
 
+ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR_PORT = 11435
 BANNER = "=" * 72
 
@@ -25,6 +27,22 @@ def _answers(url: str, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def prepare_database_in_child() -> tuple[str, str | None] | None:
+    """Run the migrations and first-run setup in a short-lived child process.
+
+    Alembic and the migration scripts then never occupy the server's memory.
+    Returns what :func:`common.bootstrap.prepare_database` returned.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "common.bootstrap"], cwd=ROOT, env=os.environ, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        sys.exit(f"seadragon: preparing the database failed (exit status {done.returncode})")
+    created = json.loads(done.stdout.strip().splitlines()[-1])["created"]
+    return None if created is None else (created[0], created[1])
 
 
 def _free_port(preferred: int) -> int:
@@ -70,7 +88,7 @@ def launch(build_app: Callable[[Settings], object]) -> None:
             f"  Set SEADRAGON_OLLAMA_URLS to use a real Ollama.\n{BANNER}",
             flush=True,
         )
-    created = prepare_database(settings)
+    created = prepare_database_in_child()
     if created is not None:
         username, password = created
         if password is not None:
