@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from admin_app.extensions import db
-from admin_app.services import NotFound, ServiceError, check_text, get_by_id
+from admin_app.services import ServiceError, check_text, get_or_not_found
 from common.models import AccessToken, LoginFailure, RegistrationToken, User, utcnow
 from common.security import (
     ACCESS_TOKEN_PREFIX,
@@ -229,10 +229,7 @@ def list_users() -> list[User]:
 
 
 def _get_user(user_id: int) -> User:
-    user = get_by_id(User, user_id)
-    if user is None:
-        raise NotFound(f"no user {user_id}")
-    return user
+    return get_or_not_found(User, user_id, "user")
 
 
 def _refuse_last_admin(user: User, action: str) -> None:

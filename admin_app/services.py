@@ -76,6 +76,14 @@ def get_by_id(model, row_id: int):
     return db.session.get(model, row_id) if 0 <= row_id <= MAX_ID else None
 
 
+def get_or_not_found(model, row_id: int, what: str):
+    """The row with this primary key; :class:`NotFound` ("no <what> <id>") if there is none."""
+    row = get_by_id(model, row_id)
+    if row is None:
+        raise NotFound(f"no {what} {row_id}")
+    return row
+
+
 def _newest_first(model, column):
     return db.session.scalars(sa.select(model).order_by(column.desc(), model.id.desc())).all()
 
@@ -172,9 +180,7 @@ def list_tokens() -> list[RegistrationToken]:
 
 def revoke_token(token_id: int) -> RegistrationToken:
     """Revoke an unused token (a used one stays ``used``); :class:`NotFound` if unknown."""
-    token = get_by_id(RegistrationToken, token_id)
-    if token is None:
-        raise NotFound(f"no registration token {token_id}")
+    token = get_or_not_found(RegistrationToken, token_id, "registration token")
     if token.used_at is None and token.revoked_at is None:
         token.revoked_at = utcnow()
         db.session.commit()
@@ -221,9 +227,7 @@ def list_api_keys() -> list[APIKey]:
 
 def revoke_api_key(key_id: int) -> APIKey:
     """Revoke a key (idempotent); :class:`NotFound` if unknown."""
-    key = get_by_id(APIKey, key_id)
-    if key is None:
-        raise NotFound(f"no API key {key_id}")
+    key = get_or_not_found(APIKey, key_id, "API key")
     if key.is_active:
         key.is_active = False
         key.revoked_at = utcnow()
