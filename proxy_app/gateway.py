@@ -25,7 +25,7 @@ from proxy_app.identity_cache import REFRESH_INTERVAL, IdentityCache, Snapshot
 from proxy_app.metrics import Metrics
 from proxy_app.scheduler import LocalScheduler, Revoked, Scheduler
 from proxy_app.stats import LiveStats, RequestLogWriter, RequestRecord
-from proxy_app.upstream import Upstream, make_client
+from proxy_app.upstream import Upstream, make_client, make_transport
 
 log = logging.getLogger("seadragon.gateway")
 
@@ -66,10 +66,11 @@ class Gateway:
         """Make the client and engine, start health checks, identities, the log writer."""
         self.engine = make_async_engine(self.settings.database_url)
         self.writer = RequestLogWriter(make_async_sessionmaker(self.engine))
-        self.client = make_client(self.settings, self.transport)
+        transport = make_transport(self.transport)
+        self.client = make_client(self.settings, transport)
         self.pool = BackendPool(self.settings.backends, self.client, interval=self.health_interval)
         self.scheduler = self._make_scheduler(self.pool)
-        self.upstream = Upstream(self.client, self.settings, self._connect_failed)
+        self.upstream = Upstream(transport, self.settings, self._connect_failed)
         self.metrics = Metrics(self.stats_snapshot, self.writer, self.upstream.open_connections)
         await self.scheduler.start()
         await self.cache.start(self.engine)

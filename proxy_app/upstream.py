@@ -10,6 +10,7 @@ the raw bytes are the real bytes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
@@ -19,6 +20,7 @@ import httpx
 
 from common.settings import Settings
 from proxy_app.errors import DEFAULT_RETRY_AFTER, BadGateway, GatewayTimeout, ProxyError, Unavailable
+from proxy_app.transport import LeanTransport
 
 HOP_BY_HOP = frozenset(
     {
@@ -93,19 +95,37 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+# Slots, not the connection pool, limit concurrency.
+_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+
+
+def make_transport(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncBaseTransport:
+    """The connection pool to Ollama: ``transport`` if given (tests), else a :class:`LeanTransport`."""
+    if transport is not None:
+        return transport
+    # httpcore costs ~4x the CPU per request and scales badly with concurrency;
+    # https backends still go through httpx's own transport (LeanTransport's fallback).
+    return LeanTransport(
+        max_keepalive=_LIMITS.max_keepalive_connections,
+        fallback=httpx.AsyncHTTPTransport(limits=_LIMITS, trust_env=False),
+    )
+
+
+def upstream_timeout(settings: Settings) -> httpx.Timeout:
+    """Connect and write timeouts; reads are timed per phase by :class:`Exchange` (first byte, then idle)."""
+    return httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=None,
+        write=settings.idle_timeout,
+        pool=settings.connect_timeout,
+    )
+
+
 def make_client(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The process's one upstream client, with every timeout set on purpose."""
+    """A client on the upstream transport (health checks), with every timeout set on purpose."""
     return httpx.AsyncClient(
-        transport=transport,
-        # Read timeouts are enforced per phase by Exchange (first byte, then idle).
-        timeout=httpx.Timeout(
-            connect=settings.connect_timeout,
-            read=None,
-            write=settings.idle_timeout,
-            pool=settings.connect_timeout,
-        ),
-        # Slots, not the connection pool, limit concurrency.
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+        transport=make_transport(transport),
+        timeout=upstream_timeout(settings),
         trust_env=False,  # an HTTP_PROXY in the environment must not capture Ollama traffic
         follow_redirects=False,
     )
@@ -135,6 +155,12 @@ def error_message(body: bytes) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=1024)
+def _url(url: str) -> httpx.URL:
+    # Parsed once per backend and path: a handful of distinct values in practice.
+    return httpx.URL(url)
+
+
 async def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
     if response.is_stream_consumed:
         # Read already (an in-memory response, e.g. httpx.MockTransport's): one chunk.
@@ -149,11 +175,15 @@ class Upstream:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         settings: Settings,
         on_connect_error: Callable[[str, str], None] | None = None,
     ) -> None:
-        self.client = client
+        # The transport, not an AsyncClient: the client's per-request work (URL merging,
+        # cookies, auth and redirect hooks, default headers) is of no use to a relay and
+        # cost as much CPU as the transport itself.
+        self.transport = transport
+        self._timeout = upstream_timeout(settings).as_dict()
         self.settings = settings
         self.on_connect_error = on_connect_error
         self._open = 0
@@ -175,11 +205,18 @@ class Upstream:
         headers: list[tuple[str, str]],
     ) -> Exchange:
         """Send the request and wait for Ollama's status line (502/504 as :class:`ProxyError`)."""
-        request = self.client.build_request(method, base_url + path, content=content, headers=headers)
+        request = httpx.Request(
+            method,
+            _url(base_url + path),
+            content=content,
+            headers=headers,
+            extensions={"timeout": self._timeout},
+        )
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.settings.first_byte_timeout):
-                response = await self.client.send(request, stream=True)
+                response = await self.transport.handle_async_request(request)
+            response.request = request
         except TimeoutError:
             raise GatewayTimeout(
                 f"Ollama sent no response within {self.settings.first_byte_timeout:g} s"

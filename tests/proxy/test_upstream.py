@@ -12,7 +12,6 @@ from proxy_app.upstream import (
     Upstream,
     forward_headers,
     inband_error,
-    make_client,
     redact_url,
     returned_headers,
 )
@@ -36,21 +35,19 @@ class Chunks(httpx.AsyncByteStream):
 
 
 @pytest.fixture
-async def upstream_for(settings_factory):
+def upstream_for(settings_factory):
     """An Upstream on a mock transport, with short timeouts."""
-    clients: list[httpx.AsyncClient] = []
     failures: list[tuple[str, str]] = []
 
     def make(handler, **overrides) -> Upstream:
         settings = settings_factory(**{"FIRST_BYTE_TIMEOUT": "0.3", "IDLE_TIMEOUT": "0.3", **overrides})
-        clients.append(make_client(settings, httpx.MockTransport(handler)))
-        upstream = Upstream(clients[-1], settings, lambda url, error: failures.append((url, error)))
+        upstream = Upstream(
+            httpx.MockTransport(handler), settings, lambda url, error: failures.append((url, error))
+        )
         upstream.failures = failures
         return upstream
 
-    yield make
-    for client in clients:
-        await client.aclose()
+    return make
 
 
 async def open_chat(upstream: Upstream):
