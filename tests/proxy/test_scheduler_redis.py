@@ -395,5 +395,6 @@ async def test_close_fails_local_waiters_and_gives_back_local_slots(cluster):
         await waiting
     assert failed.value.status == 503
     grant = await asyncio.wait_for(b.acquire(Ticket("next", 1, "direct_api")), 3)
-    assert grant.waited == 0.0, "the slot was free at once, not after the lease"
+    # Freed by close, not by the lease running out (which would take LEASE seconds).
+    assert grant.waited < LEASE / 2, "the slot was free at once, not after the lease"
     b.release(grant)
