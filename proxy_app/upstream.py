@@ -166,7 +166,8 @@ async def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
         # Read already (an in-memory response, e.g. httpx.MockTransport's): one chunk.
         yield response.content
         return
-    async for chunk in response.aiter_raw():
+    # The transport's own stream: aiter_raw's re-chunking and per-chunk context are of no use here.
+    async for chunk in response.stream:
         yield chunk
 
 
@@ -311,7 +312,7 @@ class Exchange:
             if chunk is None:
                 return
             if chunk:
-                tail = (tail + chunk)[-2:]
+                tail = chunk[-2:] if len(chunk) >= 2 else (tail + chunk)[-2:]
                 yield chunk
 
     async def aclose(self) -> None:
