@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import select
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 import httptools
 import httpx
 
+T = TypeVar("T")
 READ_HIGH_WATER = 256 * 1024  # buffered body bytes before the socket stops being read
 CHUNKED_TE = b"chunked"
 
@@ -263,10 +265,13 @@ class Connection(asyncio.Protocol):
 class ResponseStream(httpx.AsyncByteStream):
     """The body of one response; gives the connection back to the pool when read to its end."""
 
-    def __init__(self, transport: LeanTransport, key: tuple[str, int], conn: Connection) -> None:
+    def __init__(
+        self, transport: LeanTransport, key: tuple[str, int], conn: Connection, read_timeout: float | None
+    ) -> None:
         self._owner = transport
         self._key = key
         self._conn: Connection | None = conn
+        self._read_timeout = read_timeout  # per wait for body bytes; None for the relay (it times itself)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
@@ -276,7 +281,10 @@ class ResponseStream(httpx.AsyncByteStream):
         if conn is None:
             raise StopAsyncIteration
         try:
-            data = await conn.next_body()
+            if self._read_timeout is None:
+                data = await conn.next_body()
+            else:
+                data = await _timed_read(conn.next_body(), self._read_timeout)
         except BaseException:
             self._release(reuse=False)
             raise
@@ -375,7 +383,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 # still send: its answer, when it came, is what the caller needs to see.
                 if not conn.headers_done:
                     raise
-            await conn.response_head()
+            read_timeout = timeouts.get("read")
+            if read_timeout is None:
+                await conn.response_head()
+            else:
+                await _timed_read(conn.response_head(), read_timeout)
         except BaseException:
             conn.busy = False
             conn.close()
@@ -383,7 +395,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             conn.status,
             headers=conn.headers,
-            stream=ResponseStream(self, key, conn),
+            stream=ResponseStream(self, key, conn, timeouts.get("read")),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason},
         )
 
@@ -410,6 +422,14 @@ def _request_head(request: httpx.Request) -> bytes:
     if head.count(b"\n") != len(request.headers.raw) + 2 or head.count(b"\r") != head.count(b"\n"):
         raise httpx.LocalProtocolError("a request header contains CR or LF")
     return head
+
+
+async def _timed_read(waiting: Awaitable[T], timeout: float) -> T:
+    try:
+        async with asyncio.timeout(timeout):
+            return await waiting
+    except TimeoutError:
+        raise httpx.ReadTimeout(f"Ollama sent nothing for {timeout:g} s") from None
 
 
 async def _drained(conn: Connection, timeout: float | None) -> None:

@@ -689,6 +689,49 @@ async def test_malformed_chunk_framing_is_remote_protocol_error(serve, client):
             await response.aread()
 
 
+async def test_a_server_that_never_answers_is_read_timeout_when_one_is_set(serve, lean, client):
+    async def handle(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.wait_client_close()  # silent until the client gives up
+
+    server = await serve(handle)
+    async with asyncio.timeout(WAIT):
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(server.url, timeout=httpx.Timeout(5, read=0.2))
+        await server.peers[0].client_closed.wait()
+    assert idle(lean, server) == []
+
+
+async def test_a_body_that_stalls_is_read_timeout_and_its_connection_is_closed(serve, lean, client):
+    async def handle(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd")
+        await peer.wait_client_close()
+
+    server = await serve(handle)
+    async with asyncio.timeout(WAIT):
+        async with client.stream("GET", server.url, timeout=httpx.Timeout(5, read=0.2)) as response:
+            chunks = response.aiter_raw()
+            assert await anext(chunks) == b"abcd"
+            with pytest.raises(httpx.ReadTimeout):
+                await anext(chunks)
+        await server.peers[0].client_closed.wait()
+    assert idle(lean, server) == []
+
+
+async def test_without_a_read_timeout_a_slow_answer_is_waited_for(serve, lean, client):
+    async def handle(peer: Peer) -> None:
+        await peer.read_request()
+        await asyncio.sleep(0.3)
+        await peer.send(OK)
+        await peer.wait_client_close()
+
+    server = await serve(handle)
+    async with asyncio.timeout(WAIT):
+        response = await client.get(server.url, timeout=httpx.Timeout(5, read=None))
+    assert response.content == b"ok"
+
+
 async def test_a_request_body_the_server_never_reads_is_write_timeout(serve, lean, client):
     async def handle(peer: Peer) -> None:
         await peer.read_head()
