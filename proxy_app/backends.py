@@ -55,6 +55,9 @@ class BackendState:
         return model_key(model) in self.models
 
 
+RECHECK_FIRST = 0.5  # seconds before a backend that failed its check is asked again
+
+
 class BackendPool:
     """The backends with a periodic health check; listeners hear when capacity grows."""
 
@@ -94,8 +97,13 @@ class BackendPool:
                 await task
 
     async def _loop(self) -> None:
+        # A backend that is down is asked again soon (0.5 s, then twice as long each time,
+        # up to the interval): one reset connection must not cost a whole interval of 503s.
+        retry = RECHECK_FIRST
         while True:
-            await asyncio.sleep(self.interval)
+            down = any(not backend.healthy for backend in self.backends)
+            await asyncio.sleep(min(retry, self.interval) if down else self.interval)
+            retry = retry * 2 if down else RECHECK_FIRST
             try:
                 await self.check_all()
             except Exception:  # a bug in one round must not end health checking for good

@@ -9,6 +9,7 @@ import pytest
 
 from common.settings import Backend
 from proxy_app.backends import BackendPool, BackendState, model_key
+from proxy_app.transport import LeanTransport
 from tests.proxy.test_scheduler import tags_handler
 
 BACKENDS = [Backend("http://gpu1:11434", 2), Backend("http://gpu2:11434", 1)]
@@ -82,7 +83,8 @@ async def test_a_backend_answering_an_error_status_is_marked_down():
     assert pool.candidates(None) == []
 
 
-async def test_a_backend_that_hangs_is_marked_down_after_the_check_timeout():
+@pytest.mark.parametrize("transport", [LeanTransport(), None], ids=["lean", "httpcore"])
+async def test_a_backend_that_hangs_is_marked_down_after_the_check_timeout(transport):
     finished = asyncio.Event()
 
     async def never_answer(reader, writer):
@@ -94,7 +96,7 @@ async def test_a_backend_that_hangs_is_marked_down_after_the_check_timeout():
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(transport=transport) as client:
             pool = BackendPool([Backend(f"http://127.0.0.1:{port}", 1)], client, timeout=0.2)
             await asyncio.wait_for(pool.check_all(), 2)
     finally:
@@ -127,6 +129,45 @@ async def test_a_failed_backend_rejoins_when_the_health_loop_reaches_it(pool, ho
             break
     assert gpu2.healthy and gpu2.last_error is None
     assert joined and joined[0] == [True, True], "listeners hear that capacity came back"
+
+
+async def test_a_backend_down_at_start_is_asked_again_within_a_second_not_an_interval():
+    answers = iter([httpx.Response(503), httpx.Response(200, json={"models": [{"name": "llama3.2:latest"}]})])
+    asked = []
+
+    def handler(request):
+        asked.append(asyncio.get_running_loop().time())
+        return next(answers, httpx.Response(200, json={"models": []}))
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        pool = BackendPool(BACKENDS[:1], client, interval=30)
+        await pool.start()
+        assert not pool.backends[0].healthy
+        try:
+            async with asyncio.timeout(2):
+                while not pool.backends[0].healthy:
+                    await asyncio.sleep(0.02)
+        finally:
+            await pool.close()
+    assert pool.backends[0].models == frozenset({"llama3.2:latest"})
+    assert 0.4 <= asked[1] - asked[0] <= 1.0
+
+
+async def test_while_all_backends_are_healthy_the_interval_is_kept(pool, hosts):
+    asked = []
+    pool.on_change(lambda: None)
+    original = pool._check
+
+    async def counting(backend):
+        asked.append(backend.url)
+        return await original(backend)
+
+    pool.interval = 0.2
+    pool._check = counting
+    await pool.start()
+    await asyncio.sleep(0.5)
+    rounds = len(asked) // len(pool.backends)
+    assert 2 <= rounds <= 4  # the first check, then one every 0.2 s
 
 
 async def test_the_health_loop_stops_on_close(pool, hosts):
