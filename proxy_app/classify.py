@@ -29,20 +29,38 @@ class Principal:
     session_reference: object = None  # Flask-Login's "_user_id" from a genuine session cookie
 
 
+# The request headers classification reads, as ASGI names them (lower-case bytes).
+_WANTED = frozenset({b"x-api-key", b"authorization", b"x-forwarded-for", b"origin", b"cookie"})
+
+
 def principal_of(request: Request, settings: Settings) -> Principal:
     """Read credentials, client IP, origin and session from a request (400 on conflicting keys)."""
-    credentials = parse_credentials(request.headers.get("X-API-Key"), request.headers.get("Authorization"))
+    # One pass over the raw headers: every request pays for this, and most of
+    # the names asked for are absent (a miss in Werkzeug's Headers raises inside).
+    found: dict[bytes, list[str]] = {}
+    for name, value in request.scope["headers"]:
+        name = name.lower()
+        if name in _WANTED:
+            found.setdefault(name, []).append(value.decode("latin-1"))
+    credentials = parse_credentials(_first(found, b"x-api-key"), _first(found, b"authorization"))
     peer = request.scope.get("client") or (None, None)
     # A proxy may add its hop as a separate header line: read them all, in order.
-    forwarded = ", ".join(request.headers.getlist("X-Forwarded-For"))
+    forwarded = ", ".join(found.get(b"x-forwarded-for", ()))
     client_ip = resolve_client_ip(peer[0], forwarded or None, settings.trusted_proxies)
-    session = read_session_cookie(request.cookies.get(SESSION_COOKIE_NAME), settings.secret_key)
+    session = None
+    if b"cookie" in found:
+        session = read_session_cookie(request.cookies.get(SESSION_COOKIE_NAME), settings.secret_key)
     return Principal(
         credentials=credentials,
         client_ip=client_ip,
-        origin=request.headers.get("Origin"),
+        origin=_first(found, b"origin"),
         session_reference=(session or {}).get("_user_id"),
     )
+
+
+def _first(found: dict[bytes, list[str]], name: bytes) -> str | None:
+    values = found.get(name)
+    return values[0] if values else None
 
 
 def identify(principal: Principal, snapshot: Snapshot, settings: Settings) -> Identity:

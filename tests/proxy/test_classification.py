@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from werkzeug.datastructures import Headers
 
 from tests.proxy.fake_ollama import chat_request
 from tests.proxy.support import cookie_header
@@ -103,6 +104,22 @@ async def test_x_forwarded_for_from_a_trusted_proxy_is_believed(settings_factory
     response = await chat_request(client, "10.1.0.2", headers=honest)
     assert response.status_code == 200
     assert response.headers["X-Seadragon-Source"] == "direct_api"
+
+
+async def test_x_forwarded_for_split_over_several_header_lines_reads_as_one_list(
+    settings_factory, make_gateway, accounts
+):
+    settings = settings_factory(TRUSTED_PROXIES="10.1.0.0/16")
+    accounts(settings).whitelist(WHITELISTED_IP)
+    client = await make_gateway(settings)
+    # Two proxies, each adding its own line: together "10.9.9.9, <whitelisted>, 10.1.0.7".
+    lines = Headers([("X-Forwarded-For", "10.9.9.9"), ("X-Forwarded-For", f"{WHITELISTED_IP}, 10.1.0.7")])
+    response = await chat_request(client, "10.1.0.2", headers=lines)
+    assert response.status_code == 200
+    assert response.headers["X-Seadragon-Source"] == "direct_api"
+    # The same hops in the other order put an unlisted address nearest the proxies.
+    swapped = Headers([("X-Forwarded-For", f"{WHITELISTED_IP}, 10.1.0.7"), ("X-Forwarded-For", "10.9.9.9")])
+    assert (await chat_request(client, "10.1.0.2", headers=swapped)).status_code == 401
 
 
 async def test_a_logged_in_user_is_web_chat(world):
