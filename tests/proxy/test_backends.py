@@ -144,13 +144,13 @@ async def test_a_backend_down_at_start_is_asked_again_within_a_second_not_an_int
         await pool.start()
         assert not pool.backends[0].healthy
         try:
-            async with asyncio.timeout(2):
+            async with asyncio.timeout(3):
                 while not pool.backends[0].healthy:
                     await asyncio.sleep(0.02)
         finally:
             await pool.close()
     assert pool.backends[0].models == frozenset({"llama3.2:latest"})
-    assert 0.4 <= asked[1] - asked[0] <= 1.0
+    assert 0.4 <= asked[1] - asked[0] <= 2.0  # RECHECK_FIRST (0.5 s), not the 30 s interval
 
 
 async def test_while_all_backends_are_healthy_the_interval_is_kept(pool, hosts):
