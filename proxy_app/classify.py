@@ -38,8 +38,7 @@ def principal_of(request: Request, settings: Settings) -> Principal:
     # One pass over the raw headers: every request pays for this, and most of
     # the names asked for are absent (a miss in Werkzeug's Headers raises inside).
     found: dict[bytes, list[str]] = {}
-    for name, value in request.scope["headers"]:
-        name = name.lower()
+    for name, value in request.scope["headers"]:  # ASGI names are lower-case already
         if name in _WANTED:
             found.setdefault(name, []).append(value.decode("latin-1"))
     credentials = parse_credentials(_first(found, b"x-api-key"), _first(found, b"authorization"))

@@ -305,8 +305,8 @@ class ResponseStream(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         """Give the connection back if the body was read to its end, else close it."""
-        conn = self._conn
-        self._release(reuse=conn is not None and conn.complete and not conn._chunks)
+        # _release reuses only a connection whose response is complete; unread bytes rule it out too.
+        self._release(reuse=self._conn is not None and not self._conn._chunks)
 
 
 class LeanTransport(httpx.AsyncBaseTransport):

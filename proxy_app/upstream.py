@@ -162,10 +162,6 @@ def _url(url: str) -> httpx.URL:
 
 
 async def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    if response.is_stream_consumed:
-        # Read already (an in-memory response, e.g. httpx.MockTransport's): one chunk.
-        yield response.content
-        return
     # The transport's own stream: aiter_raw's re-chunking and per-chunk context are of no use here.
     async for chunk in response.stream:
         yield chunk
@@ -217,7 +213,6 @@ class Upstream:
         try:
             async with asyncio.timeout(self.settings.first_byte_timeout):
                 response = await self.transport.handle_async_request(request)
-            response.request = request
         except TimeoutError:
             raise GatewayTimeout(
                 f"Ollama sent no response within {self.settings.first_byte_timeout:g} s"
