@@ -67,6 +67,16 @@ class Settings:
     admin_password: str | None = field(default=None, repr=False)
     access_token_ttl: int = 12 * 3600
     https: bool = False
+    cloud_models: str = "off"  # off | admin | on: who may use Ollama's *-cloud models
+    fair_share: float = 0.5  # priority points per request of the same identity already in
+    model_affinity: float = 0.5  # points of slack to prefer a model the backend has loaded
+    affinity_max_delay: float = 60.0  # seconds a request may be passed over for affinity
+    shutdown_grace: float = 30.0  # seconds active streams may finish after SIGTERM
+    webchat_rpm: int | None = None  # default limits of web-chat users (None: no limit)
+    webchat_daily_tokens: int | None = None
+    public_url: str | None = None  # external base URL for every absolute link printed
+    log_retention_days: int = 90
+    access_log: str = "text"  # text | json | off
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +113,16 @@ class Settings:
             admin_password=env.str("ADMIN_PASSWORD", "") or None,
             access_token_ttl=env.int("ACCESS_TOKEN_TTL", 12 * 3600, minimum=60, maximum=90 * 86400),
             https=env.bool("HTTPS", False),
+            cloud_models=env.choice("CLOUD_MODELS", "off", ("off", "admin", "on")),
+            fair_share=env.float("FAIR_SHARE", 0.5, minimum=0.0),
+            model_affinity=env.float("MODEL_AFFINITY", 0.5, minimum=0.0),
+            affinity_max_delay=env.float("AFFINITY_MAX_DELAY", 60.0, minimum=0.0),
+            shutdown_grace=env.float("SHUTDOWN_GRACE", 30.0, minimum=0.0),
+            webchat_rpm=env.optional_int("WEBCHAT_RPM", minimum=1, maximum=1_000_000),
+            webchat_daily_tokens=env.optional_int("WEBCHAT_DAILY_TOKENS", minimum=1, maximum=10**12),
+            public_url=_public_url(env.str("PUBLIC_URL", "")),
+            log_retention_days=env.int("LOG_RETENTION_DAYS", 90, minimum=1, maximum=36_500),
+            access_log=env.choice("ACCESS_LOG", "text", ("text", "json", "off")),
         )
 
 
@@ -138,6 +158,21 @@ class _Env:
         if not minimum <= value <= maximum:
             raise ConfigError(f"{PREFIX}{name}: must be between {minimum} and {maximum}, got {value}")
         return value
+
+    def optional_int(self, name: str, *, minimum: int, maximum: int) -> int | None:
+        """A whole number, or None when the variable is unset or empty (no limit)."""
+        if self.str(name, "") == "":
+            return None
+        return self.int(name, minimum, minimum=minimum, maximum=maximum)
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        """One of ``allowed`` (case-insensitive)."""
+        raw = self.str(name, "").lower()
+        if raw == "":
+            return default
+        if raw not in allowed:
+            raise ConfigError(f"{PREFIX}{name}: expected one of {', '.join(allowed)}, got {raw!r}")
+        return raw
 
     def float(self, name: str, default: float, *, minimum: float) -> float:
         raw = self.str(name, "")
@@ -236,6 +271,15 @@ def _origins(raw: str) -> tuple[str, ...]:
             raise ConfigError(f"{PREFIX}CORS_ORIGINS: {item!r} is not an origin like https://host[:port]")
         origins.append(f"{parts.scheme}://{parts.netloc}".lower())
     return tuple(origins)
+
+
+def _public_url(raw: str) -> str | None:
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"{PREFIX}PUBLIC_URL: {raw!r} is not a base URL like https://host[/path]")
+    return raw.rstrip("/")
 
 
 def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -90,3 +90,44 @@ def test_it_reads_a_secret_from_a_file(tmp_path):
 def test_it_maps_postgres_urls_to_the_psycopg_driver(tmp_path):
     settings = make(tmp_path, DATABASE_URL="postgresql://u:p@127.0.0.1/db")
     assert settings.database_url == "postgresql+psycopg://u:p@127.0.0.1/db"
+
+
+def test_it_uses_the_documented_defaults_of_policies_and_scheduling(tmp_path):
+    settings = make(tmp_path)
+    assert settings.cloud_models == "off"
+    assert (settings.fair_share, settings.model_affinity, settings.affinity_max_delay) == (0.5, 0.5, 60.0)
+    assert settings.shutdown_grace == 30.0
+    assert settings.webchat_rpm is None and settings.webchat_daily_tokens is None
+    assert settings.public_url is None
+    assert (settings.log_retention_days, settings.access_log) == (90, "text")
+
+
+def test_it_reads_choices_limits_and_the_public_url(tmp_path):
+    settings = make(
+        tmp_path,
+        CLOUD_MODELS="Admin",
+        WEBCHAT_RPM="20",
+        WEBCHAT_DAILY_TOKENS="100000",
+        PUBLIC_URL="https://llm.example.org/gw/",
+        ACCESS_LOG="json",
+    )
+    assert settings.cloud_models == "admin" and settings.access_log == "json"
+    assert (settings.webchat_rpm, settings.webchat_daily_tokens) == (20, 100_000)
+    assert settings.public_url == "https://llm.example.org/gw"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("CLOUD_MODELS", "sometimes", "expected one of off, admin, on"),
+        ("ACCESS_LOG", "xml", "expected one of text, json, off"),
+        ("WEBCHAT_RPM", "0", "between 1 and"),
+        ("FAIR_SHARE", "-1", "at least 0"),
+        ("PUBLIC_URL", "llm.example.org", "not a base URL"),
+        ("LOG_RETENTION_DAYS", "0", "between 1 and"),
+    ],
+)
+def test_a_bad_policy_or_scheduling_value_names_the_variable(tmp_path, name, value, fragment):
+    with pytest.raises(ConfigError) as caught:
+        make(tmp_path, **{name: value})
+    assert f"SEADRAGON_{name}" in str(caught.value) and fragment in str(caught.value)
