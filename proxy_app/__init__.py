@@ -10,7 +10,7 @@ from proxy_app import gateway as gateway_module
 from proxy_app import monitor, views
 from proxy_app.cors import install_cors
 from proxy_app.errors import register_error_handlers
-from proxy_app.gateway import Gateway
+from proxy_app.gateway import GatewayOptions
 from proxy_app.identity_cache import REFRESH_INTERVAL
 
 
@@ -46,7 +46,7 @@ def create_app(
     install_cors(app, settings.cors_origins)
     gateway_module.install(
         app,
-        Gateway(
+        GatewayOptions(
             settings,
             transport=transport,
             identity_refresh=app.config["SEADRAGON_IDENTITY_REFRESH"],

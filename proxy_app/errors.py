@@ -1,4 +1,27 @@
-"""One error type for the gateway, answered as Ollama's JSON ``{"error": message}``."""
+"""The gateway's errors, all answered as Ollama's JSON ``{"error": message}``.
+
+The exception tree (everything the gateway answers with on purpose)::
+
+    ProxyError(status, message, headers)       the one error type the gateway answers with
+    ├── BadRequest              400  the request itself is wrong (body, headers)
+    ├── Forbidden               403  known identity, not allowed to do this
+    ├── NotFound                404  not a route of the table (docs/contract.md §3); nothing forwarded
+    ├── MethodNotAllowed        405  the path exists, the method does not (with ``Allow``)
+    ├── Unavailable             503  try again later (with ``Retry-After``)
+    ├── BadGateway              502  Ollama refused, broke or failed
+    └── GatewayTimeout          504  Ollama sent nothing in time
+
+Raised elsewhere and mapped here by :func:`as_proxy_error` (the one place an
+error becomes a status):
+
+* ``common.sources.ClassificationError`` (400/401/403: who is calling) — from
+  the framework-free classifier, which cannot import this module;
+* ``proxy_app.scheduler.SchedulerError`` and its ``QueueFull``, ``QueueTimeout``,
+  ``NoBackend`` (503 with ``Retry-After``) and ``Revoked`` (401);
+* werkzeug's ``HTTPException`` (Quart's own 404/405/413), by the app's handler.
+
+Anything else is a bug: logged, answered 500 without a traceback.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +33,7 @@ from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
 from common.sources import ClassificationError
+from proxy_app.scheduler import SchedulerError
 
 log = logging.getLogger("seadragon.gateway")
 
@@ -48,6 +72,13 @@ class Forbidden(ProxyError):
         super().__init__(403, message)
 
 
+class MethodNotAllowed(ProxyError):
+    """The path exists, the method does not (405 with ``Allow``)."""
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        super().__init__(405, "method not allowed", {"Allow": ", ".join(allowed)})
+
+
 class Unavailable(ProxyError):
     """Try again later (503 with ``Retry-After``)."""
 
@@ -78,21 +109,28 @@ def json_error(status: int, message: str, headers: Mapping[str, str] | None = No
     return response
 
 
-def from_classification(error: ClassificationError) -> ProxyError:
-    """The classifier's refusal as a gateway error."""
+def as_proxy_error(error: ProxyError | ClassificationError | SchedulerError) -> ProxyError:
+    """Any refusal the gateway knows, as the :class:`ProxyError` it is answered with."""
+    if isinstance(error, ProxyError):
+        return error
+    if isinstance(error, SchedulerError):
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
+        return ProxyError(error.status, error.message, headers)
     return ProxyError(error.status, error.message)
+
+
+KNOWN_ERRORS = (ProxyError, ClassificationError, SchedulerError)
 
 
 def register_error_handlers(app: Quart) -> None:
     """Every error becomes JSON, Quart's own 404/405/413 included; never a traceback."""
 
-    @app.errorhandler(ProxyError)
-    async def proxy_error(error: ProxyError) -> Response:
-        return json_error(error.status, error.message, error.headers)
+    async def known_error(error: ProxyError | ClassificationError | SchedulerError) -> Response:
+        mapped = as_proxy_error(error)
+        return json_error(mapped.status, mapped.message, mapped.headers)
 
-    @app.errorhandler(ClassificationError)
-    async def classification_error(error: ClassificationError) -> Response:
-        return json_error(error.status, error.message)
+    for kind in KNOWN_ERRORS:
+        app.register_error_handler(kind, known_error)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:

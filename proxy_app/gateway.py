@@ -1,15 +1,18 @@
 """What one gateway process owns, made at start-up and closed at shut-down.
 
-The upstream client, the backend pool, the scheduler, the identity cache and
-the request-log writer live on a :class:`Gateway` kept in ``app.extensions``;
-nothing is module-level, so every test app gets its own.
+The app is created with :class:`GatewayOptions`; when serving starts, the
+upstream client, the backend pool, the scheduler, the identity cache and the
+request-log writer are built whole into a :class:`Gateway` kept in
+``app.extensions`` (nothing is module-level, so every test app gets its own).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,13 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import make_async_engine, make_async_sessionmaker
 from common.settings import Settings
-from common.sources import ClassificationError
+from common.sources import ClassificationError, Identity
 from proxy_app.backends import BackendPool, BackendState
 from proxy_app.classify import Principal, identify
 from proxy_app.identity_cache import REFRESH_INTERVAL, IdentityCache, Snapshot
+from proxy_app.live_stats import LiveStats
 from proxy_app.metrics import Metrics
+from proxy_app.request_log import RequestLogWriter, RequestRecord
 from proxy_app.scheduler import LocalScheduler, Revoked, Scheduler
-from proxy_app.stats import LiveStats, RequestLogWriter, RequestRecord
 from proxy_app.upstream import Upstream, make_client, make_transport
 
 log = logging.getLogger("seadragon.gateway")
@@ -34,113 +38,119 @@ CLEANUP_KEY = "seadragon.cleanup"
 HEALTH_INTERVAL = 5.0  # seconds between backend health checks
 
 
+@dataclass(frozen=True)
+class GatewayOptions:
+    """What the app is created with; the :class:`Gateway` is built from it when serving starts."""
+
+    settings: Settings
+    transport: httpx.AsyncBaseTransport | None = None  # replaces the upstream network in tests
+    identity_refresh: float = REFRESH_INTERVAL
+    health_interval: float = HEALTH_INTERVAL
+
+
 class Gateway:
-    """The process-wide state: client, backends, queue, identities, measurements."""
+    """The process-wide state while serving: client, backends, queue, identities, measurements.
+
+    Built whole by :meth:`start` (every part exists and runs) and closed by :meth:`close`.
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        identity_refresh: float = REFRESH_INTERVAL,
-        health_interval: float = HEALTH_INTERVAL,
+        engine: AsyncEngine,
+        writer: RequestLogWriter,
+        client: httpx.AsyncClient,
+        pool: BackendPool,
+        scheduler: Scheduler,
+        upstream: Upstream,
+        cache: IdentityCache,
+        redis: Any | None,
     ) -> None:
         self.settings = settings
-        self.transport = transport
-        self.health_interval = health_interval
-        self.cache = IdentityCache(interval=identity_refresh)
+        self.engine = engine
+        self.writer = writer
+        self.client = client
+        self.pool = pool
+        self.scheduler = scheduler
+        self.upstream = upstream
+        self.cache = cache
+        self.redis = redis  # only with SEADRAGON_REDIS_URL (scale-out)
         self.live = LiveStats()
-        # Queued requests by id, each with the Principal it can be re-classified from.
-        self.waiting_principals: dict[str, Principal] = {}
-        self.engine: AsyncEngine | None = None
-        self.writer: RequestLogWriter | None = None
-        self.client: httpx.AsyncClient | None = None
-        self.pool: BackendPool | None = None
-        self.scheduler: Scheduler | None = None
-        self.upstream: Upstream | None = None
-        self.metrics: Metrics | None = None
-        self.redis: Any = None
-        self._sampler: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        """Make the client and engine, start health checks, identities, the log writer."""
-        self.engine = make_async_engine(self.settings.database_url)
-        self.writer = RequestLogWriter(make_async_sessionmaker(self.engine))
-        transport = make_transport(self.transport)
-        self.client = make_client(self.settings, transport)
-        self.pool = BackendPool(self.settings.backends, self.client, interval=self.health_interval)
-        self.scheduler = self._make_scheduler(self.pool)
-        self.upstream = Upstream(transport, self.settings, self._connect_failed)
-        self.metrics = Metrics(self.stats_snapshot, self.writer, self.upstream.open_connections)
-        await self.scheduler.start()
-        await self.cache.start(self.engine)
-        self.cache.on_refresh(self._recheck_waiting)
-        await self.writer.start()
+        self.metrics = Metrics(self.stats_snapshot, writer, upstream.open_connections)
+        cache.on_refresh(self._recheck_waiting)
         self._sampler = asyncio.create_task(self._sample_every_second())
 
-    def _make_scheduler(self, pool: BackendPool) -> Scheduler:
-        if not self.settings.redis_url:
-            return LocalScheduler(self.settings, pool)
-        # Scale-out: every instance shares one queue and one set of slots.
-        from redis.asyncio import Redis
-
-        from proxy_app.scheduler_redis import RedisScheduler
-
-        self.redis = Redis.from_url(self.settings.redis_url)
-        return RedisScheduler(self.settings, pool, self.redis)
+    @classmethod
+    async def start(cls, options: GatewayOptions) -> Gateway:
+        """Make the client and engine, start health checks, the queue, identities and the log writer."""
+        settings = options.settings
+        engine = make_async_engine(settings.database_url)
+        writer = RequestLogWriter(make_async_sessionmaker(engine))
+        transport = make_transport(options.transport)
+        client = make_client(settings, transport)
+        pool = BackendPool(settings.backends, client, interval=options.health_interval)
+        redis = _redis(settings)
+        scheduler = _make_scheduler(settings, pool, redis)
+        upstream = Upstream(transport, settings, functools.partial(_connect_failed, pool))
+        cache = IdentityCache(engine, interval=options.identity_refresh)
+        await scheduler.start()
+        await cache.start()
+        await writer.start()
+        return cls(
+            settings,
+            engine=engine,
+            writer=writer,
+            client=client,
+            pool=pool,
+            scheduler=scheduler,
+            upstream=upstream,
+            cache=cache,
+            redis=redis,
+        )
 
     async def close(self) -> None:
         """Fail the waiting, stop the loops, flush the log and usage, close the clients."""
-        if self._sampler is not None:
-            self._sampler.cancel()
-            await asyncio.gather(self._sampler, return_exceptions=True)
-        if self.scheduler is not None:
-            await self.scheduler.close()
+        self._sampler.cancel()
+        await asyncio.gather(self._sampler, return_exceptions=True)
+        await self.scheduler.close()
         if self.redis is not None:
             await self.redis.aclose()
-        if self.writer is not None:
-            await self.writer.close()
+        await self.writer.close()
         await self.cache.close()
-        if self.engine is not None:
-            await self.engine.dispose()
-        if self.client is not None:
-            await self.client.aclose()
+        await self.engine.dispose()
+        await self.client.aclose()
+
+    async def identify(self, principal: Principal) -> Identity:
+        """Who is calling (:class:`ClassificationError` if nobody allowed); counts a key's use."""
+        await self.cache.learn(principal.credentials)
+        identity = identify(principal, self.cache.snapshot, self.settings)
+        if identity.api_key_id is not None:
+            self.cache.touch_key(identity.api_key_id)
+        return identity
 
     def finish(self, record: RequestRecord, *, live: bool) -> None:
         """A request ended: one request-log row, and (for generations) the live numbers."""
-        if self.writer is not None:
-            self.writer.record(record)
-        if self.metrics is not None:
-            self.metrics.observe(record)
+        self.writer.record(record)
+        self.metrics.observe(record)
         if live:
             self.live.observe(record)
 
     def stats_snapshot(self) -> dict:
         """The scheduler's queue and slot numbers."""
-        assert self.scheduler is not None
         return self.scheduler.snapshot()
 
     def healthy_backends(self) -> list[BackendState]:
         """Backends that answered their last health check."""
-        assert self.pool is not None
         return [backend for backend in self.pool.backends if backend.healthy]
-
-    def _connect_failed(self, url: str, error: str) -> None:
-        # Take the backend out of rotation now rather than at the next health check.
-        assert self.pool is not None
-        for backend in self.pool.backends:
-            if backend.url == url:
-                self.pool.mark_failed(backend, error)
 
     def _recheck_waiting(self, snapshot: Snapshot) -> None:
         """Refuse queued requests whose key, whitelist entry or login is gone."""
-        assert self.scheduler is not None
         for ticket in self.scheduler.waiting():
-            principal = self.waiting_principals.get(ticket.request_id)
-            if principal is None:
-                continue
+            if ticket.principal is None:
+                continue  # served for an identity checked elsewhere (the web chat's session)
             try:
-                identify(principal, snapshot, self.settings)
+                identify(ticket.principal, snapshot, self.settings)
             except ClassificationError as exc:
                 self.scheduler.cancel(ticket.request_id, Revoked(exc.message, status=exc.status))
 
@@ -149,6 +159,30 @@ class Gateway:
         while True:
             await asyncio.sleep(1.0)
             self.live.sample(self.stats_snapshot())
+
+
+def _redis(settings: Settings) -> Any | None:
+    if not settings.redis_url:
+        return None
+    from redis.asyncio import Redis  # only scale-out needs it
+
+    return Redis.from_url(settings.redis_url)
+
+
+def _make_scheduler(settings: Settings, pool: BackendPool, redis: Any | None) -> Scheduler:
+    if redis is None:
+        return LocalScheduler(settings, pool)
+    # Scale-out: every instance shares one queue and one set of slots.
+    from proxy_app.scheduler_redis import RedisScheduler
+
+    return RedisScheduler(settings, pool, redis)
+
+
+def _connect_failed(pool: BackendPool, url: str, error: str) -> None:
+    # Take the backend out of rotation now rather than at the next health check.
+    for backend in pool.backends:
+        if backend.url == url:
+            pool.mark_failed(backend, error)
 
 
 def gateway() -> Gateway:
@@ -186,15 +220,16 @@ class CleanupMiddleware:
                     log.exception("cleaning up a request failed")
 
 
-def install(app: Quart, gw: Gateway) -> None:
-    """Attach the gateway to the app's lifecycle."""
-    app.extensions[EXTENSION] = gw
+def install(app: Quart, options: GatewayOptions) -> None:
+    """Build the gateway whole when serving starts, close it when serving ends."""
     app.asgi_app = CleanupMiddleware(app.asgi_app)  # type: ignore[method-assign]
 
     @app.while_serving
     async def lifespan():
-        await gw.start()
+        gw = await Gateway.start(options)
+        app.extensions[EXTENSION] = gw
         try:
             yield
         finally:
+            del app.extensions[EXTENSION]
             await gw.close()

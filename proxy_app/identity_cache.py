@@ -157,6 +157,7 @@ class IdentityCache:
 
     def __init__(
         self,
+        engine: AsyncEngine,
         *,
         interval: float = REFRESH_INTERVAL,
         flush_interval: float = USAGE_FLUSH_INTERVAL,
@@ -165,7 +166,7 @@ class IdentityCache:
         self.flush_interval = flush_interval
         self.snapshot = Snapshot()
         self.loaded = False
-        self._engine: AsyncEngine | None = None
+        self._engine = engine  # the caller's: closed by whoever made it
         self._tasks: list[asyncio.Task] = []
         self._listeners: list[Callable[[Snapshot], Awaitable[None] | None]] = []
         self._usage: dict[int, datetime] = {}
@@ -175,9 +176,8 @@ class IdentityCache:
         """Call ``listener(snapshot)`` after every successful refresh."""
         self._listeners.append(listener)
 
-    async def start(self, engine: AsyncEngine) -> None:
+    async def start(self) -> None:
         """Load once now, then keep refreshing and flushing in the background."""
-        self._engine = engine
         await self.refresh()
         self._tasks = [
             asyncio.create_task(self._every(self.interval, self.refresh)),
@@ -190,13 +190,10 @@ class IdentityCache:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self._engine is not None:
-            await self.flush_usage()
-            self._engine = None
+        await self.flush_usage()
 
     async def refresh(self) -> None:
         """Replace the snapshot from the database; on failure keep the last good one."""
-        assert self._engine is not None, "IdentityCache.start() first"
         try:
             snapshot = await load_snapshot(self._engine)
         except sa.exc.SQLAlchemyError as exc:
@@ -218,8 +215,6 @@ class IdentityCache:
         Without this a script that creates a key or logs in and calls at once
         would be refused for up to one refresh interval.
         """
-        if self._engine is None:
-            return
         key, token = credentials.api_key, credentials.user_token
         try:
             if key is not None and looks_like_api_key(key):
@@ -244,7 +239,7 @@ class IdentityCache:
 
     async def flush_usage(self) -> None:
         """Write the collected ``last_used`` times in one statement batch."""
-        if not self._usage or self._engine is None:
+        if not self._usage:
             return
         batch, self._usage = self._usage, {}
         table = APIKey.__table__

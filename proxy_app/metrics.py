@@ -21,7 +21,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from proxy_app.stats import SOURCES, RequestRecord
+from proxy_app.live_stats import SOURCES
+from proxy_app.request_log import RequestRecord
 
 DISCONNECT_STAGES = ("queued", "waiting_upstream", "streaming")
 UNKNOWN = "unknown"  # label value for a request refused before it had a source, or a stage not given

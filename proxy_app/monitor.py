@@ -17,7 +17,6 @@ bp = Blueprint("monitor", __name__)
 async def health() -> dict:
     """200 while the process lives: ``ok`` when every backend is up, else ``degraded``."""
     gw = gateway()
-    assert gw.pool is not None
     backends = [
         {
             "url": redact_url(backend.url),
@@ -54,7 +53,6 @@ async def metrics() -> Response:
     gw = gateway()
     if not _has_scrape_token(gw.settings.metrics_token):
         await require_admin(gw)
-    assert gw.metrics is not None
     body, content_type = gw.metrics.render()
     return Response(body, content_type=content_type)
 

@@ -1,4 +1,4 @@
-"""The route table of SPEC §3: which path is queued, fast-laned, admin-only or refused.
+"""The route table of docs/contract.md §3: which path is queued, fast-laned, admin-only or refused.
 
 The table is matched exactly against the decoded request path. Whatever is not
 in it — ``/api//pull``, ``/API/PULL``, ``/api/../pull``, ``/v1/../api/pull``,
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import quote
 
-from proxy_app.errors import NotFound, ProxyError
+from proxy_app.errors import MethodNotAllowed, NotFound
 
 
 class Lane(StrEnum):
@@ -86,18 +86,6 @@ TABLE: dict[str, _Entry] = {
 ALIAS_PREFIX = "/api/ollama/"
 _BLOB = re.compile(r"/api/blobs/(sha256[:-][0-9a-f]{64})")
 _MODEL_ID = re.compile(r"/v1/models/([A-Za-z0-9][A-Za-z0-9._:/-]{0,199})")
-
-
-class MethodNotAllowed(ProxyError):
-    """The path exists, the method does not (405 with ``Allow``)."""
-
-    def __init__(self, allowed: tuple[str, ...]) -> None:
-        super().__init__(405, "method not allowed", {"Allow": ", ".join(allowed)})
-
-
-def is_gateway_api_path(path: str) -> bool:
-    """True for the namespaces the table governs: everything under /api/ and /v1/."""
-    return path in ("/api", "/v1") or path.startswith(("/api/", "/v1/"))
 
 
 def resolve(method: str, path: str) -> Route:

@@ -21,7 +21,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sortedcontainers import SortedList
 
@@ -70,6 +70,7 @@ class Ticket:
     priority: int | float  # base priority: lower is served first
     source: str  # "direct_api" | "custom_app" | "web_chat"
     model: str | None = None
+    principal: Any = None
 
 
 @dataclass(eq=False)

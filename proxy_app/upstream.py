@@ -1,4 +1,4 @@
-"""The upstream relay: one httpx client, header filtering, timeouts and streaming.
+"""The upstream relay: one httpx client, timeouts and streaming (header policy: :mod:`proxy_app.headers`).
 
 Timeouts are ours, not httpx's: connecting may take ``CONNECT_TIMEOUT``, the
 response headers ``FIRST_BYTE_TIMEOUT``, and each later chunk ``IDLE_TIMEOUT``;
@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -22,65 +21,7 @@ from common.settings import Settings
 from proxy_app.errors import DEFAULT_RETRY_AFTER, BadGateway, GatewayTimeout, ProxyError, Unavailable
 from proxy_app.transport import LeanTransport
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-# Never sent to Ollama: the client's credentials and address, its Host (a
-# loopback Ollama answers 403 to a Host it does not know), its Origin (Ollama
-# has its own origin check; CORS is the gateway's business), Content-Length
-# (recomputed by httpx) and encodings (we want raw bytes back).
-NOT_FORWARDED = HOP_BY_HOP | {
-    "host",
-    "authorization",
-    "x-api-key",
-    "cookie",
-    "content-length",
-    "accept-encoding",
-    "origin",
-    "referer",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-    "remote-addr",  # Quart adds it to the request headers itself
-}
-NOT_RETURNED = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server", "set-cookie"}
 ERROR_BODY_LIMIT = 64 * 1024  # bytes of an Ollama error body we read and pass on
-
-
-def forward_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The client's headers minus everything Ollama must never see."""
-    pairs = list(headers)
-    named = {
-        token.strip().lower()
-        for name, value in pairs
-        if name.lower() == "connection"
-        for token in value.split(",")
-    }
-    dropped = NOT_FORWARDED | named
-    kept = [(name, value) for name, value in pairs if name.lower() not in dropped]
-    kept.append(("Accept-Encoding", "identity"))
-    return kept
-
-
-def returned_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
-    """Ollama's response headers worth passing back (CORS is decided here, not there)."""
-    return [
-        (name, value)
-        for name, value in headers.multi_items()
-        if name.lower() not in NOT_RETURNED and not name.lower().startswith("access-control-")
-    ]
 
 
 def redact_url(url: str) -> str:
@@ -209,7 +150,6 @@ class Upstream:
             headers=headers,
             extensions={"timeout": self._timeout},
         )
-        started = time.monotonic()
         try:
             async with asyncio.timeout(self.settings.first_byte_timeout):
                 response = await self.transport.handle_async_request(request)
@@ -224,7 +164,7 @@ class Upstream:
         except httpx.TransportError as exc:
             raise BadGateway(f"Ollama failed before answering ({type(exc).__name__})") from None
         self._open += 1
-        return Exchange(response, self.settings.idle_timeout, time.monotonic() - started, self._closed)
+        return Exchange(response, self.settings.idle_timeout, self._closed)
 
 
 class Exchange:
@@ -234,13 +174,11 @@ class Exchange:
         self,
         response: httpx.Response,
         idle_timeout: float,
-        first_byte: float,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self.response = response
         self._on_close = on_close
         self.idle_timeout = idle_timeout
-        self.first_byte = first_byte  # seconds until Ollama's status line
         self.failure: ProxyError | None = None  # set when a stream broke after its first byte
         self._chunks = _raw_chunks(response)
 

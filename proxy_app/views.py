@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import time
 import uuid
+from collections.abc import AsyncIterator
 
 from quart import Blueprint, Response, g, request
 
-from common.models import utcnow
-from common.sources import ClassificationError, Identity, RequestSource
-from proxy_app.classify import identify, principal_of
-from proxy_app.direct import serve_direct
-from proxy_app.errors import Forbidden, ProxyError
+from proxy_app.bodies import read_body
+from proxy_app.classify import principal_of
 from proxy_app.gateway import gateway, on_request_end
-from proxy_app.queued import CLIENT_LEFT, serve_queued
-from proxy_app.routes import Lane, resolve
-from proxy_app.stats import RequestRecord
+from proxy_app.headers import forward_headers
+from proxy_app.proxied import Content, ProxiedRequest
+from proxy_app.routes import Route, resolve
 
 bp = Blueprint("gateway", __name__)
 
@@ -49,61 +46,39 @@ async def index() -> dict:
 @bp.route("/v1", methods=ALL_METHODS, defaults={"rest": ""}, provide_automatic_options=False)
 @bp.route("/v1/<path:rest>", methods=ALL_METHODS, provide_automatic_options=False)
 async def api(rest: str) -> Response:
-    """The Ollama and OpenAI surface: resolve the route, classify, then queue or relay."""
-    arrived = time.monotonic()
+    """The Ollama and OpenAI surface: resolve the route, classify, check permission, then queue or relay."""
     gw = gateway()
-    peer = (request.scope.get("client") or (None, None))[0]
-    # The record exists before anything can refuse the request: refusals
-    # (400/401/403/404/413) leave their row too.
-    record = RequestRecord(
+    # The row exists before anything can refuse the request: refusals
+    # (400/401/403/404/405/413) leave their row too.
+    proxied = ProxiedRequest(
+        gw,
         request_id=g.request_id,
         method=request.method,
         endpoint=request.path,
-        status=CLIENT_LEFT,
-        created_at=utcnow(),
-        client_ip=peer,
+        client_ip=(request.scope.get("client") or (None, None))[0],
     )
-    queued = False
-
-    async def log_request() -> None:
-        if record.duration_ms is None:
-            record.duration_ms = (time.monotonic() - arrived) * 1000
-        gw.finish(record, live=queued)
-
-    on_request_end(request.scope, log_request)
-    try:
+    on_request_end(request.scope, proxied.close)
+    with proxied.recording_errors():
         route = resolve(request.method, request.path)
-        record.endpoint, record.model = route.name, route.model
+        proxied.route_to(route)
         principal = principal_of(request, gw.settings)
-        record.client_ip = str(principal.client_ip) if principal.client_ip is not None else None
-        await gw.cache.learn(principal.credentials)
-        identity = identify(principal, gw.cache.snapshot, gw.settings)
-        g.source = record.source = identity.source.value
-        record.api_key_id = identity.api_key_id
-        record.whitelist_entry_id = identity.whitelist_entry_id
-        record.user_id = identity.user_id
-        if identity.api_key_id is not None:
-            gw.cache.touch_key(identity.api_key_id)
-        queued = route.lane is Lane.QUEUED
-        if route.lane is Lane.MANAGE and not may_manage_models(identity):
-            raise Forbidden("model management is for admins and whitelisted IPs only")
-        if queued:
-            response = await serve_queued(gw, route, identity, principal, request, record, arrived)
-        else:
-            response = await serve_direct(gw, route, request)
-    except ProxyError as exc:
-        record.status, record.error = exc.status, exc.message
-        raise
-    except ClassificationError as exc:
-        record.status, record.error = exc.status, exc.message
-        raise
-    if not queued:
-        # A queued request's record is kept by its Flight, which sees how the stream ended.
-        record.status = response.status_code
-        record.stage = None
-    return response
+        identity = await gw.identify(principal)
+        g.source = identity.source.value
+        proxied.admit(identity, principal)
+        content = await request_content(route, gw.settings.max_body)
+    return await proxied.serve(content, forward_headers(request.headers.items()))
 
 
-def may_manage_models(identity: Identity) -> bool:
-    """Pull, push, create, copy, delete and blobs: whitelisted IPs and admin users."""
-    return identity.source is RequestSource.DIRECT_API or identity.is_admin
+async def request_content(route: Route, max_body: int) -> Content:
+    """What goes upstream: the body whole (a JSON object), a blob streamed through, or nothing."""
+    if route.name == "/api/blobs":
+        # Model files are gigabytes: stream them through instead of holding them (admins only).
+        return _body_stream() if route.method == "POST" else None
+    if route.method in ("POST", "DELETE"):
+        return await read_body(request, max_body)
+    return None
+
+
+async def _body_stream() -> AsyncIterator[bytes]:
+    async for chunk in request.body:
+        yield chunk

@@ -20,8 +20,8 @@ async def cache_world(settings, accounts):
     """A started cache (no background loops needed: refreshed by hand) and the accounts behind it."""
     db = accounts(settings)
     engine = make_async_engine(settings.database_url)
-    cache = IdentityCache(interval=3600, flush_interval=3600)
-    await cache.start(engine)
+    cache = IdentityCache(engine, interval=3600, flush_interval=3600)
+    await cache.start()
     yield cache, db
     await cache.close()
     await engine.dispose()

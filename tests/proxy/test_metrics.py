@@ -6,7 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy_app.metrics import Metrics
-from proxy_app.stats import RequestRecord
+from proxy_app.request_log import RequestRecord
 
 SNAPSHOT = {
     "queue_length": 4,

@@ -8,13 +8,8 @@ import httpx
 import pytest
 
 from proxy_app.errors import BadGateway, GatewayTimeout
-from proxy_app.upstream import (
-    Upstream,
-    forward_headers,
-    inband_error,
-    redact_url,
-    returned_headers,
-)
+from proxy_app.headers import forward_headers, returned_headers
+from proxy_app.upstream import Upstream, inband_error, redact_url
 
 
 class Chunks(httpx.AsyncByteStream):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from common.db import make_async_engine, make_async_sessionmaker
 from common.models import APIKey, RequestLog
-from proxy_app.stats import RequestLogWriter, RequestRecord
+from proxy_app.request_log import RequestLogWriter, RequestRecord
 
 
 @pytest.fixture

@@ -9,84 +9,70 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
-from quart import Request, Response
+from quart import Response
 
 from proxy_app.backends import BackendState, model_key
-from proxy_app.bodies import model_of, parse_object, read_body
+from proxy_app.bodies import model_of, parse_object
 from proxy_app.errors import BadGateway, ProxyError, Unavailable
-from proxy_app.gateway import Gateway, on_request_end
+from proxy_app.gateway import Gateway
+from proxy_app.headers import returned_headers
+from proxy_app.proxied import Content, ProxiedRequest
 from proxy_app.routes import Lane, Merge, Route, wants_stream
-from proxy_app.upstream import Exchange, forward_headers, returned_headers
+from proxy_app.upstream import Exchange
 
 # Model management with several backends goes to the first healthy one unless
 # the request names one (its URL exactly as in OLLAMA_URLS) in this header.
 BACKEND_HEADER = "X-Seadragon-Backend"
 
 
-async def serve_direct(gw: Gateway, route: Route, request: Request) -> Response:
+async def serve_unqueued(
+    proxied: ProxiedRequest, content: Content, headers: list[tuple[str, str]]
+) -> Response:
     """Relay a fast-lane or model-management request to one backend (or merge the lists)."""
-    payload: dict = {}
-    content: bytes | AsyncIterator[bytes] | None = None
-    if route.name == "/api/blobs":
-        # Model files are gigabytes: stream them through instead of holding them (admins only).
-        content = _body_stream(request) if route.method == "POST" else None
-    elif route.method in ("POST", "DELETE"):
-        content = await read_body(request, gw.settings.max_body)
-        payload = parse_object(content)
+    route = proxied.route
+    payload = parse_object(content) if isinstance(content, bytes) else {}
     if route.merge is not Merge.NONE and route.method == "GET":
-        backends = gw.healthy_backends()
+        backends = proxied.gw.healthy_backends()
         if len(backends) > 1:
-            return await _merged(gw, route, backends, request)
-    backend = _choose(gw, route, route.model or model_of(payload), request)
-    assert gw.upstream is not None
-    exchange = await gw.upstream.open(
-        backend.url,
-        route.method,
-        route.upstream_path,
-        content=content,
-        headers=forward_headers(request.headers.items()),
-    )
-    on_request_end(request.scope, exchange.aclose)
-    headers = returned_headers(exchange.response.headers)
+            response = await _merged(proxied.gw, route, backends, headers)
+            proxied.complete(response.status_code)
+            return response
+    backend = _choose(proxied.gw, route, route.model or model_of(payload), headers)
+    exchange = await proxied.open(backend.url, route.method, route.upstream_path, content, headers)
+    returned = returned_headers(exchange.response.headers)
     if not 200 <= exchange.status_code < 300:
         error, body = await exchange.refusal()
         if error is not None:
             raise error
-        return Response(body, status=exchange.status_code, headers=headers)
+        proxied.complete(exchange.status_code)
+        return Response(body, status=exchange.status_code, headers=returned)
     if wants_stream(route, payload):
-        response = Response(exchange.stream(), status=exchange.status_code, headers=headers)
+        # A pull, push or create: its row says how the stream really ended.
+        response = Response(proxied.relay(exchange), status=exchange.status_code, headers=returned)
         response.timeout = None  # a model pull may take an hour
         return response
-    return Response(await exchange.read(), status=exchange.status_code, headers=headers)
+    return Response(await proxied.read(exchange), status=exchange.status_code, headers=returned)
 
 
-async def _body_stream(request: Request) -> AsyncIterator[bytes]:
-    async for chunk in request.body:
-        yield chunk
-
-
-def _choose(gw: Gateway, route: Route, model: str | None, request: Request) -> BackendState:
+def _choose(gw: Gateway, route: Route, model: str | None, headers: list[tuple[str, str]]) -> BackendState:
     healthy = gw.healthy_backends()
     if not healthy:
         raise Unavailable("no healthy Ollama backend")
     if route.lane is Lane.MANAGE:
-        named = request.headers.get(BACKEND_HEADER)
+        named = next((value for name, value in headers if name.lower() == BACKEND_HEADER.lower()), None)
         if named:
             for backend in healthy:
                 if backend.url == named.rstrip("/"):
                     return backend
             raise Unavailable(f"{BACKEND_HEADER}: no healthy backend with that URL")
         return healthy[0]
-    assert gw.pool is not None
     candidates = gw.pool.candidates(model) or healthy
     # Metadata calls go where a generation is least likely to be running.
     return max(candidates, key=lambda backend: backend.free)
 
 
-async def _merged(gw: Gateway, route: Route, backends: list[BackendState], request: Request) -> Response:
-    headers = forward_headers(request.headers.items())
+async def _merged(gw: Gateway, route: Route, backends: list[BackendState], headers: list) -> Response:
     answers = await asyncio.gather(
         *(_fetch_json(gw, backend, route.upstream_path, headers) for backend in backends),
         return_exceptions=True,
@@ -116,7 +102,6 @@ def _item_name(item: object, merge: Merge) -> str | None:
 
 
 async def _fetch_json(gw: Gateway, backend: BackendState, path: str, headers: list) -> dict | None:
-    assert gw.upstream is not None
     try:
         exchange: Exchange = await gw.upstream.open(backend.url, "GET", path, content=None, headers=headers)
     except ProxyError:

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from proxy_app.stats import HISTORY_POINTS, LiveStats, RequestRecord, percentile
+from proxy_app.live_stats import HISTORY_POINTS, LiveStats, percentile
+from proxy_app.request_log import RequestRecord
 
 WALL_START = 1_714_564_800.0  # 2024-05-01T12:00:00Z
 

@@ -1,0 +1,280 @@
+"""One proxied request from admission to its request-log row: :class:`ProxiedRequest`.
+
+Every ``/api/`` and ``/v1/`` request is one ``ProxiedRequest``, queued or not.
+It carries the request's route, identity and principal, its ticket, slot and
+upstream exchange, and how it ended (status, stage, error); it turns them into
+one :class:`~proxy_app.request_log.RequestRecord` when it closes, whatever
+the end: completion, refusal, an upstream that broke, a client that left.
+
+The path of one request (``proxy_app.views.api``)::
+
+    proxied = ProxiedRequest(gw, request_id=..., method=..., endpoint=..., client_ip=...)
+    on_request_end(scope, proxied.close)      # once: frees everything, writes the row
+    with proxied.recording_errors():          # a refusal's status and message go on the row
+        proxied.route_to(resolve(method, path))
+        proxied.admit(await gw.identify(principal), principal)
+        return await proxied.serve(content, forward_headers(...))
+
+Where later features plug in:
+
+* Per-identity policy (limits, model allow-lists): in :meth:`admit`, after the
+  permission check; raise a :class:`~proxy_app.errors.ProxyError` to refuse.
+* The web chat (another Quart endpoint, with a session identity it already
+  checked) serves a generation with the same object: construct it with its
+  own request id, ``route_to(resolve("POST", "/api/chat"))``, ``admit(identity)``
+  (no principal: nothing to re-classify while it waits), register
+  ``on_request_end(request.scope, proxied.close)`` and return
+  ``await proxied.serve(body_it_built, headers=[])``: a streamed Response, the
+  row written as for any other request.
+* Stream dialects: in-band errors are made by ``proxy_app.upstream.inband_error``
+  and queue-position comments by ``proxy_app.queued.position_comments``, each
+  in one place; a per-route dialect replaces those two calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from datetime import datetime
+
+from quart import Response
+
+from common.models import utcnow
+from common.sources import Identity, RequestSource
+from proxy_app.classify import Principal
+from proxy_app.errors import KNOWN_ERRORS, Forbidden, ProxyError, as_proxy_error
+from proxy_app.gateway import Gateway
+from proxy_app.request_log import RequestRecord
+from proxy_app.routes import Lane, Route
+from proxy_app.scheduler import Grant, SchedulerError, Ticket
+from proxy_app.upstream import Exchange, redact_url
+from proxy_app.usage_parse import UsageTracker
+
+CLIENT_LEFT = 499
+
+Content = bytes | AsyncIterable[bytes] | None
+
+
+class ProxiedRequest:
+    """One request through the gateway: who, where to, its slot and exchange, and how it ended."""
+
+    def __init__(
+        self,
+        gw: Gateway,
+        *,
+        request_id: str,
+        method: str,
+        endpoint: str,
+        client_ip: str | None,
+    ) -> None:
+        self.gw = gw
+        self.request_id = request_id
+        self.method = method
+        self.endpoint = endpoint  # the path as asked, until a route names it
+        self.client_ip = client_ip
+        self.arrived = time.monotonic()
+        self.created_at: datetime = utcnow()
+        self._route: Route | None = None
+        self.identity: Identity | None = None
+        self.principal: Principal | None = None
+        self.model: str | None = None
+        self.usage: UsageTracker | None = None  # generations only: their token counts
+        # The queue: the scheduler's task while waiting, its grant once dispatched.
+        self.task: asyncio.Task[Grant] | None = None
+        self.grant: Grant | None = None
+        self.exchange: Exchange | None = None
+        self.ttfb_ms: float | None = None
+        # How it ended: status None until known (a close without one is a client that left);
+        # stage says where a request that did not finish well stopped.
+        self.status: int | None = None
+        self.stage: str | None = None
+        self.error: str | None = None
+        self.closed = False
+
+    # --- admission -------------------------------------------------------------------------
+
+    def route_to(self, route: Route) -> None:
+        """The endpoint this request is for (from :func:`proxy_app.routes.resolve`)."""
+        self._route = route
+        self.endpoint, self.model = route.name, route.model
+        if route.lane is Lane.QUEUED:
+            self.usage = UsageTracker("openai" if route.name.startswith("/v1/") else "ollama")
+
+    def admit(self, identity: Identity, principal: Principal | None = None) -> None:
+        """Who is calling and whether they may; ``principal`` lets a waiting request be re-checked.
+
+        Per-identity policy checks belong here, after the permission check.
+        """
+        self.identity, self.principal = identity, principal
+        if principal is not None:
+            self.client_ip = str(principal.client_ip) if principal.client_ip is not None else None
+        if self.route.lane is Lane.MANAGE and not may_manage_models(identity):
+            raise Forbidden("model management is for admins and whitelisted IPs only")
+
+    @property
+    def route(self) -> Route:
+        """The endpoint this request is for (it must be routed first)."""
+        if self._route is None:
+            raise RuntimeError("ProxiedRequest.route_to() first")
+        return self._route
+
+    @contextlib.contextmanager
+    def recording_errors(self) -> Iterator[None]:
+        """Note any refusal raised inside on the request's row, then let it propagate."""
+        try:
+            yield
+        except KNOWN_ERRORS as exc:
+            self.fail(as_proxy_error(exc))
+            raise
+
+    # --- serving ---------------------------------------------------------------------------
+
+    async def serve(self, content: Content, headers: list[tuple[str, str]]) -> Response:
+        """Answer the request: queue it for a slot (generations) or relay it at once."""
+        from proxy_app.queued import serve_queued
+        from proxy_app.unqueued import serve_unqueued
+
+        with self.recording_errors():
+            if self.route.lane is Lane.QUEUED:
+                return await serve_queued(self, content, headers)
+            return await serve_unqueued(self, content, headers)
+
+    def enqueue(self, model: str | None) -> asyncio.Task[Grant]:
+        """Ask the scheduler for a slot for ``model``, in the background (see :meth:`wait_for_slot`)."""
+        identity = self.identity
+        if identity is None:
+            raise RuntimeError("ProxiedRequest.admit() first")
+        self.model = model
+        self.stage = "queued"
+        ticket = Ticket(
+            self.request_id, identity.priority, identity.source.value, model, principal=self.principal
+        )
+        self.task = asyncio.ensure_future(self.gw.scheduler.acquire(ticket))
+        return self.task
+
+    async def wait_for_slot(self, task: asyncio.Task[Grant]) -> Grant:
+        """The grant, or the scheduler's refusal as a :class:`ProxyError`."""
+        try:
+            # Awaiting the task also cancels it if this request is cancelled.
+            grant = await task
+        except SchedulerError as exc:
+            raise self.fail(as_proxy_error(exc)) from None
+        self.grant = grant
+        self.stage = "waiting_upstream"
+        self.gw.live.dispatched(self.request_id, grant.ticket.source, grant.waited * 1000)
+        return grant
+
+    async def open(
+        self, base_url: str, method: str, path: str, content: Content, headers: list[tuple[str, str]]
+    ) -> Exchange:
+        """Send the request upstream and wait for Ollama's status line."""
+        self.stage = "waiting_upstream"
+        try:
+            self.exchange = await self.gw.upstream.open(
+                base_url, method, path, content=content, headers=headers
+            )
+        except ProxyError as exc:
+            raise self.fail(exc) from None
+        self.stage = "streaming"
+        self.ttfb_ms = (time.monotonic() - self.arrived) * 1000
+        return self.exchange
+
+    async def read(self, exchange: Exchange) -> bytes:
+        """A non-streamed answer, whole."""
+        try:
+            data = await exchange.read()
+        except ProxyError as exc:
+            raise self.fail(exc) from None
+        self._feed(data)
+        self.complete(exchange.status_code)
+        return data
+
+    async def relay(self, exchange: Exchange) -> AsyncIterator[bytes]:
+        """Ollama's stream, chunk for chunk; ends the request (and frees its slot) when it ends."""
+        try:
+            async for chunk in exchange.stream():
+                self._feed(chunk)
+                yield chunk
+            # A stream that broke ended with an in-band error: its status is the failure's.
+            if exchange.failure is not None:
+                self.fail(exchange.failure)
+            else:
+                self.complete(exchange.status_code)
+        finally:
+            await self.close()
+
+    def _feed(self, data: bytes) -> None:
+        if self.usage is not None:
+            self.usage.feed(data)
+
+    # --- the end ---------------------------------------------------------------------------
+
+    def complete(self, status: int) -> None:
+        """The answer went through (Ollama's 4xx included): nothing broke on our side."""
+        self.status = status
+        self.stage = None
+
+    def fail(self, error: ProxyError) -> ProxyError:
+        """Remember how the request ended and hand the error back for raising."""
+        self.status, self.error = error.status, error.message
+        return error
+
+    @property
+    def wait_ms(self) -> int:
+        """Milliseconds spent queued (so far, while still queued)."""
+        if self.grant is not None:
+            return round(self.grant.waited * 1000)
+        return round((time.monotonic() - self.arrived) * 1000)
+
+    async def close(self) -> None:
+        """Release everything this request holds and write its row; safe to call any number of times."""
+        if self.closed:
+            return
+        self.closed = True
+        task = self.task
+        if task is not None and not task.done():
+            # Still queued: the scheduler drops the ticket when its task is cancelled.
+            task.cancel()
+        elif task is not None and not task.cancelled() and task.exception() is None:
+            self.grant = task.result()
+        try:
+            if self.exchange is not None:
+                with contextlib.suppress(Exception):
+                    await self.exchange.aclose()
+        finally:
+            if self.grant is not None:
+                self.gw.scheduler.release(self.grant)
+            self.gw.finish(self.record(), live=self._route is not None and self._route.lane is Lane.QUEUED)
+
+    def record(self) -> RequestRecord:
+        """The request-log row of this request as it stands (the only place one is filled)."""
+        identity = self.identity
+        tokens = self.usage.usage() if self.usage is not None and self.stage is None else (None, None)
+        return RequestRecord(
+            request_id=self.request_id,
+            method=self.method,
+            endpoint=self.endpoint,
+            status=self.status or CLIENT_LEFT,
+            created_at=self.created_at,
+            source=identity.source.value if identity else None,
+            api_key_id=identity.api_key_id if identity else None,
+            whitelist_entry_id=identity.whitelist_entry_id if identity else None,
+            user_id=identity.user_id if identity else None,
+            client_ip=self.client_ip,
+            model=self.model,
+            backend=redact_url(self.grant.backend.url) if self.grant is not None else None,
+            stage=self.stage,
+            error=self.error,
+            queue_wait_ms=self.grant.waited * 1000 if self.grant is not None else None,
+            ttfb_ms=self.ttfb_ms,
+            duration_ms=(time.monotonic() - self.arrived) * 1000,
+            prompt_tokens=tokens[0],
+            completion_tokens=tokens[1],
+        )
+
+
+def may_manage_models(identity: Identity) -> bool:
+    """Pull, push, create, copy, delete and blobs: whitelisted IPs and admin users."""
+    return identity.source is RequestSource.DIRECT_API or identity.is_admin
