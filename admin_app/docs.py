@@ -1,8 +1,9 @@
 """``/openapi.json`` and ``/docs`` (Swagger UI): the whole HTTP surface, generated from the code.
 
 Admin paths come from the Flask url_map through apispec's Flask plugin (a view may add OpenAPI
-YAML after ``---`` in its docstring); the gateway's paths from ``proxy_app.docs``, which reads
-the gateway's route table. Only the JSON shapes of SPEC §3 are written out here, by endpoint.
+YAML after ``---`` in its docstring); the gateway's paths from ``common.gateway_openapi``, which
+reads the route table both apps share (the admin app never imports the gateway). Only the JSON
+shapes of docs/contract.md §3 are written out here, by endpoint.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def build_document(app: Flask) -> dict[str, Any]:
     from apispec import APISpec
     from apispec_webframeworks.flask import FlaskPlugin
 
-    from proxy_app import docs as gateway_docs  # the gateway's own description of itself
+    from common import gateway_openapi as gateway_docs  # the gateway's part, from the shared route table
 
     spec = APISpec(
         title="Seadragon Gateway",

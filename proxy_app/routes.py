@@ -1,4 +1,4 @@
-"""The route table of docs/contract.md §3: which path is queued, fast-laned, admin-only or refused.
+"""Resolving a request against the route table of docs/contract.md §3 (the data: ``common.routes``).
 
 The table is matched exactly against the decoded request path. Whatever is not
 in it — ``/api//pull``, ``/API/PULL``, ``/api/../pull``, ``/v1/../api/pull``,
@@ -11,26 +11,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from urllib.parse import quote
 
+from common.routes import ALIAS_PREFIX, BLOB_ENTRY, MODEL_ENTRY, TABLE, Entry, Lane, Merge
 from proxy_app.errors import MethodNotAllowed, NotFound
-
-
-class Lane(StrEnum):
-    """How a request is handled."""
-
-    QUEUED = "queued"  # a generation: waits for a slot
-    FAST = "fast"  # metadata: never behind a generation
-    MANAGE = "manage"  # model management: admins and whitelisted IPs only
-
-
-class Merge(StrEnum):
-    """Fast-lane lists that combine every healthy backend's answer."""
-
-    NONE = ""
-    TAGS = "models"  # /api/tags and /api/ps: {"models": [...]} keyed by name
-    OPENAI_MODELS = "data"  # /v1/models: {"object": "list", "data": [...]} keyed by id
 
 
 @dataclass(frozen=True)
@@ -49,41 +33,6 @@ class Route:
     model: str | None = None  # a model named in the path (/v1/models/{id})
 
 
-@dataclass(frozen=True)
-class _Entry:
-    lane: Lane
-    methods: tuple[str, ...]
-    streams_by_default: bool = False
-    can_stream: bool = False
-    merge: Merge = Merge.NONE
-
-
-_GENERATE = _Entry(Lane.QUEUED, ("POST",), streams_by_default=True, can_stream=True)
-_OPENAI_GENERATE = _Entry(Lane.QUEUED, ("POST",), can_stream=True)
-_EMBED = _Entry(Lane.QUEUED, ("POST",))
-_MANAGE_STREAM = _Entry(Lane.MANAGE, ("POST",), streams_by_default=True, can_stream=True)
-
-TABLE: dict[str, _Entry] = {
-    "/api/generate": _GENERATE,
-    "/api/chat": _GENERATE,
-    "/api/embed": _EMBED,
-    "/api/embeddings": _EMBED,
-    "/v1/chat/completions": _OPENAI_GENERATE,
-    "/v1/completions": _OPENAI_GENERATE,
-    "/v1/embeddings": _EMBED,
-    "/api/tags": _Entry(Lane.FAST, ("GET", "HEAD"), merge=Merge.TAGS),
-    "/api/ps": _Entry(Lane.FAST, ("GET",), merge=Merge.TAGS),
-    "/api/version": _Entry(Lane.FAST, ("GET", "HEAD")),
-    "/api/show": _Entry(Lane.FAST, ("POST",)),
-    "/v1/models": _Entry(Lane.FAST, ("GET",), merge=Merge.OPENAI_MODELS),
-    "/api/pull": _MANAGE_STREAM,
-    "/api/push": _MANAGE_STREAM,
-    "/api/create": _MANAGE_STREAM,
-    "/api/copy": _Entry(Lane.MANAGE, ("POST",)),
-    "/api/delete": _Entry(Lane.MANAGE, ("DELETE",)),
-}
-
-ALIAS_PREFIX = "/api/ollama/"
 _BLOB = re.compile(r"/api/blobs/(sha256[:-][0-9a-f]{64})")
 _MODEL_ID = re.compile(r"/v1/models/([A-Za-z0-9][A-Za-z0-9._:/-]{0,199})")
 
@@ -98,17 +47,15 @@ def resolve(method: str, path: str) -> Route:
         return _route(method, path, entry, path)
     blob = _BLOB.fullmatch(path)
     if blob:
-        entry = _Entry(Lane.MANAGE, ("HEAD", "POST"))
-        return _route(method, "/api/blobs", entry, "/api/blobs/" + blob.group(1))
+        return _route(method, "/api/blobs", BLOB_ENTRY, "/api/blobs/" + blob.group(1))
     model = _MODEL_ID.fullmatch(path)
     if model and _safe_model_id(model.group(1)):
-        entry = _Entry(Lane.FAST, ("GET",))
         upstream = "/v1/models/" + quote(model.group(1), safe=":/")
-        return _route(method, "/v1/models/{id}", entry, upstream, model=model.group(1))
+        return _route(method, "/v1/models/{id}", MODEL_ENTRY, upstream, model=model.group(1))
     raise NotFound()
 
 
-def _route(method: str, name: str, entry: _Entry, upstream: str, *, model: str | None = None) -> Route:
+def _route(method: str, name: str, entry: Entry, upstream: str, *, model: str | None = None) -> Route:
     if method not in entry.methods:
         raise MethodNotAllowed(entry.methods)
     return Route(

@@ -10,8 +10,8 @@ from openapi_spec_validator import validate
 
 from admin_app.api_shapes import JSON_ENDPOINTS
 from common.dispatch import is_admin_path
+from common.gateway_openapi import PATTERNS
 from proxy_app import create_app as create_gateway
-from proxy_app.docs import PATTERNS
 from proxy_app.routes import ALIAS_PREFIX, TABLE, resolve
 from tests.admin.helpers import PASSWORDS
 

@@ -1,10 +1,10 @@
-"""The gateway's half of ``/openapi.json``, generated from its route table and its blueprints.
+"""The gateway's half of ``/openapi.json``, generated from the route table in :mod:`common.routes`.
 
-Paths under ``/api/`` and ``/v1/`` come from :data:`proxy_app.routes.TABLE` and from probing
-:func:`proxy_app.routes.resolve` (blobs, one model), so a route added there is documented at
-once; the other gateway routes (``/``, ``/health``, ``/metrics``, ``/api/admin/stats``) are read
-from the blueprints' URL rules, with their view docstrings as summaries. The admin app serves
-the whole document (see ``admin_app/docs.py``).
+Paths under ``/api/`` and ``/v1/`` come from :data:`common.routes.TABLE` and its pattern entries
+(blobs, one model), so a route added there is documented at once; the gateway's own routes
+(``/``, ``/health``, ``/metrics``, ``/api/admin/stats``) are listed in :data:`OWN_ROUTES`
+(tests/proxy/test_docs_data.py holds them to the gateway's URL map and view docstrings). The
+admin app serves the whole document (see ``admin_app/docs.py``) without importing the gateway.
 """
 
 from __future__ import annotations
@@ -12,16 +12,29 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from quart import Quart
+from common.routes import ALIAS_PREFIX, BLOB_ENTRY, MODEL_ENTRY, TABLE, Entry, Lane
 
-from proxy_app import monitor, views
-from proxy_app.routes import ALIAS_PREFIX, TABLE, Lane, MethodNotAllowed, Route, resolve
-
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-# Path templates the table matches by pattern, each with a concrete path that resolve() accepts.
+# Path templates the table matches by pattern, each with a concrete path the gateway accepts.
 PATTERNS = {
     "/api/blobs/{digest}": "/api/blobs/sha256:" + "0" * 64,
     "/v1/models/{id}": "/v1/models/llama3.2:latest",
+}
+PATTERN_ENTRIES = {"/api/blobs/{digest}": BLOB_ENTRY, "/v1/models/{id}": MODEL_ENTRY}
+# The gateway's routes besides the proxied surface: path -> (endpoint, summary), GET only.
+OWN_ROUTES = {
+    "/": ("gateway.index", "Who answers here"),
+    "/health": (
+        "monitor.health",
+        "200 while the process lives: ``ok`` when every backend is up, else ``degraded``",
+    ),
+    "/metrics": (
+        "monitor.metrics",
+        "Prometheus text for admins, or for ``Authorization: Bearer <METRICS_TOKEN>``",
+    ),
+    "/api/admin/stats": (
+        "monitor.admin_stats",
+        "Queue, slots, rates and waits, live; for an admin's session cookie or access token",
+    ),
 }
 SUMMARIES = {
     "/api/generate": "Generate a completion",
@@ -128,10 +141,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 def gateway_paths() -> dict[str, dict[str, Any]]:
     """OpenAPI path items for every route the gateway (Quart) serves."""
     paths: dict[str, dict[str, Any]] = {}
-    for path, entry in TABLE.items():
-        paths[path] = {method.lower(): _proxied(path, resolve(method, path)) for method in entry.methods}
-    for template, sample in PATTERNS.items():
-        paths[template] = {method.lower(): _proxied(template, route) for method, route in _probe(sample)}
+    for path, entry in {**TABLE, **PATTERN_ENTRIES}.items():
+        paths[path] = {method.lower(): _proxied(path, method, entry) for method in entry.methods}
     alias = ALIAS_PREFIX + "{endpoint}"
     paths[alias] = {
         method.lower(): {
@@ -150,24 +161,11 @@ def gateway_paths() -> dict[str, dict[str, Any]]:
         }
         for method in sorted({m for entry in TABLE.values() for m in entry.methods if m != "HEAD"})
     }
-    paths.update(_blueprint_paths())
+    paths.update(_own_paths())
     return paths
 
 
-def _probe(sample: str) -> list[tuple[str, Route]]:
-    """The methods ``resolve`` accepts on a concrete path, with their routes."""
-    found = []
-    for method in METHODS:
-        try:
-            found.append((method, resolve(method, sample)))
-        except MethodNotAllowed:
-            continue
-    if not found:
-        raise LookupError(f"the route table no longer serves {sample}")
-    return found
-
-
-def _proxied(path: str, route: Route) -> dict[str, Any]:
+def _proxied(path: str, method: str, route: Entry) -> dict[str, Any]:
     openai = path.startswith("/v1/")
     queued = route.lane is Lane.QUEUED
     operation: dict[str, Any] = {
@@ -176,7 +174,7 @@ def _proxied(path: str, route: Route) -> dict[str, Any]:
         ],
         "summary": SUMMARIES.get(path, path),
         "description": LANES[route.lane] + " Bodies and streams pass through unchanged.",
-        "operationId": re.sub(r"\W+", "_", f"{route.method} {path}").strip("_").lower(),
+        "operationId": re.sub(r"\W+", "_", f"{method} {path}").strip("_").lower(),
         "security": CALLER_SECURITY,
         "responses": {
             "200": _success(route, openai, {**TRACE_HEADERS, **(QUEUE_WAIT_HEADER if queued else {})}),
@@ -195,17 +193,17 @@ def _proxied(path: str, route: Route) -> dict[str, Any]:
         operation["parameters"] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names
         ]
-    if route.method in ("POST", "PUT", "PATCH", "DELETE") and not path.startswith("/api/blobs"):
+    if method in ("POST", "PUT", "PATCH", "DELETE") and not path.startswith("/api/blobs"):
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": _ref("PassThrough")}},
         }
-    elif path.startswith("/api/blobs") and route.method == "POST":
+    elif path.startswith("/api/blobs") and method == "POST":
         operation["requestBody"] = {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}
     return operation
 
 
-def _success(route: Route, openai: bool, headers: dict) -> dict[str, Any]:
+def _success(route: Entry, openai: bool, headers: dict) -> dict[str, Any]:
     content: dict[str, Any] = {"application/json": {"schema": _ref("PassThrough")}}
     if route.can_stream:
         if openai:
@@ -226,26 +224,15 @@ def _success(route: Route, openai: bool, headers: dict) -> dict[str, Any]:
     return {"description": text, "headers": headers, "content": content}
 
 
-def _blueprint_paths() -> dict[str, dict[str, Any]]:
-    """The gateway's own routes besides the proxied surface, read from its blueprints."""
-    app = Quart(__name__)
-    app.register_blueprint(views.bp)
-    app.register_blueprint(monitor.bp)
-    paths: dict[str, dict[str, Any]] = {}
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint in ("static", "gateway.api"):
-            continue  # the catch-all under /api/ and /v1/ is documented from the route table
-        view = app.view_functions[rule.endpoint]
-        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
-        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            paths.setdefault(path, {})[method.lower()] = _own_route(rule.endpoint, view.__doc__ or "")
-    return paths
+def _own_paths() -> dict[str, dict[str, Any]]:
+    """The gateway's own routes besides the proxied surface."""
+    return {path: {"get": _own_route(endpoint, summary)} for path, (endpoint, summary) in OWN_ROUTES.items()}
 
 
-def _own_route(endpoint: str, doc: str) -> dict[str, Any]:
+def _own_route(endpoint: str, summary: str) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "tags": ["Gateway"],
-        "summary": doc.strip().splitlines()[0].rstrip(".") if doc.strip() else endpoint,
+        "summary": summary,
         "operationId": endpoint.replace(".", "_"),
         "responses": {
             "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}

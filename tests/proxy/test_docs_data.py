@@ -1,0 +1,20 @@
+"""The gateway's own routes in the shared OpenAPI data (common.gateway_openapi) match the gateway itself."""
+
+from __future__ import annotations
+
+from common.gateway_openapi import OWN_ROUTES
+from proxy_app import create_app
+
+
+def test_every_own_route_is_listed_with_its_view_and_docstring(settings):
+    app = create_app(settings=settings)
+    served = {
+        rule.rule: (rule.endpoint, app.view_functions[rule.endpoint])
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint not in ("static", "gateway.api")
+    }
+    assert set(served) == set(OWN_ROUTES)
+    for path, (endpoint, summary) in OWN_ROUTES.items():
+        served_endpoint, view = served[path]
+        assert served_endpoint == endpoint
+        assert (view.__doc__ or "").strip().splitlines()[0].rstrip(".") == summary
