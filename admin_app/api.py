@@ -1,4 +1,4 @@
-"""The JSON admin API (SPEC §3) under ``/api/admin``: the same services as the panel."""
+"""The JSON admin API (docs/contract.md §3) under ``/api/admin``: the same services as the panel."""
 
 from __future__ import annotations
 

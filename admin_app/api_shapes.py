@@ -1,4 +1,4 @@
-"""What ``/openapi.json`` says about the admin app beyond its url_map: the JSON shapes of SPEC §3.
+"""What ``/openapi.json`` says about the admin app beyond its url_map: the JSON shapes of docs/contract.md §3.
 
 Keyed by endpoint name; ``tests/admin/test_docs.py`` checks that every JSON endpoint has an
 entry, that no entry is stale, and that real answers match the shapes.
@@ -72,7 +72,7 @@ TIME, MAYBE_TIME = (
     {"type": ["string", "null"], "format": "date-time"},
 )
 PRIORITY = {"type": "integer", "minimum": 0, "maximum": 100, "description": "Lower is served first."}
-# The JSON shapes of SPEC §3.
+# The JSON shapes of docs/contract.md §3.
 SCHEMAS = {
     "WhitelistEntry": _object(
         ["id", "ip", "label", "priority", "added_at"],

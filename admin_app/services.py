@@ -141,7 +141,7 @@ def remove_whitelist_entry(ident: str) -> WhitelistEntry:
 
 
 def whitelist_json(entry: WhitelistEntry) -> dict:
-    """SPEC §3 shape of a whitelist entry."""
+    """docs/contract.md §3 shape of a whitelist entry."""
     return {
         "id": entry.id,
         "ip": entry.ip,
@@ -188,7 +188,7 @@ def revoke_token(token_id: int) -> RegistrationToken:
 
 
 def token_json(token: RegistrationToken) -> dict:
-    """SPEC §3 shape of a registration token (never the secret)."""
+    """docs/contract.md §3 shape of a registration token (never the secret)."""
     return {
         "id": token.id,
         "prefix": token.prefix,
@@ -236,7 +236,7 @@ def revoke_api_key(key_id: int) -> APIKey:
 
 
 def apikey_json(key: APIKey) -> dict:
-    """SPEC §3 shape of an API key (never the key)."""
+    """docs/contract.md §3 shape of an API key (never the key)."""
     return {
         "id": key.id,
         "name": key.name,

@@ -1,4 +1,4 @@
-"""Who is asking: the classification rules of SPEC §4, in one pure function.
+"""Who is asking: the classification rules of docs/contract.md §4, in one pure function.
 
 Callers resolve nothing themselves: they pass the raw header values, the
 resolved client IP and lookup callables (backed by a cache in the gateway).
@@ -104,7 +104,7 @@ def classify(
     direct_priority: int,
     webchat_priority: int,
 ) -> Identity:
-    """Apply SPEC §4's rules in order; raise :class:`ClassificationError` to refuse.
+    """Apply docs/contract.md §4's rules in order; raise :class:`ClassificationError` to refuse.
 
     ``find_key`` and ``find_token_user`` take the SHA-256 of the secret.
     """

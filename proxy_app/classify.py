@@ -1,4 +1,4 @@
-"""Request → identity: SPEC §4 applied to a Quart request with the cached tables.
+"""Request → identity: docs/contract.md §4 applied to a Quart request with the cached tables.
 
 What the request presented is kept as a :class:`Principal` so that a queued
 request can be classified again after each cache refresh: a key revoked or a

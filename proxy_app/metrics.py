@@ -1,4 +1,4 @@
-"""Prometheus metrics for ``GET /metrics`` (SPEC §6), on a registry of their own.
+"""Prometheus metrics for ``GET /metrics`` (docs/contract.md §6), on a registry of their own.
 
 Wiring::
 

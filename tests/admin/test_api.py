@@ -1,4 +1,4 @@
-"""The JSON admin API: SPEC §3 shapes, status codes and every validation error."""
+"""The JSON admin API: docs/contract.md §3 shapes, status codes and every validation error."""
 
 from __future__ import annotations
 

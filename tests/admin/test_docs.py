@@ -1,4 +1,7 @@
-"""``/openapi.json`` and ``/docs`` (SPEC §3): valid OpenAPI naming every public route, readable by anyone."""
+"""``/openapi.json`` and ``/docs`` (docs/contract.md §3): valid OpenAPI naming every public route.
+
+Anyone may read it.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from proxy_app.routes import ALIAS_PREFIX, TABLE, resolve
 from tests.admin.helpers import PASSWORDS
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
-SPEC_API_KEY_FIELDS = ("id", "name", "prefix", "priority", "created_at", "last_used", "is_active")
+CONTRACT_API_KEY_FIELDS = ("id", "name", "prefix", "priority", "created_at", "last_used", "is_active")
 
 
 def openapi_path(rule: str) -> str:
@@ -96,7 +99,7 @@ def test_every_json_endpoint_has_its_shapes_and_none_is_stale(app, document):
     body = created["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/NewAPIKey"}
     key = document["components"]["schemas"]["APIKey"]
-    assert set(key["required"]) == set(SPEC_API_KEY_FIELDS)
+    assert set(key["required"]) == set(CONTRACT_API_KEY_FIELDS)
     assert "key" not in key["properties"]  # the list never shows the key
 
 

@@ -1,4 +1,4 @@
-"""The requests page (SPEC §6): the request log filtered, paged, and exported as safe CSV."""
+"""The requests page (docs/contract.md §6): the request log filtered, paged, and exported as safe CSV."""
 
 from __future__ import annotations
 

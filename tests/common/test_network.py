@@ -1,4 +1,4 @@
-"""Client IP resolution behind proxies and whitelist matching (SPEC §4 rule 2)."""
+"""Client IP resolution behind proxies and whitelist matching (docs/contract.md §4 rule 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings: defaults from SPEC §2 and one clear line per bad value."""
+"""Settings: defaults from docs/contract.md §2 and one clear line per bad value."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Classification (SPEC §4): the rules in order, and no fall-through for bad keys."""
+"""Classification (docs/contract.md §4): the rules in order, and no fall-through for bad keys."""
 
 from __future__ import annotations
 

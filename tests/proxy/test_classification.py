@@ -1,4 +1,4 @@
-"""Who is asking (SPEC §4) as the gateway applies it: keys, whitelisted IPs, logins, else 401."""
+"""Who is asking (docs/contract.md §4) as the gateway applies it: keys, whitelisted IPs, logins, else 401."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""When Ollama fails (SPEC §5): 502/503/504 before the first byte, in-band errors after it."""
+"""When Ollama fails (docs/contract.md §5): 502/503/504 before the first byte, in-band errors after it."""
 
 from __future__ import annotations
 

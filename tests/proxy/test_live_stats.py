@@ -1,4 +1,4 @@
-"""Live stats for ``/api/admin/stats`` and the dashboard charts (SPEC §6)."""
+"""Live stats for ``/api/admin/stats`` and the dashboard charts (docs/contract.md §6)."""
 
 from __future__ import annotations
 

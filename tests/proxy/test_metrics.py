@@ -1,4 +1,4 @@
-"""``/metrics`` content (SPEC §6): names, labels and values, parsed as Prometheus does."""
+"""``/metrics`` content (docs/contract.md §6): names, labels and values, parsed as Prometheus does."""
 
 from __future__ import annotations
 

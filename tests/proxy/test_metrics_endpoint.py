@@ -1,4 +1,7 @@
-"""``GET /metrics`` on the real service (SPEC §6): admins and the scrape token only, Prometheus text."""
+"""``GET /metrics`` on the real service (docs/contract.md §6): admins and the scrape token only.
+
+The answer is Prometheus text.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ from tests.live import LiveServer
 
 ADMIN_PASSWORD = "admin-password-metrics"
 SCRAPE_TOKEN = "scrape-token-0123456789abcdef"
-# SPEC §6, as prometheus_client names the families (counters lose their _total suffix).
-SPEC_FAMILIES = {
+# docs/contract.md §6, as prometheus_client names the families (counters lose their _total suffix).
+CONTRACT_FAMILIES = {
     "seadragon_queue_length": "gauge",
     "seadragon_active_requests": "gauge",
     "seadragon_requests": "counter",
@@ -84,7 +87,7 @@ def test_the_scrape_token_gets_every_metric_of_the_spec(live, admin_token):
             time.sleep(0.05)
     assert response.headers["content-type"].startswith("text/plain")
     found = families(response.text)
-    assert {name: found[name].type for name in SPEC_FAMILIES if name in found} == SPEC_FAMILIES
+    assert {name: found[name].type for name in CONTRACT_FAMILIES if name in found} == CONTRACT_FAMILIES
     queue = {sample.labels["source"] for sample in found["seadragon_queue_length"].samples}
     assert queue == {"direct_api", "custom_app", "web_chat"}
     requests = {

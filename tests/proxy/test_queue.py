@@ -1,4 +1,7 @@
-"""The queue against a real gateway and the simulator (SPEC §5): order, limits, leaving, early headers."""
+"""The queue against a real gateway and the simulator (docs/contract.md §5).
+
+Order, limits, leaving, early headers.
+"""
 
 from __future__ import annotations
 

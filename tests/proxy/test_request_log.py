@@ -1,4 +1,4 @@
-"""The request-log writer (SPEC §6): one row per request, in batches, none lost on shut-down."""
+"""The request-log writer (docs/contract.md §6): one row per request, in batches, none lost on shut-down."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Revoking a key or removing a whitelist entry refuses new and queued requests within 1 s (SPEC §4)."""
+"""Revoking a key or removing a whitelist entry refuses new and queued requests within 1 s.
+
+See docs/contract.md §4.
+"""
 
 from __future__ import annotations
 

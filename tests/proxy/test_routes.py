@@ -1,4 +1,4 @@
-"""The route table (SPEC §3): what is queued, fast-laned, admin-only, and what is a 404."""
+"""The route table (docs/contract.md §3): what is queued, fast-laned, admin-only, and what is a 404."""
 
 from __future__ import annotations
 

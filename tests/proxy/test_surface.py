@@ -1,4 +1,7 @@
-"""The proxy's HTTP surface (SPEC §3): what is refused, what reaches Ollama, and how errors look."""
+"""The proxy's HTTP surface (docs/contract.md §3).
+
+What is refused, what reaches Ollama, and how errors look.
+"""
 
 from __future__ import annotations
 

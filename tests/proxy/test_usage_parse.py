@@ -1,4 +1,4 @@
-"""Token counts from Ollama's and OpenAI's real response shapes (SPEC §6)."""
+"""Token counts from Ollama's and OpenAI's real response shapes (docs/contract.md §6)."""
 
 from __future__ import annotations
 
