@@ -24,7 +24,7 @@ Where later features plug in:
   own request id, ``route_to(resolve("POST", "/api/chat"))``, ``admit(identity)``
   (no principal: nothing to re-classify while it waits), register
   ``on_request_end(request.scope, proxied.close)`` and return
-  ``await proxied.serve(body_it_built, headers=[])``: a streamed Response, the
+  ``await proxied.serve(body_it_built, forward_headers([]))``: a streamed Response, the
   row written as for any other request.
 * Stream dialects: in-band errors are made by ``proxy_app.upstream.inband_error``
   and queue-position comments by ``proxy_app.queued.position_comments``, each
@@ -46,9 +46,11 @@ from common.sources import Identity, RequestSource
 from proxy_app.classify import Principal
 from proxy_app.errors import KNOWN_ERRORS, Forbidden, ProxyError, as_proxy_error
 from proxy_app.gateway import Gateway
+from proxy_app.queued import serve_queued
 from proxy_app.request_log import RequestRecord
 from proxy_app.routes import Lane, Route
 from proxy_app.scheduler import Grant, SchedulerError, Ticket
+from proxy_app.unqueued import serve_unqueued
 from proxy_app.upstream import Exchange, redact_url
 from proxy_app.usage_parse import UsageTracker
 
@@ -133,9 +135,6 @@ class ProxiedRequest:
 
     async def serve(self, content: Content, headers: list[tuple[str, str]]) -> Response:
         """Answer the request: queue it for a slot (generations) or relay it at once."""
-        from proxy_app.queued import serve_queued
-        from proxy_app.unqueued import serve_unqueued
-
         with self.recording_errors():
             if self.route.lane is Lane.QUEUED:
                 return await serve_queued(self, content, headers)

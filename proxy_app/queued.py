@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from quart import Response
 
 from proxy_app.bodies import model_of, parse_object
 from proxy_app.errors import ProxyError
 from proxy_app.headers import returned_headers
-from proxy_app.proxied import Content, ProxiedRequest
 from proxy_app.routes import wants_stream
 from proxy_app.scheduler import Grant
 from proxy_app.upstream import Exchange, error_message, inband_error
+
+if TYPE_CHECKING:  # the request object calls these modules; they only name it
+    from proxy_app.proxied import Content, ProxiedRequest
 
 EARLY_GRACE = 0.1  # seconds a stream may take to get a slot before its headers go out early
 POSITION_POLL = 0.5  # seconds between queue-position checks for SSE comments

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import TYPE_CHECKING
 
 from quart import Response
 
@@ -17,9 +18,11 @@ from proxy_app.bodies import model_of, parse_object
 from proxy_app.errors import BadGateway, ProxyError, Unavailable
 from proxy_app.gateway import Gateway
 from proxy_app.headers import returned_headers
-from proxy_app.proxied import Content, ProxiedRequest
 from proxy_app.routes import Lane, Merge, Route, wants_stream
 from proxy_app.upstream import Exchange
+
+if TYPE_CHECKING:  # the request object calls these modules; they only name it
+    from proxy_app.proxied import Content, ProxiedRequest
 
 # Model management with several backends goes to the first healthy one unless
 # the request names one (its URL exactly as in OLLAMA_URLS) in this header.
