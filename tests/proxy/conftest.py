@@ -91,6 +91,18 @@ def serve() -> Iterator[Callable[..., GatewayServer]]:
 
 
 @pytest.fixture
+def gateway(gw_settings, accounts, serve):
+    """Start a one-slot gateway on the shared simulator; 10.0.0.5 is whitelisted."""
+
+    def make(**overrides):
+        settings = gw_settings(**overrides)
+        accounts(settings).whitelist("10.0.0.5")
+        return serve(settings)
+
+    return make
+
+
+@pytest.fixture
 def admin_app() -> Callable[..., AdminApp]:
     """The real admin app on a settings object's database."""
     return AdminApp

@@ -6,24 +6,11 @@ import json
 import time
 
 import httpx
-import pytest
 
 from simulator import serve_in_thread
 from tests.proxy.support import chat_body, ndjson, sse_events
 
 DIRECT = {"X-Forwarded-For": "10.0.0.5"}
-
-
-@pytest.fixture
-def gateway(gw_settings, accounts, serve):
-    """Start a one-slot gateway on the shared simulator; 10.0.0.5 is whitelisted."""
-
-    def make(**overrides):
-        settings = gw_settings(**overrides)
-        accounts(settings).whitelist("10.0.0.5")
-        return serve(settings)
-
-    return make
 
 
 def post(server, body: dict, fault: str = "", path: str = "/api/chat", **headers: str) -> httpx.Response:

@@ -5,23 +5,10 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
 
 from tests.proxy.support import log_rows, ndjson
 
 DIRECT = {"X-Forwarded-For": "10.0.0.5"}  # whitelisted: may manage models
-
-
-@pytest.fixture
-def gateway(gw_settings, accounts, serve):
-    """Start a gateway on the shared simulator; 10.0.0.5 is whitelisted."""
-
-    def make(**overrides):
-        settings = gw_settings(**overrides)
-        accounts(settings).whitelist("10.0.0.5")
-        return serve(settings)
-
-    return make
 
 
 def pull(server, fault: str = "", model: str = "qwen2.5:0.5b", **headers: str) -> httpx.Response:
