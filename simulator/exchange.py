@@ -48,9 +48,21 @@ class HTTPError(Exception):
         self.outcome = outcome
 
 
+GO_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def go_json(obj: Any) -> str:
+    """Compact JSON as Go's ``json.Marshal`` writes it (``<``, ``>``, ``&`` escaped as ``\\u003c``...)."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    # Those characters only ever occur inside JSON strings, so escaping the whole text is safe.
+    return text.translate(GO_ESCAPES) if any(c in text for c in "<>&\u2028\u2029") else text
+
+
 def dumps(obj: Any) -> bytes:
     """Compact JSON bytes, as Go's encoder writes them."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return go_json(obj).encode()
 
 
 def openai_error(status: int, message: str) -> dict[str, Any]:
