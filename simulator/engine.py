@@ -145,7 +145,7 @@ async def run_generation(ex: Exchange, plan: Plan, encoder: Encoder, keep_alive:
         await ex.pause(plan.first_delay)
         first = time.monotonic_ns()
         if plan.stream:
-            await ex.start(200, encoder.content_type)
+            await ex.start(200, encoder.content_type, getattr(encoder, "stream_headers", None))
             await _stream_tokens(ex, plan, encoder)
             if plan.tool_calls:
                 await ex.pause(plan.delay)

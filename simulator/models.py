@@ -24,8 +24,12 @@ def model_entry(name: str, modified_ns: int) -> dict[str, Any]:
         base, _, tag = name.rpartition(":")
         remote_tag = tag.removesuffix("cloud").rstrip("-")
         entry.update(remote_model=f"{base}:{remote_tag}" if remote_tag else base, remote_host=CLOUD_HOST)
-    entry.update(modified_at=rfc3339(modified_ns), digest=model_digest(name), details=model_details(name))
-    entry["size"] = CLOUD_STUB_SIZE if is_cloud_model(name) else model_size(name)
+    entry.update(
+        modified_at=rfc3339(modified_ns),
+        size=CLOUD_STUB_SIZE if is_cloud_model(name) else model_size(name),
+        digest=model_digest(name),
+        details=model_details(name),
+    )
     return entry
 
 

@@ -30,8 +30,8 @@ def _include_usage(body: dict[str, Any]) -> bool:
 
 def usage(plan: Plan) -> dict[str, int]:
     """OpenAI's token accounting."""
-    total = plan.prompt_tokens + plan.count
-    return {"prompt_tokens": plan.prompt_tokens, "completion_tokens": plan.count, "total_tokens": total}
+    total = plan.prompt_tokens + plan.eval_count
+    return {"prompt_tokens": plan.prompt_tokens, "completion_tokens": plan.eval_count, "total_tokens": total}
 
 
 class ChatCompletionEncoder:
