@@ -44,6 +44,7 @@ class ChatCompletionEncoder:
     first_head = b',"choices":[{"index":0,"delta":{"role":"assistant","content":'
     choice_head = b',"choices":[{"index":0,"delta":{"content":'
     choice_tail = b'},"finish_reason":null}]}\n\n'
+    opens_with_role = True  # a chat stream with no token at all still opens with a role chunk
 
     def __init__(self, plan: Plan, include_usage: bool) -> None:
         self.token_literal = plan.token
@@ -80,13 +81,13 @@ class ChatCompletionEncoder:
         return "tool_calls" if plan.tool_calls and plan.reason == "stop" else plan.reason
 
     def _last_choice(self, plan: Plan) -> dict[str, Any]:
-        # FinishChunk: an empty delta; a stream with no token at all still opens with a role chunk.
+        # FinishChunk in openai/openai.go: the finish reason alone, with an empty delta.
         return {"index": 0, "delta": {}, "finish_reason": self._reason(plan)}
 
     def final(self, plan: Plan) -> bytes:
         """The finishing event, the usage event when asked for, and ``[DONE]``."""
         events = []
-        if not self.role_sent:
+        if self.opens_with_role and not self.role_sent:
             opening = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
             events.append(b"data: " + dumps({**self.base, "choices": [opening]}) + b"\n\n")
         events.append(b"data: " + dumps({**self.base, "choices": [self._last_choice(plan)]}) + b"\n\n")
@@ -110,6 +111,7 @@ class CompletionEncoder(ChatCompletionEncoder):
     prefix = "cmpl"
     chunk_object = "text_completion"
     first_head = choice_head = b',"choices":[{"index":0,"text":'
+    opens_with_role = False
     choice_tail = b',"finish_reason":null}]}\n\n'
 
     def _last_choice(self, plan: Plan) -> dict[str, Any]:

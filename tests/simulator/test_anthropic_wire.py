@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from simulator import ThreadHandle
+from tests.simulator.helpers import named_events
 
 WEATHER_TOOL = {
     "name": "get_weather",
@@ -28,16 +29,6 @@ def claude(sim: ThreadHandle) -> Iterator[anthropic.Anthropic]:
     """The official Anthropic client pointed at the simulator."""
     with anthropic.Anthropic(base_url=sim.url, api_key="unused", max_retries=0) as client:
         yield client
-
-
-def named_events(text: str) -> list[tuple[str, dict]]:
-    """The (event, data) pairs of a named-event SSE body."""
-    pairs = []
-    for block in filter(str.strip, text.split("\n\n")):
-        name_line, data_line = block.split("\n")
-        assert name_line.startswith("event: ") and data_line.startswith("data: "), block
-        pairs.append((name_line[len("event: ") :], json.loads(data_line[len("data: ") :])))
-    return pairs
 
 
 def test_message_without_streaming_is_one_message_object(claude: anthropic.Anthropic) -> None:

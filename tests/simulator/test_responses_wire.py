@@ -18,15 +18,6 @@ WEATHER = {
 }
 
 
-def named_events(text: str) -> list[tuple[str, dict]]:
-    """The (event, data) pairs of a named-event SSE body."""
-    pairs = []
-    for block in filter(str.strip, text.split("\n\n")):
-        name_line, data_line = block.split("\n")
-        pairs.append((name_line.removeprefix("event: "), json.loads(data_line.removeprefix("data: "))))
-    return pairs
-
-
 def test_response_without_streaming_has_text_and_usage(openai_client: openai.OpenAI) -> None:
     response = openai_client.responses.create(
         model="llama3.2", input="Why is the sea blue?", instructions="Be brief"

@@ -29,9 +29,9 @@ def test_first_request_pays_the_load_time_and_reports_it(
 ) -> None:
     sim.configure(load_time=LOAD)
     cold, answer = timed_chat(ollama_client, "llama3.2")
-    warm, again = timed_chat(ollama_client, "llama3.2")
+    _, again = timed_chat(ollama_client, "llama3.2")
     assert cold >= LOAD and answer.load_duration >= LOAD * 1e9
-    assert warm < LOAD and again.load_duration < LOAD * 1e9  # generous: only the queue, no load
+    assert again.load_duration < LOAD * 1e9  # loaded already: only the scheduling is counted
     assert sim.stats()["vram"]["loads"] == 1
 
 
@@ -88,8 +88,8 @@ def test_cloud_models_are_listed_remote_and_never_loaded(
     raw = httpx.get(f"{sim.url}/api/tags").json()["models"][1]
     assert raw["remote_model"] == "gpt-oss:120b" and raw["remote_host"] == "https://ollama.com:443"
     assert cloud.size == 384
-    took, answer = timed_chat(ollama_client, "gpt-oss:120b-cloud")
-    assert took < LOAD and len(answer.message.content.split()) == 5
+    _, answer = timed_chat(ollama_client, "gpt-oss:120b-cloud")
+    assert answer.load_duration < LOAD * 1e9 and len(answer.message.content.split()) == 5
     assert ollama_client.ps().models == [] and sim.stats()["vram"]["loads"] == 0
 
 
