@@ -15,6 +15,7 @@ from simulator.vram import FOREVER, keep_alive_seconds
 from tests.simulator.helpers import QUESTION
 
 LOAD = 0.4
+AT_LEAST = LOAD * 0.95  # event-loop timers may fire a hair early against a monotonic clock
 
 
 def timed_chat(client: ollama.Client, model: str) -> tuple[float, ollama.ChatResponse]:
@@ -30,7 +31,7 @@ def test_first_request_pays_the_load_time_and_reports_it(
     sim.configure(load_time=LOAD)
     cold, answer = timed_chat(ollama_client, "llama3.2")
     _, again = timed_chat(ollama_client, "llama3.2")
-    assert cold >= LOAD and answer.load_duration >= LOAD * 1e9
+    assert cold >= AT_LEAST and answer.load_duration >= AT_LEAST * 1e9
     assert again.load_duration < LOAD * 1e9  # loaded already: only the scheduling is counted
     assert sim.stats()["vram"]["loads"] == 1
 
@@ -41,10 +42,10 @@ def test_lru_model_is_evicted_when_max_loaded_are_in(sim: ThreadHandle, ollama_c
         timed_chat(ollama_client, model)
     ollama_client.pull("phi3:mini")  # a third model
     third, _ = timed_chat(ollama_client, "phi3:mini")
-    assert third >= LOAD
+    assert third >= AT_LEAST
     assert {m.model for m in ollama_client.ps().models} == {"llama3.2:latest", "phi3:mini"}
     back, _ = timed_chat(ollama_client, "qwen2.5-coder:7b")  # evicted: it loads again
-    assert back >= LOAD
+    assert back >= AT_LEAST
     vram = sim.stats()["vram"]
     assert vram["loads"] == 4 and vram["evictions"] == 2
     assert vram["loaded"] == ["phi3:mini", "qwen2.5-coder:7b"]  # least recently used first
