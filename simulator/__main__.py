@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimulatorConfig, argparse
     parser.add_argument("--embedding-dim", help="length of embedding vectors (default 384)")
     parser.add_argument("--version", help="what /api/version reports")
     parser.add_argument("--log-limit", help="request-log entries kept for /_sim/stats")
+    parser.add_argument("--max-loaded", help="models in VRAM at once, LRU evicted (0: no cap)")
+    parser.add_argument("--load-time", help="seconds to load a model that is not in VRAM (default 0)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
         "--log-level",

@@ -8,7 +8,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from simulator import models, native, openai_compat
+from simulator import account, anthropic, models, native, openai_compat, responses, transcription
+from simulator.compression import BodyError, decode_body
 from simulator.config import ConfigError, SimulatorConfig
 from simulator.exchange import Exchange, HTTPError, Stop
 from simulator.faults import FaultError, parse_fault, split_model_fault
@@ -37,11 +38,21 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/v1/completions"): openai_compat.completions,
     ("POST", "/v1/embeddings"): openai_compat.embeddings,
     ("GET", "/v1/models"): openai_compat.models,
+    ("POST", "/v1/responses"): responses.create,
+    ("POST", "/v1/messages"): anthropic.messages,
+    ("POST", "/v1/audio/transcriptions"): transcription.transcribe,
+    ("GET", "/api/status"): account.status,
+    ("GET", "/api/experimental/model-recommendations"): account.recommendations,
+    ("POST", "/api/me"): account.whoami,
+    ("POST", "/api/signout"): account.signout,
+    ("POST", "/api/experimental/web_search"): account.web_experimental,
+    ("POST", "/api/experimental/web_fetch"): account.web_experimental,
 }
 PREFIX_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/models/", openai_compat.model),
     ("HEAD", "/api/blobs/", models.blobs),
     ("POST", "/api/blobs/", models.blobs),
+    ("DELETE", "/api/user/keys/", account.signout),
 ]
 
 
@@ -75,6 +86,14 @@ class Simulator:
         outcome = "completed"
         try:
             ex.body = await ex.read_body()
+            try:
+                ex.body = decode_body(ex.method, ex.path, ex.headers.get("content-encoding"), ex.body)
+            except BodyError as exc:
+                # cloudPassthroughMiddleware answers in Ollama's own shape, even on /v1.
+                ex.entry["body_size"] = len(ex.body)
+                await ex.json({"error": str(exc)}, 400)
+                outcome = "error"
+                return
             _prepare(ex)
             await ex.header_faults()
             handler = resolve(ex.method, ex.path)

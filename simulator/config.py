@@ -34,6 +34,8 @@ class SimulatorConfig:
     embedding_dim: int = 384
     version: str = "0.12.6"
     log_limit: int = 10_000  # entries kept in the /_sim/stats log (counters are never trimmed)
+    max_loaded: int = 0  # like OLLAMA_MAX_LOADED_MODELS: models in VRAM at once, LRU evicted; 0: no cap
+    load_time: float = 0.0  # seconds to load a model that is not in VRAM
 
     def __post_init__(self) -> None:
         check = _Checker()
@@ -45,6 +47,8 @@ class SimulatorConfig:
         check.int("max_queue", self.max_queue, 0, 1_000_000)
         check.int("embedding_dim", self.embedding_dim, 1, 65_536)
         check.int("log_limit", self.log_limit, 1, 10_000_000)
+        check.int("max_loaded", self.max_loaded, 0, 10_000)
+        check.float("load_time", self.load_time, 0.0, 3600.0)
         if isinstance(self.models, str) or not all(isinstance(m, str) and m for m in self.models):
             raise ConfigError("models: expected a list of non-empty model names")
         try:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from simulator.exchange import NDJSON_TYPE, ClientGone, Exchange, HTTPError, dumps
+from simulator import vram
+from simulator.exchange import NDJSON_TYPE, ClientGone, Exchange, HTTPError, dumps, go_json
 from simulator.faults import BUSY_MESSAGE
-from simulator.text import count_tokens, seed_of
+from simulator.text import answer_text, count_tokens, say_text, seed_of, split_tokens, token_json
+from simulator.tools import call_tokens, tool_calls_for
 
 YIELD_EVERY = 64  # with no delay, let other streams (and disconnects) in this often
 
@@ -28,8 +31,25 @@ class Plan:
     delay: float
     first_delay: float
     prompt_tokens: int
+    said: tuple[bytes, ...] | None = None  # the JSON literals of a ``!say`` answer's tokens
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # native ``message.tool_calls``
     started_ns: int = field(default_factory=time.monotonic_ns)
     timings: dict[str, int] = field(default_factory=dict)
+
+    def token(self, index: int) -> bytes:
+        """Token ``index`` of the answer as a JSON string literal."""
+        return self.said[index] if self.said is not None else token_json(self.seed, index)
+
+    def text(self) -> str:
+        """The whole answer text the tokens spell."""
+        if self.said is not None:
+            return "".join(json.loads(literal) for literal in self.said[: self.count])
+        return answer_text(self.seed, self.count)
+
+    @property
+    def eval_count(self) -> int:
+        """Tokens generated: the text's and the tool calls'."""
+        return self.count + call_tokens(self.tool_calls)
 
 
 class Encoder(Protocol):
@@ -44,20 +64,40 @@ class Encoder(Protocol):
         """The bytes that end a successful stream."""
 
     def whole(self, plan: Plan) -> Any:
-        """The single JSON object of a non-streamed answer."""
+        """The single JSON object of a non-streamed answer (a string: a text/plain body)."""
+
+    def tool_chunk(self, plan: Plan) -> bytes:
+        """The stream chunk carrying ``plan.tool_calls`` (only for formats that take tools)."""
 
 
-def make_plan(ex: Exchange, model: str, prompt: str, stream: bool, cap: Any) -> Plan:
-    """Apply the config, ``X-Sim-*`` headers and the request's token cap."""
+def make_plan(
+    ex: Exchange,
+    model: str,
+    prompt: str,
+    stream: bool,
+    cap: Any,
+    *,
+    last_user: str = "",
+    tools: list[dict[str, Any]] | None = None,
+) -> Plan:
+    """Apply the config, ``X-Sim-*`` headers, the request's token cap, ``!say`` and offered tools."""
     config = ex.config
     tokens = int(ex.header_number("x-sim-tokens", config.tokens, integer=True))
     delay = ex.header_number("x-sim-delay", config.token_delay)
     first_delay = ex.header_number("x-sim-first-token-delay", config.first_token_delay)
+    seed = seed_of(prompt)
+    said_text = say_text(last_user)
+    said = None if said_text is None else tuple(go_json(t).encode() for t in split_tokens(said_text))
+    calls = tool_calls_for(tools or [], seed) if said is None else []
+    if said is not None:
+        tokens = len(said)
+    elif calls:
+        tokens = 0  # a model that calls a tool answers with the call alone
     count, reason = tokens, "stop"
     # Ollama treats a negative num_predict as "no limit".
     if isinstance(cap, int) and not isinstance(cap, bool) and 0 <= cap < tokens:
         count, reason = cap, "length"
-    return Plan(model, seed_of(prompt), count, reason, stream, delay, first_delay, count_tokens(prompt))
+    return Plan(model, seed, count, reason, stream, delay, first_delay, count_tokens(prompt), said, calls)
 
 
 @asynccontextmanager
@@ -91,22 +131,25 @@ def _finish_timings(plan: Plan, dispatched_ns: int, first_ns: int) -> None:
         "load_duration": max(1, dispatched_ns - plan.started_ns),
         "prompt_eval_count": plan.prompt_tokens,
         "prompt_eval_duration": max(1, first_ns - dispatched_ns),
-        "eval_count": plan.count,
+        "eval_count": plan.eval_count,
         "eval_duration": max(1, end - first_ns),
     }
 
 
-async def run_generation(ex: Exchange, plan: Plan, encoder: Encoder) -> None:
+async def run_generation(ex: Exchange, plan: Plan, encoder: Encoder, keep_alive: Any = None) -> None:
     """Produce the tokens of ``plan`` as a stream or as one object, honouring faults and the client."""
     ex.watch()
     async with slot(ex):
-        ex.state.mark_loaded(plan.model)
-        dispatched = time.monotonic_ns()
+        await vram.acquire(ex, plan.model, keep_alive)
+        dispatched = time.monotonic_ns()  # load_duration: queue wait and load, as Ollama measures it
         await ex.pause(plan.first_delay)
         first = time.monotonic_ns()
         if plan.stream:
-            await ex.start(200, encoder.content_type)
+            await ex.start(200, encoder.content_type, getattr(encoder, "stream_headers", None))
             await _stream_tokens(ex, plan, encoder)
+            if plan.tool_calls:
+                await ex.pause(plan.delay)
+                await ex.chunk(encoder.tool_chunk(plan))
             _finish_timings(plan, dispatched, first)
             await ex.finish(encoder.final(plan))
         else:
@@ -115,7 +158,11 @@ async def run_generation(ex: Exchange, plan: Plan, encoder: Encoder) -> None:
             await ex.mid_fault()
             await ex.pause(plan.delay * (plan.count - max(after, 1)))
             _finish_timings(plan, dispatched, first)
-            await ex.json(encoder.whole(plan))
+            whole = encoder.whole(plan)
+            if isinstance(whole, str):
+                await ex.respond(200, whole.encode(), "text/plain")
+            else:
+                await ex.json(whole)
 
 
 async def _stream_tokens(ex: Exchange, plan: Plan, encoder: Encoder) -> None:

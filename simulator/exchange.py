@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from typing import Any
 
@@ -14,6 +15,16 @@ JSON_TYPE = "application/json; charset=utf-8"
 NDJSON_TYPE = "application/x-ndjson"
 SSE_TYPE = "text/event-stream"
 OPENAI_ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
+# NewError in anthropic/anthropic.go
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
 
 
 class Stop(Exception):
@@ -48,15 +59,37 @@ class HTTPError(Exception):
         self.outcome = outcome
 
 
+GO_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def go_json(obj: Any) -> str:
+    """Compact JSON as Go's ``json.Marshal`` writes it (``<``, ``>``, ``&`` escaped as ``\\u003c``...)."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    # Those characters only ever occur inside JSON strings, so escaping the whole text is safe.
+    return text.translate(GO_ESCAPES) if any(c in text for c in "<>&\u2028\u2029") else text
+
+
 def dumps(obj: Any) -> bytes:
     """Compact JSON bytes, as Go's encoder writes them."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return go_json(obj).encode()
 
 
 def openai_error(status: int, message: str) -> dict[str, Any]:
     """An OpenAI-style error object, with the type Ollama's compatibility layer picks."""
     kind = OPENAI_ERROR_TYPES.get(status, "api_error")
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def anthropic_error(status: int, message: str) -> dict[str, Any]:
+    """An Anthropic-style error object, as Ollama's /v1/messages writes it (with a ``req_`` id)."""
+    kind = ANTHROPIC_ERROR_TYPES.get(status, "api_error")
+    return {
+        "type": "error",
+        "error": {"type": kind, "message": message},
+        "request_id": f"req_{os.urandom(12).hex()}",
+    }
 
 
 class Exchange:
@@ -68,6 +101,7 @@ class Exchange:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.openai = self.path.startswith("/v1/")
+        self.anthropic = self.path == "/v1/messages"
         self.headers: dict[str, str] = {}
         for raw_name, raw_value in scope.get("headers", ()):
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
@@ -176,11 +210,17 @@ class Exchange:
         await self.respond(status, dumps(obj))
 
     async def error(self, status: int, message: str) -> None:
-        """Send an error in this path's dialect: Ollama's ``{"error"}`` or OpenAI's on /v1."""
-        await self.json(openai_error(status, message) if self.openai else {"error": message}, status)
+        """Send an error in this path's dialect: Ollama's ``{"error"}``, Anthropic's or OpenAI's on /v1."""
+        if self.anthropic:
+            await self.json(anthropic_error(status, message), status)
+        else:
+            await self.json(openai_error(status, message) if self.openai else {"error": message}, status)
 
     def error_line(self, message: str) -> bytes:
         """An in-band error ending a stream: an NDJSON line, or an SSE event on /v1."""
+        if self.anthropic:
+            error = {"type": "error", "error": {"type": "api_error", "message": message}}
+            return b"event: error\ndata: " + dumps(error) + b"\n\n"
         if self.openai:
             return b"data: " + dumps(openai_error(500, message)) + b"\n\n"
         return dumps({"error": message}) + b"\n"

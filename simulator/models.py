@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Any
 
 from simulator.engine import stream_lines
 from simulator.exchange import JSON_TYPE, Exchange, HTTPError
 from simulator.native import require_model, require_object
-from simulator.text import model_details, model_digest, model_size, normalize_model, rfc3339
+from simulator.text import is_cloud_model, model_details, model_digest, model_size, normalize_model, rfc3339
+
+CONTEXT_LENGTH = 4096  # the num_ctx a loaded model runs with
+
+
+CLOUD_HOST = "https://ollama.com:443"  # defaultCloudProxyBaseURL in server/cloud_proxy.go
+CLOUD_STUB_SIZE = 384  # a cloud model is a small local manifest pointing at ollama.com
 
 
 def model_entry(name: str, modified_ns: int) -> dict[str, Any]:
-    """One model as /api/tags lists it."""
-    return {
-        "name": name,
-        "model": name,
-        "modified_at": rfc3339(modified_ns),
-        "size": model_size(name),
-        "digest": model_digest(name),
-        "details": model_details(name),
-    }
+    """One model as /api/tags lists it (a cloud model with ``remote_model`` and ``remote_host``)."""
+    entry: dict[str, Any] = {"name": name, "model": name}
+    if is_cloud_model(name):
+        base, _, tag = name.rpartition(":")
+        remote_tag = tag.removesuffix("cloud").rstrip("-")
+        entry.update(remote_model=f"{base}:{remote_tag}" if remote_tag else base, remote_host=CLOUD_HOST)
+    entry.update(
+        modified_at=rfc3339(modified_ns),
+        size=CLOUD_STUB_SIZE if is_cloud_model(name) else model_size(name),
+        digest=model_digest(name),
+        details=model_details(name),
+    )
+    return entry
 
 
 async def tags(ex: Exchange) -> None:
@@ -30,15 +39,24 @@ async def tags(ex: Exchange) -> None:
 
 
 async def ps(ex: Exchange) -> None:
-    """GET /api/ps: the models that ran within their keep-alive."""
-    now = time.time_ns()
+    """GET /api/ps: the loaded models, longest keep-alive left first (PsHandler in server/routes.go)."""
+    vram = ex.state.vram
+    vram.purge()
     running = []
-    for name, expires in ex.state.loaded.items():
-        if expires > now and name in ex.state.models:
-            entry = model_entry(name, ex.state.models[name])
-            del entry["modified_at"]
-            entry.update(expires_at=rfc3339(expires), size_vram=entry["size"], context_length=4096)
-            running.append(entry)
+    for name, expires in sorted(vram.loaded.items(), key=lambda item: -(item[1] // 1_000_000_000)):
+        size = model_size(name)
+        running.append(
+            {
+                "name": name,
+                "model": name,
+                "size": size,
+                "digest": model_digest(name),
+                "details": model_details(name),
+                "expires_at": rfc3339(expires),
+                "size_vram": size,
+                "context_length": CONTEXT_LENGTH,
+            }
+        )
     await ex.json({"models": running})
 
 

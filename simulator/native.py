@@ -5,17 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from simulator import vram
 from simulator.engine import Plan, make_plan, run_generation, slot
 from simulator.exchange import NDJSON_TYPE, Exchange, HTTPError, dumps
-from simulator.text import (
-    answer_text,
-    context_ids,
-    count_tokens,
-    embedding,
-    message_text,
-    rfc3339,
-    token_json,
-)
+from simulator.text import context_ids, count_tokens, embedding, last_user_text, message_text, rfc3339
+from simulator.tools import native_tools
 
 
 def require_object(ex: Exchange) -> dict[str, Any]:
@@ -49,7 +43,7 @@ class ChatEncoder:
     content_type = NDJSON_TYPE
 
     def __init__(self, plan: Plan) -> None:
-        self.seed = plan.seed
+        self.token_literal = plan.token
         self.head = b'{"model":' + dumps(plan.model) + b',"created_at":"'
 
     def token(self, index: int) -> bytes:
@@ -59,20 +53,30 @@ class ChatEncoder:
                 self.head,
                 rfc3339().encode(),
                 b'","message":{"role":"assistant","content":',
-                token_json(self.seed, index),
+                self.token_literal(index),
                 b'},"done":false}\n',
             )
         )
 
-    def _done(self, plan: Plan, content: str) -> dict[str, Any]:
+    def _done(self, plan: Plan, content: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = calls
         return {
             "model": plan.model,
             "created_at": rfc3339(),
-            "message": {"role": "assistant", "content": content},
+            "message": message,
             "done_reason": plan.reason,
             "done": True,
             **plan.timings,
         }
+
+    def tool_chunk(self, plan: Plan) -> bytes:
+        """The chunk carrying the tool calls (Ollama sends them whole, with empty content)."""
+        message = {"role": "assistant", "content": "", "tool_calls": plan.tool_calls}
+        return (
+            dumps({"model": plan.model, "created_at": rfc3339(), "message": message, "done": False}) + b"\n"
+        )
 
     def final(self, plan: Plan) -> bytes:
         """The ``done`` chunk with the statistics."""
@@ -80,7 +84,7 @@ class ChatEncoder:
 
     def whole(self, plan: Plan) -> dict[str, Any]:
         """The ``stream:false`` answer."""
-        return self._done(plan, answer_text(plan.seed, plan.count))
+        return self._done(plan, plan.text(), plan.tool_calls)
 
 
 class GenerateEncoder(ChatEncoder):
@@ -93,12 +97,12 @@ class GenerateEncoder(ChatEncoder):
                 self.head,
                 rfc3339().encode(),
                 b'","response":',
-                token_json(self.seed, index),
+                self.token_literal(index),
                 b',"done":false}\n',
             )
         )
 
-    def _done(self, plan: Plan, content: str) -> dict[str, Any]:
+    def _done(self, plan: Plan, content: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         return {
             "model": plan.model,
             "created_at": rfc3339(),
@@ -115,7 +119,10 @@ async def _load_only(ex: Exchange, model: str, field: str, body: dict[str, Any])
     unload = body.get("keep_alive") in (0, "0", "0s")
     content: dict[str, Any] = {"role": "assistant", "content": ""} if field == "message" else ""
     reason = "unload" if unload else "load"
-    ex.state.mark_loaded(model, 0 if unload else 300)
+    if unload:
+        ex.state.vram.unload(model)
+    else:
+        await vram.acquire(ex, model, body.get("keep_alive"))
     answer = {"model": model, "created_at": rfc3339(), field: content, "done_reason": reason, "done": True}
     await ex.json(answer)
 
@@ -130,8 +137,21 @@ async def chat(ex: Exchange) -> None:
     if not messages:
         await _load_only(ex, model, "message", body)
         return
-    plan = make_plan(ex, model, message_text(messages), body.get("stream") is not False, num_predict(body))
-    await run_generation(ex, plan, ChatEncoder(plan))
+    stream = body.get("stream") is not False
+    plan = chat_plan(ex, model, messages, native_tools(body.get("tools")), stream, num_predict(body))
+    await run_generation(ex, plan, ChatEncoder(plan), body.get("keep_alive"))
+
+
+def chat_plan(
+    ex: Exchange, model: str, messages: list[Any], tools: list[Any], stream: bool, cap: Any
+) -> Plan:
+    """A chat plan (native or OpenAI shape); no tool call once the last message is a tool result."""
+    last = messages[-1] if messages else None
+    answered = isinstance(last, dict) and last.get("role") == "tool"
+    text = message_text(messages)
+    return make_plan(
+        ex, model, text, stream, cap, last_user=last_user_text(messages), tools=[] if answered else tools
+    )
 
 
 async def generate(ex: Exchange) -> None:
@@ -145,8 +165,8 @@ async def generate(ex: Exchange) -> None:
         await _load_only(ex, model, "response", body)
         return
     text = f"{body.get('system') or ''}\n{prompt}"
-    plan = make_plan(ex, model, text, body.get("stream") is not False, num_predict(body))
-    await run_generation(ex, plan, GenerateEncoder(plan))
+    plan = make_plan(ex, model, text, body.get("stream") is not False, num_predict(body), last_user=prompt)
+    await run_generation(ex, plan, GenerateEncoder(plan), body.get("keep_alive"))
 
 
 def embed_texts(value: Any) -> list[str]:
@@ -165,7 +185,7 @@ async def embed_vectors(ex: Exchange, model: str, texts: list[str], dim: Any) ->
     size = dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else ex.config.embedding_dim
     ex.watch()
     async with slot(ex):
-        ex.state.mark_loaded(model)
+        await vram.acquire(ex, model)
         await ex.pause(ex.header_number("x-sim-first-token-delay", ex.config.first_token_delay))
         await ex.mid_fault()
         return [embedding(text, size) for text in texts]

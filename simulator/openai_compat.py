@@ -10,8 +10,9 @@ from typing import Any
 
 from simulator.engine import Plan, make_plan, run_generation
 from simulator.exchange import SSE_TYPE, Exchange, HTTPError, dumps
-from simulator.native import embed_vectors, require_model, require_object
-from simulator.text import answer_text, count_tokens, message_text, normalize_model, token_json
+from simulator.native import chat_plan, embed_vectors, require_model, require_object
+from simulator.text import count_tokens, normalize_model
+from simulator.tools import native_tools, openai_tool_calls
 
 FINGERPRINT = "fp_ollama"
 DONE = b"data: [DONE]\n\n"
@@ -29,8 +30,8 @@ def _include_usage(body: dict[str, Any]) -> bool:
 
 def usage(plan: Plan) -> dict[str, int]:
     """OpenAI's token accounting."""
-    total = plan.prompt_tokens + plan.count
-    return {"prompt_tokens": plan.prompt_tokens, "completion_tokens": plan.count, "total_tokens": total}
+    total = plan.prompt_tokens + plan.eval_count
+    return {"prompt_tokens": plan.prompt_tokens, "completion_tokens": plan.eval_count, "total_tokens": total}
 
 
 class ChatCompletionEncoder:
@@ -39,12 +40,14 @@ class ChatCompletionEncoder:
     content_type = SSE_TYPE
     prefix = "chatcmpl"
     chunk_object = "chat.completion.chunk"
-    # A token's JSON literal goes between these two.
-    choice_head = b',"choices":[{"index":0,"delta":{"role":"assistant","content":'
+    # A token's JSON literal goes between a head and the tail; only the first delta names the role.
+    first_head = b',"choices":[{"index":0,"delta":{"role":"assistant","content":'
+    choice_head = b',"choices":[{"index":0,"delta":{"content":'
     choice_tail = b'},"finish_reason":null}]}\n\n'
+    opens_with_role = True  # a chat stream with no token at all still opens with a role chunk
 
     def __init__(self, plan: Plan, include_usage: bool) -> None:
-        self.seed = plan.seed
+        self.token_literal = plan.token
         self.include_usage = include_usage
         self.base = {
             "id": f"{self.prefix}-{random.randint(0, 999)}",
@@ -55,17 +58,39 @@ class ChatCompletionEncoder:
         }
         # Everything up to the token's JSON literal, built once per request.
         self.head = b"data: " + dumps(self.base)[:-1] + self.choice_head
+        self.role_sent = False
 
     def token(self, index: int) -> bytes:
         """One SSE event carrying token ``index``."""
-        return self.head + token_json(self.seed, index) + self.choice_tail
+        if self.role_sent:
+            return self.head + self.token_literal(index) + self.choice_tail
+        self.role_sent = True
+        return (
+            b"data: " + dumps(self.base)[:-1] + self.first_head + self.token_literal(index) + self.choice_tail
+        )
+
+    def tool_chunk(self, plan: Plan) -> bytes:
+        """The delta carrying the tool calls, whole (``ToStreamChunks`` in openai/openai.go)."""
+        delta: dict[str, Any] = {} if self.role_sent else {"role": "assistant"}
+        self.role_sent = True
+        delta.update(content="", tool_calls=openai_tool_calls(plan.tool_calls))
+        choice = {"index": 0, "delta": delta, "finish_reason": None}
+        return b"data: " + dumps({**self.base, "choices": [choice]}) + b"\n\n"
+
+    def _reason(self, plan: Plan) -> str:
+        return "tool_calls" if plan.tool_calls and plan.reason == "stop" else plan.reason
 
     def _last_choice(self, plan: Plan) -> dict[str, Any]:
-        return {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": plan.reason}
+        # FinishChunk in openai/openai.go: the finish reason alone, with an empty delta.
+        return {"index": 0, "delta": {}, "finish_reason": self._reason(plan)}
 
     def final(self, plan: Plan) -> bytes:
         """The finishing event, the usage event when asked for, and ``[DONE]``."""
-        events = [b"data: " + dumps({**self.base, "choices": [self._last_choice(plan)]}) + b"\n\n"]
+        events = []
+        if self.opens_with_role and not self.role_sent:
+            opening = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            events.append(b"data: " + dumps({**self.base, "choices": [opening]}) + b"\n\n")
+        events.append(b"data: " + dumps({**self.base, "choices": [self._last_choice(plan)]}) + b"\n\n")
         if self.include_usage:
             events.append(b"data: " + dumps({**self.base, "choices": [], "usage": usage(plan)}) + b"\n\n")
         events.append(DONE)
@@ -73,8 +98,10 @@ class ChatCompletionEncoder:
 
     def whole(self, plan: Plan) -> dict[str, Any]:
         """The ``stream:false`` answer."""
-        message = {"role": "assistant", "content": answer_text(plan.seed, plan.count)}
-        choice = {"index": 0, "message": message, "finish_reason": plan.reason}
+        message: dict[str, Any] = {"role": "assistant", "content": plan.text()}
+        if plan.tool_calls:
+            message["tool_calls"] = openai_tool_calls(plan.tool_calls)
+        choice = {"index": 0, "message": message, "finish_reason": self._reason(plan)}
         return {**self.base, "object": "chat.completion", "choices": [choice], "usage": usage(plan)}
 
 
@@ -83,7 +110,8 @@ class CompletionEncoder(ChatCompletionEncoder):
 
     prefix = "cmpl"
     chunk_object = "text_completion"
-    choice_head = b',"choices":[{"index":0,"text":'
+    first_head = choice_head = b',"choices":[{"index":0,"text":'
+    opens_with_role = False
     choice_tail = b',"finish_reason":null}]}\n\n'
 
     def _last_choice(self, plan: Plan) -> dict[str, Any]:
@@ -91,7 +119,7 @@ class CompletionEncoder(ChatCompletionEncoder):
 
     def whole(self, plan: Plan) -> dict[str, Any]:
         """The ``stream:false`` answer."""
-        text = answer_text(plan.seed, plan.count)
+        text = plan.text()
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": plan.reason}
         return {**self.base, "choices": [choice], "usage": usage(plan)}
 
@@ -103,7 +131,9 @@ async def chat_completions(ex: Exchange) -> None:
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise HTTPError(400, "messages is required and must be a list")
-    plan = make_plan(ex, model, message_text(messages), body.get("stream") is True, _cap(body))
+    plan = chat_plan(
+        ex, model, messages, native_tools(body.get("tools")), body.get("stream") is True, _cap(body)
+    )
     await run_generation(ex, plan, ChatCompletionEncoder(plan, _include_usage(body)))
 
 
@@ -116,7 +146,7 @@ async def completions(ex: Exchange) -> None:
         prompt = "\n".join(str(part) for part in prompt)
     if not isinstance(prompt, str):
         raise HTTPError(400, "prompt must be a string")
-    plan = make_plan(ex, model, prompt, body.get("stream") is True, _cap(body))
+    plan = make_plan(ex, model, prompt, body.get("stream") is True, _cap(body), last_user=prompt)
     await run_generation(ex, plan, CompletionEncoder(plan, _include_usage(body)))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from simulator.config import SimulatorConfig
 from simulator.text import normalize_model
+from simulator.vram import Vram
 
 # Paths that go through Ollama's scheduler (and so through the slot gate).
 INFERENCE_PATHS = frozenset(
@@ -21,6 +22,9 @@ INFERENCE_PATHS = frozenset(
         "/v1/chat/completions",
         "/v1/completions",
         "/v1/embeddings",
+        "/v1/responses",
+        "/v1/messages",
+        "/v1/audio/transcriptions",
     }
 )
 BODY_RECORD_LIMIT = 64 * 1024
@@ -79,7 +83,7 @@ class SimState:
         self.gate = SlotGate()
         self._lock = threading.Lock()
         self.models: dict[str, int] = {}
-        self.loaded: dict[str, int] = {}  # model -> expiry (ns), for /api/ps
+        self.vram = Vram()  # loaded models, for /api/ps and the load-time model
         self.blobs: set[str] = set()
         self._clear_record()
         self._set_models(config.models)
@@ -104,12 +108,8 @@ class SimState:
         if key not in self.models:
             return False
         self.models = {k: v for k, v in self.models.items() if k != key}
-        self.loaded.pop(key, None)
+        self.vram.unload(key)
         return True
-
-    def mark_loaded(self, name: str, keep_alive_s: float = 300.0) -> None:
-        """Remember that a model ran, for /api/ps."""
-        self.loaded[normalize_model(name)] = time.time_ns() + int(keep_alive_s * 1e9)
 
     # -- configuration --------------------------------------------------------------------
 
@@ -125,7 +125,7 @@ class SimState:
         """Forget the record and go back to the start-up configuration and models."""
         self.config = self.initial
         self._set_models(self.initial.models)
-        self.loaded = {}
+        self.vram = Vram()
         self.blobs = set()
         with self._lock:
             self._clear_record()
@@ -191,5 +191,6 @@ class SimState:
                 "max_active_inference": self._max_inference,
                 "running": self.gate.running,
                 "waiting": self.gate.waiting,
+                "vram": self.vram.stats(),
                 "log": [dict(entry) for entry in self._log],
             }

@@ -56,14 +56,9 @@ def count_tokens(text: str) -> int:
 
 def message_text(messages: object) -> str:
     """The text content of a chat request's messages (OpenAI content parts included)."""
-    parts: list[str] = []
-    for message in messages if isinstance(messages, list) else []:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return "\n".join(parts)
+    items = messages if isinstance(messages, list) else []
+    contents = [m.get("content") for m in items if isinstance(m, dict)]
+    return "\n".join(part_text(c) for c in contents if isinstance(c, str | list))
 
 
 def context_ids(seed: int, length: int) -> list[int]:
@@ -109,3 +104,42 @@ def model_size(name: str) -> int:
     """A plausible file size in bytes (about 0.6 bytes per parameter at Q4_K_M)."""
     parameters = float(str(model_details(name)["parameter_size"])[:-1])
     return int(parameters * 0.6e9) + int(model_digest(name)[:6], 16)
+
+
+SAY_PREFIX = "!say "
+
+
+def say_text(message: str) -> str | None:
+    """The answer a ``!say TEXT`` line asks for (``\\n`` escapes become newlines), or None."""
+    for line in message.splitlines():
+        if line.startswith(SAY_PREFIX):
+            return line[len(SAY_PREFIX) :].replace("\\n", "\n")
+    return None
+
+
+def split_tokens(text: str) -> list[str]:
+    """Cut a text into token-sized pieces (a word with the whitespace before it) that join back to it."""
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+def part_text(content: object) -> str:
+    """The text of a message's content: a string, or the ``text`` of its parts (any protocol)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def last_user_text(messages: object) -> str:
+    """The text of the last ``user`` message of a chat request."""
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return part_text(message.get("content"))
+    return ""
+
+
+def is_cloud_model(name: str) -> bool:
+    """A model Ollama runs on ollama.com: its tag ends in ``cloud`` (``gpt-oss:120b-cloud``, ``x:cloud``)."""
+    base = name.rsplit("/", 1)[-1]
+    return ":" in base and base.rsplit(":", 1)[1].endswith("cloud")

@@ -23,3 +23,13 @@ def sse_data(text: str) -> list[str]:
     events = [event for event in text.split("\n\n") if event.strip()]
     assert all(event.startswith("data: ") for event in events), events
     return [event[len("data: ") :] for event in events]
+
+
+def named_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (event, data) pairs of a named-event SSE body (Anthropic, Responses)."""
+    pairs = []
+    for block in filter(str.strip, text.split("\n\n")):
+        name_line, data_line = block.split("\n")
+        assert name_line.startswith("event: ") and data_line.startswith("data: "), block
+        pairs.append((name_line[len("event: ") :], json.loads(data_line[len("data: ") :])))
+    return pairs
