@@ -121,8 +121,11 @@ class Connection(asyncio.Protocol):
             # llhttp would read "gzip" as close-delimited and "gzip, chunked" as chunked, passing on
             # bytes nobody decodes; like h11, only chunked alone is accepted.
             raise httpx.RemoteProtocolError(f"unsupported Transfer-Encoding from Ollama: {codings!r}")
-        self._framed = bool(codings) or any(name.lower() == b"content-length" for name, _ in self.headers)
-        self._framed = self._framed or status in (204, 304)
+        self._framed = (
+            bool(codings)
+            or status in (204, 304)
+            or any(name.lower() == b"content-length" for name, _ in self.headers)
+        )
         # Asked now: llhttp forgets the answer once the message is complete.
         self.reusable = self._parser.should_keep_alive()
         self.headers_done = True
