@@ -166,6 +166,7 @@ def many_files() -> Iterator[None]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@pytest.mark.slow  # a thousand sockets at once
 async def test_a_thousand_concurrent_streams_are_served_together(sim: ThreadHandle, many_files: None) -> None:
     # Raw sockets: an HTTP client library would be the bottleneck here, not the simulator.
     host, port = sim.url.removeprefix("http://").split(":")
