@@ -196,6 +196,11 @@ class Connection(asyncio.Protocol):
         """Idle, open and in a known state: fit for the next request."""
         return not self.closed and self.error is None and self._transport is not None
 
+    @property
+    def has_unread_body(self) -> bool:
+        """Body bytes arrived that the reader has not taken yet."""
+        return bool(self._chunks)
+
     def readable_now(self) -> bool:
         """True when the socket has bytes or a FIN waiting that the event loop has not delivered yet.
 

@@ -84,7 +84,7 @@ class ResponseStream(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         """Give the connection back if the body was read to its end, else close it."""
         # _release reuses only a connection whose response is complete; unread bytes rule it out too.
-        self._release(reuse=self._conn is not None and not self._conn._chunks)
+        self._release(reuse=self._conn is not None and not self._conn.has_unread_body)
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
