@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -21,12 +23,30 @@ REGISTRATION_TOKEN_PREFIX = "sdr_"
 ACCESS_TOKEN_PREFIX = "sda_"
 DISPLAY_PREFIX_LEN = 12  # "sdk_" + 8 characters: enough to tell keys apart, useless to an attacker
 
-# OWASP: argon2id, m=19 MiB, t=2, p=1.
-_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# OWASP: argon2id, m=19 MiB, t=2, p=1. The product hashes with nothing else.
+PRODUCT_PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+_hasher = PRODUCT_PASSWORD_HASHER
 _KEY_RE = re.compile(r"sdk_[A-Za-z0-9_-]{43,}")
 # A real hash of a throwaway password, verified when the user does not exist
 # so that a login for an unknown name takes as long as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@contextmanager
+def password_hasher_for_tests(hasher: PasswordHasher) -> Iterator[None]:
+    """TEST-ONLY hook: hash and verify passwords with ``hasher`` inside the block.
+
+    The test suite swaps in cheap argon2 parameters with it (tests/conftest.py) so that hundreds of
+    sign-ups and logins do not each cost 19 MiB and two passes. No product code calls it (a test
+    proves it), and nothing in the environment or settings can reach it.
+    """
+    global _hasher, _DUMMY_HASH
+    saved = _hasher, _DUMMY_HASH
+    _hasher, _DUMMY_HASH = hasher, hasher.hash(secrets.token_urlsafe(16))
+    try:
+        yield
+    finally:
+        _hasher, _DUMMY_HASH = saved
 
 
 def new_secret(prefix: str) -> str:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import sqlalchemy as sa
 
 from admin_app.extensions import db
@@ -64,6 +65,7 @@ def test_create_admin_refuses_a_short_password(app):
     assert _user(app, "root") is None
 
 
+@pytest.mark.slow  # several `flask` processes
 def test_the_real_flask_command_line_works_non_interactively(tmp_path):
     env = {**os.environ, **settings_env(tmp_path / "cli")}
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]

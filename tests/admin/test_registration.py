@@ -110,6 +110,7 @@ def test_sign_up_fields_are_checked(app, admin_client, username, password, messa
     assert admin_client.get("/api/admin/tokens").get_json()[0]["status"] == "active"
 
 
+@pytest.mark.slow  # 50 threads
 def test_fifty_concurrent_sign_ups_with_one_token_make_exactly_one_account(app_factory, alice):
     """50 browsers post the same token at once to a real threaded HTTP server."""
     app = app_factory(WTF_CSRF_ENABLED=True)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USER, live_env
 from tests.live import LiveServer
+
+pytestmark = pytest.mark.slow  # starts the real server twice
 
 
 def _csrf(client: httpx.Client, path: str) -> str:

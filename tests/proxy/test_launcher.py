@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import settings_env
 from tests.live import ROOT, LiveServer
 
+pytestmark = pytest.mark.slow  # each test starts `python asgi.py` and its bootstrap child
+
 PASSWORD_LINE = re.compile(r"^\s{6}(\S+)$", re.MULTILINE)
 
 

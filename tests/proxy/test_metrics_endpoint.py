@@ -14,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import settings_env
 from tests.live import LiveServer
 
+pytestmark = pytest.mark.slow  # a real `python asgi.py` process
+
 ADMIN_PASSWORD = "admin-password-metrics"
 SCRAPE_TOKEN = "scrape-token-0123456789abcdef"
 # docs/contract.md §6, as prometheus_client names the families (counters lose their _total suffix).

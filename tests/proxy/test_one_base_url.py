@@ -10,6 +10,8 @@ from tests.conftest import settings_env
 from tests.live import LiveServer
 from tests.proxy.support import QUESTION
 
+pytestmark = pytest.mark.slow  # a real `python asgi.py` process
+
 ADMIN_PASSWORD = "admin-password-one-url"
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -157,6 +158,7 @@ async def run_local(slots: int, rate: Fraction, max_queue: int, ops: list[tuple[
         await asyncio.gather(*tasks.values(), return_exceptions=True)
 
 
+@pytest.mark.slow  # 400 generated schedules
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     slots=st.integers(1, 2),

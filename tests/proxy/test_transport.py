@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import httpx
 import pytest
 
-from proxy_app import transport as transport_module
-from proxy_app.transport import Connection, LeanTransport
+from proxy_app.http1_connection import READ_HIGH_WATER, Connection
+from proxy_app.transport import LeanTransport
 from proxy_app.upstream import make_client
 
 WAIT = 5.0  # seconds: the bound on every wait in this module
@@ -926,8 +926,8 @@ async def test_a_large_response_read_slowly_arrives_intact_and_bounded(serve, le
             await asyncio.sleep(0.002)  # a slow consumer
     assert bytes(received) == body
     # Reading stopped once the buffer passed the high-water mark, so at most one more read landed.
-    assert max(buffered) > transport_module.READ_HIGH_WATER
-    assert max(buffered) <= transport_module.READ_HIGH_WATER + ASYNCIO_READ_SIZE
+    assert max(buffered) > READ_HIGH_WATER
+    assert max(buffered) <= READ_HIGH_WATER + ASYNCIO_READ_SIZE
     assert len(idle(lean, server)) == 1  # reading resumed and finished cleanly
 
 

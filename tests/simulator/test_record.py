@@ -109,11 +109,13 @@ async def test_waiting_requests_get_the_slot_in_arrival_order(sim: ThreadHandle)
     sim.configure(num_parallel=1, max_queue=2, token_delay=0.05)
     async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
 
-        async def ask(name: str) -> int:
-            response = await client.post("/api/chat", json=chat_body(stream=False), headers={"X-Name": name})
+        async def ask(name: str, **pace: str) -> int:
+            headers = {"X-Name": name, **pace}
+            response = await client.post("/api/chat", json=chat_body(stream=False), headers=headers)
             return response.status_code
 
-        first = asyncio.create_task(ask("a"))
+        # "a" holds the slot for 2 s, so that on a loaded machine b and c are still queued behind it.
+        first = asyncio.create_task(ask("a", **{"X-Sim-Tokens": "10", "X-Sim-Delay": "0.2"}))
         await sim.wait_for_async(lambda s: s["running"] == 1)
         queued = [asyncio.create_task(ask("b"))]
         await sim.wait_for_async(lambda s: s["waiting"] == 1)
@@ -166,6 +168,7 @@ def many_files() -> Iterator[None]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@pytest.mark.slow  # a thousand sockets at once
 async def test_a_thousand_concurrent_streams_are_served_together(sim: ThreadHandle, many_files: None) -> None:
     # Raw sockets: an HTTP client library would be the bottleneck here, not the simulator.
     host, port = sim.url.removeprefix("http://").split(":")
