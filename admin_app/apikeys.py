@@ -5,16 +5,17 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from admin_app import services
 from admin_app.forms import ActionForm, APIKeyForm, apply_error
 from admin_app.identity import admin_blueprint
 from admin_app.requests_log import usage_summary
+from admin_app.services import NotFound, ServiceError
+from admin_app.services import apikeys as service
 
 bp = admin_blueprint("apikeys", __name__, "/admin/apikeys")
 
 
 def _page(form: APIKeyForm, status: int = 200, created=None):
-    keys = services.list_api_keys()
+    keys = service.list_api_keys()
     usage = usage_summary("key")
     page = render_template(
         "apikeys/index.html", form=form, keys=keys, action=ActionForm(), created=created, usage=usage
@@ -35,8 +36,8 @@ def create():
     if not form.validate():
         return _page(form, 400)
     try:
-        key, secret = services.create_api_key(form.name.data, form.priority.data, current_user.user)
-    except services.ServiceError as exc:
+        key, secret = service.create_api_key(form.name.data, form.priority.data, current_user.user)
+    except ServiceError as exc:
         apply_error(form, exc)
         return _page(form, exc.status)
     return _page(APIKeyForm(formdata=None), 200, {"key": key, "secret": secret})
@@ -46,8 +47,8 @@ def create():
 def revoke(key_id: int):
     """Revoke a key: requests carrying it are refused from now on."""
     try:
-        key = services.revoke_api_key(key_id)
-    except services.NotFound:
+        key = service.revoke_api_key(key_id, current_user.user)
+    except NotFound:
         flash("That API key does not exist.", "error")
     else:
         flash(f"Revoked the key {key.name!r} ({key.prefix}…).", "success")

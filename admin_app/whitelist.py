@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, url_for
+from flask_login import current_user
 
-from admin_app import services
 from admin_app.forms import ActionForm, WhitelistForm, apply_error
 from admin_app.identity import admin_blueprint
+from admin_app.services import NotFound, ServiceError
+from admin_app.services import whitelist as service
 
 bp = admin_blueprint("whitelist", __name__, "/admin/whitelist")
 
 
 def _page(form: WhitelistForm, status: int = 200):
-    entries = services.list_whitelist()
+    entries = service.list_whitelist()
     return render_template("whitelist/index.html", form=form, entries=entries, action=ActionForm()), status
 
 
@@ -31,8 +33,14 @@ def add():
     if not form.validate():
         return _page(form, 400)
     try:
-        entry = services.add_whitelist_entry(form.ip.data, form.label.data, form.priority.data)
-    except services.ServiceError as exc:
+        entry = service.add_whitelist_entry(
+            form.ip.data,
+            form.label.data,
+            form.priority.data,
+            current_user.user,
+            allow_everyone=form.allow_everyone.data,
+        )
+    except ServiceError as exc:
         apply_error(form, exc)
         return _page(form, exc.status)
     flash(f"Added {entry.ip} to the whitelist.", "success")
@@ -43,8 +51,8 @@ def add():
 def remove(entry_id: int):
     """Remove an entry (the page asks for confirmation first)."""
     try:
-        entry = services.remove_whitelist_entry(str(entry_id))
-    except services.NotFound:
+        entry = service.remove_whitelist_entry(str(entry_id), current_user.user)
+    except NotFound:
         flash("That whitelist entry no longer exists.", "error")
     else:
         flash(f"Removed {entry.ip} from the whitelist.", "success")

@@ -1,4 +1,4 @@
-"""What ``/openapi.json`` says about the admin app beyond its url_map: the JSON shapes of SPEC §3.
+"""What ``/openapi.json`` says about the admin app beyond its url_map: the JSON shapes (contract §3, §6, §7).
 
 Keyed by endpoint name; ``tests/admin/test_docs.py`` checks that every JSON endpoint has an
 entry, that no entry is stale, and that real answers match the shapes.
@@ -72,7 +72,28 @@ TIME, MAYBE_TIME = (
     {"type": ["string", "null"], "format": "date-time"},
 )
 PRIORITY = {"type": "integer", "minimum": 0, "maximum": 100, "description": "Lower is served first."}
-# The JSON shapes of SPEC §3.
+MAYBE_STRING, MAYBE_INTEGER = {"type": ["string", "null"]}, {"type": ["integer", "null"]}
+# docs/contract.md §7: the policy of a whitelist entry or user (null: no limit); keys add expires_at.
+LIMITS = {
+    "models": {
+        "type": ["array", "null"],
+        "items": {"type": "string"},
+        "description": "Model-name patterns (`*` wildcard); null or empty: every model.",
+    },
+    "rpm": {**MAYBE_INTEGER, "description": "Queued requests per rolling minute."},
+    "max_queued": {**MAYBE_INTEGER, "description": "Requests waiting at once."},
+    "max_concurrent": {**MAYBE_INTEGER, "description": "Requests holding a slot at once."},
+    "daily_tokens": {**MAYBE_INTEGER, "description": "Prompt + completion tokens per rolling 24 h."},
+}
+KEY_POLICY = {
+    **LIMITS,
+    "expires_at": {**MAYBE_TIME, "description": "After this the key is refused (401 API key expired)."},
+    "end_user_header": {
+        **MAYBE_STRING,
+        "description": "A request header naming the end user behind this shared key.",
+    },
+}
+# The JSON shapes of docs/contract.md §3, §6 and §7.
 SCHEMAS = {
     "WhitelistEntry": _object(
         ["id", "ip", "label", "priority", "added_at"],
@@ -81,10 +102,16 @@ SCHEMAS = {
         label=STRING,
         priority=PRIORITY,
         added_at=TIME,
+        **LIMITS,
     ),
     "NewWhitelistEntry": _input(
-        ["ip"], ip={"type": "string", "description": "IP or CIDR"}, label=STRING, priority=PRIORITY
+        ["ip"],
+        ip={"type": "string", "description": "IP or CIDR"},
+        label=STRING,
+        priority=PRIORITY,
+        allow_everyone={**BOOLEAN, "description": "Required (true) for 0.0.0.0/0 or ::/0."},
     ),
+    "WhitelistEntryChange": _input([], label=MAYBE_STRING, priority=PRIORITY, **LIMITS),
     "RegistrationToken": _object(
         ["id", "prefix", "created_at", "expires_at", "status", "used_by"],
         id=INTEGER,
@@ -111,6 +138,30 @@ SCHEMAS = {
         created_at=TIME,
         last_used=MAYBE_TIME,
         is_active=BOOLEAN,
+        **KEY_POLICY,
+    ),
+    "APIKeyChange": _input(
+        [], name={"type": "string", "minLength": 1, "maxLength": 100}, priority=PRIORITY, **KEY_POLICY
+    ),
+    "User": _object(
+        ["id", "username", "is_admin", "is_active", "created_at", "last_login", *LIMITS],
+        id=INTEGER,
+        username=STRING,
+        is_admin=BOOLEAN,
+        is_active=BOOLEAN,
+        created_at=TIME,
+        last_login=MAYBE_TIME,
+        **LIMITS,
+    ),
+    "UserChange": _input([], is_admin=BOOLEAN, is_active=BOOLEAN, **LIMITS),
+    "AuditEntry": _object(
+        ["id", "time", "actor", "action", "target", "changes"],
+        id=INTEGER,
+        time=TIME,
+        actor=MAYBE_STRING,
+        action={"type": "string", "description": "`<thing>.<verb>`, e.g. `apikey.update`."},
+        target=MAYBE_STRING,
+        changes={"type": "object", "description": "What changed: `{field: [old, new]}` or the values set."},
     ),
     "NewAPIKey": _input(
         ["name", "priority"], name={"type": "string", "minLength": 1, "maxLength": 100}, priority=PRIORITY
@@ -182,6 +233,34 @@ JSON_ENDPOINTS: dict[str, dict[str, Any]] = {
             **_json("201", "Created; the key is shown this once.", ref("CreatedAPIKey")),
             **error("400", "A bad field, named."),
         },
+    },
+    "api.whitelist_update": {
+        "body": "WhitelistEntryChange",
+        "responses": {
+            **_json("200", "Changed.", ref("WhitelistEntry")),
+            **error("400", "A bad value or unknown field, named."),
+            **error("404", "Not listed."),
+        },
+    },
+    "api.apikeys_update": {
+        "body": "APIKeyChange",
+        "responses": {
+            **_json("200", "Changed.", ref("APIKey")),
+            **error("400", "A bad value or unknown field, named."),
+            **error("404", "Unknown key."),
+        },
+    },
+    "api.users_list": {"responses": _list("User")},
+    "api.users_update": {
+        "body": "UserChange",
+        "responses": {
+            **_json("200", "Changed.", ref("User")),
+            **error("400", "A bad value or unknown field, named; or demoting or disabling yourself."),
+            **error("404", "Unknown user."),
+        },
+    },
+    "api.audit_list": {
+        "responses": {**_list("AuditEntry"), **error("400", "A bad `limit` or `before`.")},
     },
     "api.apikeys_revoke": {
         "responses": {
