@@ -11,8 +11,9 @@ columns of :data:`POLICY_FIELDS` (``expires_at`` on keys only); ``None`` means n
 
 Model names are compared normalised (:func:`normalise_model_name`): ``llama3.2``,
 ``library/llama3.2`` and ``registry.ollama.ai/library/llama3.2:latest`` are one model.
-A pattern is normalised the same way, except that one ending in ``*`` gets no ``:latest``
-(``qwen*`` covers every tag of every qwen model); ``*`` matches any run of characters.
+A pattern is normalised the same way, except that one holding a ``*`` gets no ``:latest``
+(``qwen*`` covers every tag of every qwen model, ``*-cloud`` every cloud model); ``*``
+matches any run of characters, and nothing else is special.
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def normalise_model_name(name: str) -> str:
 
 
 def normalise_pattern(pattern: str) -> str:
-    """A pattern normalised like a name; one ending in ``*`` gets no ``:latest`` (it covers every tag)."""
-    return _normalise(pattern, add_tag=not pattern.strip().endswith("*"))
+    """A pattern normalised like a name; one with a ``*`` gets no ``:latest`` (``*`` may cover the tag)."""
+    return _normalise(pattern, add_tag="*" not in pattern)
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:

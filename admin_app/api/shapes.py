@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.sessions import SESSION_COOKIE_NAME
+from common.usage import ROW_FIELDS
 
 TAGS = [
     {
@@ -73,6 +74,7 @@ TIME, MAYBE_TIME = (
 )
 PRIORITY = {"type": "integer", "minimum": 0, "maximum": 100, "description": "Lower is served first."}
 MAYBE_STRING, MAYBE_INTEGER = {"type": ["string", "null"]}, {"type": ["integer", "null"]}
+MAYBE_NUMBER = {"type": ["number", "null"]}
 # docs/contract.md §7: the policy of a whitelist entry or user (null: no limit); keys add expires_at.
 LIMITS = {
     "models": {
@@ -152,6 +154,29 @@ SCHEMAS = {
         created_at=TIME,
         last_login=MAYBE_TIME,
         **LIMITS,
+    ),
+    "RequestLogRow": _object(
+        list(ROW_FIELDS),
+        request_id=STRING,
+        time=TIME,
+        source=MAYBE_STRING,
+        who={**MAYBE_STRING, "description": "The key's name, the username or the whitelist entry's label."},
+        client_ip=MAYBE_STRING,
+        endpoint=STRING,
+        model=MAYBE_STRING,
+        status=INTEGER,
+        stage=MAYBE_STRING,
+        queue_wait_ms=MAYBE_NUMBER,
+        ttfb_ms=MAYBE_NUMBER,
+        duration_ms=MAYBE_NUMBER,
+        prompt_tokens=MAYBE_INTEGER,
+        completion_tokens=MAYBE_INTEGER,
+        error=MAYBE_STRING,
+    ),
+    "RequestLogPage": _object(
+        ["requests", "next_cursor"],
+        requests={"type": "array", "items": ref("RequestLogRow")},
+        next_cursor={**MAYBE_STRING, "description": "Pass back as `cursor` for older rows; null at the end."},
     ),
     "UserChange": _input([], is_admin=BOOLEAN, is_active=BOOLEAN, **LIMITS),
     "AuditEntry": _object(
@@ -257,6 +282,12 @@ JSON_ENDPOINTS: dict[str, dict[str, Any]] = {
             **_json("200", "Changed.", ref("User")),
             **error("400", "A bad value or unknown field, named; or demoting or disabling yourself."),
             **error("404", "Unknown user."),
+        },
+    },
+    "api.requests_list": {
+        "responses": {
+            **_json("200", "Newest first, one page.", ref("RequestLogPage")),
+            **error("400", "A bad filter, `limit` or `cursor`, named."),
         },
     },
     "api.audit_list": {
