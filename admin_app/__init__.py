@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
 
+from admin_app.policy_form import edit_value, policy_summary
 from common.db import engine_options, sqlite_engine_hooks
 from common.models import iso
 from common.sessions import SESSION_COOKIE_NAME, SESSION_LIFETIME_SECONDS
@@ -57,6 +58,7 @@ def create_app(test_config: dict | None = None, *, settings: Settings | None = N
     _register_blueprints(app)
     app.after_request(_secure_headers)
     app.jinja_env.filters["when"] = _when
+    app.jinja_env.globals.update(edit_value=edit_value, policy_summary=policy_summary)
     return app
 
 

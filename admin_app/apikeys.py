@@ -7,18 +7,30 @@ from flask_login import current_user
 
 from admin_app.forms import ActionForm, APIKeyForm, apply_error
 from admin_app.identity import admin_blueprint
+from admin_app.policy_form import patch_from_form, refused_edit
 from admin_app.requests_log import usage_summary
 from admin_app.services import NotFound, ServiceError
 from admin_app.services import apikeys as service
+from common.policies import POLICY_FIELDS
 
 bp = admin_blueprint("apikeys", __name__, "/admin/apikeys")
 
 
-def _page(form: APIKeyForm, status: int = 200, created=None):
+EDIT_FIELDS = ("name", "priority", *POLICY_FIELDS, "end_user_header")
+
+
+def _page(form: APIKeyForm, status: int = 200, created=None, editing=None):
     keys = service.list_api_keys()
     usage = usage_summary("key")
     page = render_template(
-        "apikeys/index.html", form=form, keys=keys, action=ActionForm(), created=created, usage=usage
+        "apikeys/index.html",
+        form=form,
+        keys=keys,
+        action=ActionForm(),
+        created=created,
+        usage=usage,
+        edit_fields=EDIT_FIELDS,
+        editing=editing,
     )
     return page, status
 
@@ -41,6 +53,20 @@ def create():
         apply_error(form, exc)
         return _page(form, exc.status)
     return _page(APIKeyForm(formdata=None), 200, {"key": key, "secret": secret})
+
+
+@bp.post("/<int:key_id>/edit")
+def edit(key_id: int):
+    """Change a key's name, priority, policy or end-user header in place."""
+    try:
+        key = service.update_api_key(key_id, patch_from_form(EDIT_FIELDS), current_user.user)
+    except NotFound:
+        flash("That API key does not exist.", "error")
+    except ServiceError as exc:
+        return _page(APIKeyForm(formdata=None), exc.status, editing=refused_edit(key_id, exc))
+    else:
+        flash(f"Saved the key {key.name!r}.", "success")
+    return redirect(url_for("apikeys.index"))
 
 
 @bp.post("/<int:key_id>/revoke")

@@ -7,15 +7,28 @@ from flask_login import current_user
 
 from admin_app.forms import ActionForm, WhitelistForm, apply_error
 from admin_app.identity import admin_blueprint
+from admin_app.policy_form import patch_from_form, refused_edit
 from admin_app.services import NotFound, ServiceError
 from admin_app.services import whitelist as service
+from common.policies import LIMIT_FIELDS
 
 bp = admin_blueprint("whitelist", __name__, "/admin/whitelist")
 
 
-def _page(form: WhitelistForm, status: int = 200):
+EDIT_FIELDS = ("label", "priority", *LIMIT_FIELDS)
+
+
+def _page(form: WhitelistForm, status: int = 200, editing=None):
     entries = service.list_whitelist()
-    return render_template("whitelist/index.html", form=form, entries=entries, action=ActionForm()), status
+    page = render_template(
+        "whitelist/index.html",
+        form=form,
+        entries=entries,
+        action=ActionForm(),
+        edit_fields=EDIT_FIELDS,
+        editing=editing,
+    )
+    return page, status
 
 
 @bp.get("/")
@@ -44,6 +57,20 @@ def add():
         apply_error(form, exc)
         return _page(form, exc.status)
     flash(f"Added {entry.ip} to the whitelist.", "success")
+    return redirect(url_for("whitelist.index"))
+
+
+@bp.post("/<int:entry_id>/edit")
+def edit(entry_id: int):
+    """Change an entry's label, priority or policy in place."""
+    try:
+        entry = service.update_whitelist_entry(str(entry_id), patch_from_form(EDIT_FIELDS), current_user.user)
+    except NotFound:
+        flash("That whitelist entry no longer exists.", "error")
+    except ServiceError as exc:
+        return _page(WhitelistForm(formdata=None), exc.status, editing=refused_edit(entry_id, exc))
+    else:
+        flash(f"Saved {entry.ip}.", "success")
     return redirect(url_for("whitelist.index"))
 
 

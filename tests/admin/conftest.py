@@ -16,7 +16,7 @@ from admin_app import create_app
 from admin_app.extensions import db
 from common.bootstrap import create_user
 from common.models import User
-from tests.admin.helpers import PASSWORDS, login
+from tests.admin.helpers import PASSWORDS, bearer_token, login
 
 
 @pytest.fixture
@@ -81,6 +81,14 @@ def bob(make_user) -> User:
 def admin_client(client, alice) -> FlaskClient:
     """A client signed in as alice."""
     assert login(client, "alice").status_code == 302
+    return client
+
+
+@pytest.fixture
+def api(client, alice) -> FlaskClient:
+    """alice's client, authenticated by a bearer token as scripts are."""
+    token = bearer_token(client, "alice")
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return client
 
 

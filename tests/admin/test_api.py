@@ -7,19 +7,9 @@ from datetime import datetime
 
 import pytest
 
-from tests.admin.helpers import bearer_token
-
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 # docs/contract.md §7: every object shows its policy fields, unset ones as null.
 NO_LIMITS = {"models": None, "rpm": None, "max_queued": None, "max_concurrent": None, "daily_tokens": None}
-
-
-@pytest.fixture
-def api(client, alice):
-    """alice's client, authenticated by a bearer token as scripts are."""
-    token = bearer_token(client, "alice")
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    return client
 
 
 # -- authentication ----------------------------------------------------------
