@@ -7,6 +7,7 @@ import io
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from itertools import islice
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from flask import Response, render_template, request, stream_with_context, url_for
@@ -214,8 +215,11 @@ def format_compact(value: int | None) -> str:
 
 
 @bp.app_template_global("requests_url")
-def requests_url(**args) -> str:
-    """A link to the requests page with these filters."""
-    return url_for(
-        "requests.index", **{name: value for name, value in args.items() if value not in (None, "")}
-    )
+def requests_url(endpoint: str = "requests.index", filters: dict | None = None, **more) -> str:
+    """A link to the requests page (or its export) with these filters.
+
+    Built by hand rather than through ``url_for(**filters)``: one filter is called ``endpoint``.
+    """
+    args = {**(filters or {}), **more}
+    query = urlencode({name: value for name, value in args.items() if value not in (None, "")})
+    return url_for(endpoint) + (f"?{query}" if query else "")

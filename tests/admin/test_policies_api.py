@@ -1,4 +1,4 @@
-"""PATCH of API keys, whitelist entries and users: names, priorities, roles and policies (docs/contract.md §7)."""
+"""PATCH of API keys, whitelist entries and users: names, priorities, roles, policies (contract §7)."""
 
 from __future__ import annotations
 
