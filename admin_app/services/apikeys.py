@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from admin_app.extensions import db
 from admin_app.services import (
     PRIORITY_MAX,
@@ -64,10 +62,8 @@ def list_api_keys() -> list[APIKey]:
 def update_api_key(key_id: int, patch: object, actor: User | None) -> APIKey:
     """Change ``name``, ``priority``, ``end_user_header`` and policy fields (``None`` clears); audited."""
     key = get_or_not_found(APIKey, key_id, "API key")
-    values: dict[str, Any] = policy_patch.check_patch(patch, PATCH_CHECKS, POLICY_FIELDS)
-    changed = policy_patch.apply(key, values)
-    if changed:
-        record(actor, "apikey.update", target(key), changed)
+    values = policy_patch.check_patch(patch, PATCH_CHECKS, POLICY_FIELDS)
+    policy_patch.apply(key, values, actor, "apikey.update", target(key))
     db.session.commit()
     return key
 

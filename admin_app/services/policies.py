@@ -6,7 +6,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from admin_app.services import ServiceError
-from admin_app.services.audit import diff
+from admin_app.services.audit import diff, record
+from common.models import User
 from common.policies import PolicyError, validate_policy_patch
 
 # Checks of the non-policy fields a PATCH may carry: field -> function(value) -> clean value.
@@ -34,9 +35,10 @@ def check_patch(patch: object, checks: Checks, policy_fields: tuple[str, ...]) -
     return clean
 
 
-def apply(row: object, values: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """Set ``values`` on ``row``; returns what changed as ``{field: [old, new]}`` (for the audit row)."""
+def apply(row: object, values: Mapping[str, Any], actor: User | None, action: str, target: str) -> None:
+    """Set ``values`` on ``row`` and, if anything changed, add the audit row ``{field: [old, new]}``."""
     changed = diff(row, dict(values))
     for field, value in values.items():
         setattr(row, field, value)
-    return changed
+    if changed:
+        record(actor, action, target, changed)

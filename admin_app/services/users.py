@@ -10,7 +10,6 @@ from admin_app.accounts import end_sessions
 from admin_app.extensions import db
 from admin_app.services import ServiceError, get_or_not_found
 from admin_app.services import policies as policy_patch
-from admin_app.services.audit import record
 from common.models import User
 from common.policies import LIMIT_FIELDS
 
@@ -69,8 +68,6 @@ def update_user(user_id: int, patch: object, actor: User | None) -> User:
     _refuse_losing_admins(user, values, actor)
     if values.get("is_active") is False and user.is_active:
         end_sessions(user)
-    changed = policy_patch.apply(user, values)
-    if changed:
-        record(actor, "user.update", target(user), changed)
+    policy_patch.apply(user, values, actor, "user.update", target(user))
     db.session.commit()
     return user

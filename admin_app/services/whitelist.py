@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -110,10 +108,8 @@ def get_whitelist_entry(ident: str) -> WhitelistEntry:
 def update_whitelist_entry(ident: str, patch: object, actor: User | None) -> WhitelistEntry:
     """Change ``label``, ``priority`` and policy fields (``None`` clears one); audited if anything changed."""
     entry = get_whitelist_entry(ident)
-    values: dict[str, Any] = policy_patch.check_patch(patch, PATCH_CHECKS, LIMIT_FIELDS)
-    changed = policy_patch.apply(entry, values)
-    if changed:
-        record(actor, "whitelist.update", target(entry), changed)
+    values = policy_patch.check_patch(patch, PATCH_CHECKS, LIMIT_FIELDS)
+    policy_patch.apply(entry, values, actor, "whitelist.update", target(entry))
     db.session.commit()
     return entry
 

@@ -7,6 +7,8 @@ alice is an administrator, bob an ordinary user, carol a second administrator
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
+from itertools import count
 
 import pytest
 from flask import Flask
@@ -15,7 +17,7 @@ from flask.testing import FlaskClient
 from admin_app import create_app
 from admin_app.extensions import db
 from common.bootstrap import create_user
-from common.models import User
+from common.models import APIKey, RequestLog, User, WhitelistEntry, utcnow
 from tests.admin.helpers import PASSWORDS, bearer_token, login
 
 
@@ -98,3 +100,40 @@ def user_client(app, bob) -> FlaskClient:
     client = app.test_client()
     assert login(client, "bob").status_code == 302
     return client
+
+
+_request_ids = count()
+
+
+@pytest.fixture
+def log(app) -> Callable[..., str]:
+    """Write request-log rows as the gateway would; ``seconds_ago`` orders them."""
+
+    def write(seconds_ago: float = 0, **fields) -> str:
+        values = {
+            "request_id": f"req-{next(_request_ids)}",
+            "created_at": utcnow() - timedelta(seconds=seconds_ago),
+            "source": "direct_api",
+            "method": "POST",
+            "endpoint": "/api/chat",
+            "model": "llama3.2",
+            "status": 200,
+        }
+        values.update(fields)
+        with app.app_context():
+            db.session.add(RequestLog(**values))
+            db.session.commit()
+        return values["request_id"]
+
+    return write
+
+
+@pytest.fixture
+def people(app, alice) -> dict[str, int]:
+    """An API key "ci-bot", a whitelist entry "build farm", and alice (an admin who chats), by id."""
+    with app.app_context():
+        key = APIKey(name="ci-bot", key_hash="a" * 64, prefix="sdk_AbCd", priority=2)
+        entry = WhitelistEntry(ip="10.0.0.0/24", label="build farm", priority=1)
+        db.session.add_all([key, entry])
+        db.session.commit()
+        return {"key": key.id, "entry": entry.id, "alice": alice.id}
