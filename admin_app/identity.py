@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, g, redirect, request, session, url_for
+from flask import Blueprint, abort, current_app, redirect, request, session, url_for
 from flask_login import AnonymousUserMixin, current_user, login_user
 
 from admin_app import accounts
@@ -106,7 +106,6 @@ def _bearer_admin_or_refusal():
         return {"error": str(exc)}, 401, {"WWW-Authenticate": 'Bearer realm="seadragon-admin"'}
     if not user.is_admin:
         return {"error": "administrators only"}, 403
-    g.bearer_admin = user
     return None
 
 
