@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
 
+from admin_app.policy_form import edit_value, policy_summary
 from common.db import engine_options, sqlite_engine_hooks
 from common.models import iso
 from common.sessions import SESSION_COOKIE_NAME, SESSION_LIFETIME_SECONDS
@@ -57,6 +58,7 @@ def create_app(test_config: dict | None = None, *, settings: Settings | None = N
     _register_blueprints(app)
     app.after_request(_secure_headers)
     app.jinja_env.filters["when"] = _when
+    app.jinja_env.globals.update(edit_value=edit_value, policy_summary=policy_summary)
     return app
 
 
@@ -76,11 +78,11 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from admin_app import api, apikeys, auth, dashboard, docs, requests_log, tokens, users, whitelist
+    from admin_app import api, apikeys, audit, auth, dashboard, docs, requests_log, tokens, users, whitelist
     from admin_app.cli import register_commands
     from admin_app.errors import register_error_handlers
 
-    for module in (auth, dashboard, whitelist, tokens, apikeys, users, requests_log, api, docs):
+    for module in (auth, dashboard, whitelist, tokens, apikeys, users, audit, requests_log, api, docs):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     register_commands(app)

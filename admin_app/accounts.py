@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from admin_app.extensions import db
-from admin_app.services import ServiceError, check_text, get_or_not_found
+from admin_app.services import ServiceError, audit, check_text
 from common.models import AccessToken, LoginFailure, RegistrationToken, User, utcnow
 from common.security import (
     ACCESS_TOKEN_PREFIX,
@@ -216,52 +216,8 @@ def register(token: object, username: object, password: object) -> User:
         .values(used_by_id=user.id)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
-    return user
-
-
-# -- user administration -----------------------------------------------------
-
-
-def list_users() -> list[User]:
-    """Every user, newest first."""
-    return list(db.session.scalars(sa.select(User).order_by(User.created_at.desc(), User.id.desc())))
-
-
-def _get_user(user_id: int) -> User:
-    return get_or_not_found(User, user_id, "user")
-
-
-def _refuse_last_admin(user: User, action: str) -> None:
-    if not (user.is_admin and user.is_active):
-        return
-    others = db.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(User)
-        .where(User.is_admin.is_(True), User.is_active.is_(True), User.id != user.id)
-    )
-    if not others:
-        raise ServiceError(f"{user.username} is the last active administrator and cannot be {action}.")
-
-
-def set_active(user_id: int, active: bool) -> User:
-    """Enable or disable an account; disabling ends its sessions and access tokens."""
-    user = _get_user(user_id)
-    if not active:
-        _refuse_last_admin(user, "disabled")
-        if user.is_active:
-            end_sessions(user)
-    user.is_active = active
-    db.session.commit()
-    return user
-
-
-def set_admin(user_id: int, admin: bool) -> User:
-    """Promote or demote a user; the last active administrator stays one."""
-    user = _get_user(user_id)
-    if not admin:
-        _refuse_last_admin(user, "demoted")
-    user.is_admin = admin
+    # In the sign-up's own transaction (docs/contract.md §7): the new user is the actor.
+    audit.record(user, "user.register", f"user:{user.id}", {"username": user.username})
     db.session.commit()
     return user
 

@@ -5,19 +5,32 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from admin_app import services
 from admin_app.forms import ActionForm, APIKeyForm, apply_error
 from admin_app.identity import admin_blueprint
+from admin_app.policy_form import patch_from_form, refused_edit
 from admin_app.requests_log import usage_summary
+from admin_app.services import NotFound, ServiceError
+from admin_app.services import apikeys as service
+from common.policies import POLICY_FIELDS
 
 bp = admin_blueprint("apikeys", __name__, "/admin/apikeys")
 
 
-def _page(form: APIKeyForm, status: int = 200, created=None):
-    keys = services.list_api_keys()
+EDIT_FIELDS = ("name", "priority", *POLICY_FIELDS, "end_user_header")
+
+
+def _page(form: APIKeyForm, status: int = 200, created=None, editing=None):
+    keys = service.list_api_keys()
     usage = usage_summary("key")
     page = render_template(
-        "apikeys/index.html", form=form, keys=keys, action=ActionForm(), created=created, usage=usage
+        "apikeys/index.html",
+        form=form,
+        keys=keys,
+        action=ActionForm(),
+        created=created,
+        usage=usage,
+        edit_fields=EDIT_FIELDS,
+        editing=editing,
     )
     return page, status
 
@@ -35,19 +48,33 @@ def create():
     if not form.validate():
         return _page(form, 400)
     try:
-        key, secret = services.create_api_key(form.name.data, form.priority.data, current_user.user)
-    except services.ServiceError as exc:
+        key, secret = service.create_api_key(form.name.data, form.priority.data, current_user.user)
+    except ServiceError as exc:
         apply_error(form, exc)
         return _page(form, exc.status)
     return _page(APIKeyForm(formdata=None), 200, {"key": key, "secret": secret})
+
+
+@bp.post("/<int:key_id>/edit")
+def edit(key_id: int):
+    """Change a key's name, priority, policy or end-user header in place."""
+    try:
+        key = service.update_api_key(key_id, patch_from_form(EDIT_FIELDS), current_user.user)
+    except NotFound:
+        flash("That API key does not exist.", "error")
+    except ServiceError as exc:
+        return _page(APIKeyForm(formdata=None), exc.status, editing=refused_edit(key_id, exc))
+    else:
+        flash(f"Saved the key {key.name!r}.", "success")
+    return redirect(url_for("apikeys.index"))
 
 
 @bp.post("/<int:key_id>/revoke")
 def revoke(key_id: int):
     """Revoke a key: requests carrying it are refused from now on."""
     try:
-        key = services.revoke_api_key(key_id)
-    except services.NotFound:
+        key = service.revoke_api_key(key_id, current_user.user)
+    except NotFound:
         flash("That API key does not exist.", "error")
     else:
         flash(f"Revoked the key {key.name!r} ({key.prefix}…).", "success")

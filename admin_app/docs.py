@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, render_template
 from werkzeug.routing import Rule
 
-from admin_app.api_shapes import ADMIN_SECURITY, JSON_ENDPOINTS, SCHEMAS, SECURITY_SCHEMES, TAGS, error, ref
+from admin_app.api.shapes import ADMIN_SECURITY, JSON_ENDPOINTS, SCHEMAS, SECURITY_SCHEMES, TAGS, error, ref
 from common.settings import ROOT
 
 bp = Blueprint("docs", __name__)

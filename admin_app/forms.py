@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from flask import flash
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, PasswordField, StringField
+from wtforms import BooleanField, IntegerField, PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired, Length, NumberRange
 
 from admin_app.accounts import PASSWORD_MAX, PASSWORD_MIN
-from admin_app.services import (
-    NAME_MAX,
-    PRIORITY_MAX,
-    PRIORITY_MIN,
-    TOKEN_DAYS_DEFAULT,
-    TOKEN_DAYS_MAX,
-    TOKEN_DAYS_MIN,
-    ServiceError,
-)
+from admin_app.services import NAME_MAX, PRIORITY_MAX, PRIORITY_MIN, ServiceError
+from admin_app.services.tokens import TOKEN_DAYS_DEFAULT, TOKEN_DAYS_MAX, TOKEN_DAYS_MIN
 
 PASSWORD_LENGTH = Length(
     min=PASSWORD_MIN,
@@ -77,6 +70,7 @@ class WhitelistForm(FlaskForm):
     )
     label = StringField("Label", validators=[Length(max=NAME_MAX)], render_kw={"placeholder": "build server"})
     priority = IntegerField("Priority", validators=[InputRequired(), PRIORITY_RANGE])
+    allow_everyone = BooleanField("Allow every address (0.0.0.0/0, ::/0)")
 
 
 class TokenForm(FlaskForm):

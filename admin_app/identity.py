@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, redirect, request, session, url_for
 from flask_login import AnonymousUserMixin, current_user, login_user
 
+from admin_app import accounts
 from admin_app.extensions import db, login_manager
 from common.models import User
 from common.network import resolve_client_ip
@@ -74,8 +75,45 @@ def home_url() -> str:
     return url_for("dashboard.index") if current_user.is_admin else url_for("auth.account")
 
 
+class BearerRefused(Exception):
+    """An ``Authorization`` header that names nobody: malformed, unknown or expired (401)."""
+
+
+def bearer_user() -> User | None:
+    """The user of the request's ``Authorization: Bearer`` access token; ``None`` without the header."""
+    authorization = request.headers.get("Authorization")
+    if authorization is None:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise BearerRefused("Authorization must be 'Bearer <access token>'")
+    user = accounts.user_for_access_token(value.strip())
+    if user is None:
+        raise BearerRefused("invalid or expired access token")
+    return user
+
+
+def accepts_bearer(view):
+    """Mark a panel view (a read-only GET, like the CSV export) as open to an admin's bearer token."""
+    view.accepts_bearer = True
+    return view
+
+
+def _bearer_admin_or_refusal():
+    try:
+        user = bearer_user()
+    except BearerRefused as exc:
+        return {"error": str(exc)}, 401, {"WWW-Authenticate": 'Bearer realm="seadragon-admin"'}
+    if not user.is_admin:
+        return {"error": "administrators only"}, 403
+    return None
+
+
 def require_admin():
     """Before-request guard of every panel page: sign in first, and be an admin."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if "Authorization" in request.headers and getattr(view, "accepts_bearer", False):
+        return _bearer_admin_or_refusal()  # scripts: no cookie, so no CSRF question either
     if not current_user.is_authenticated:
         target = request.full_path.rstrip("?") if request.method == "GET" else None
         return redirect(url_for("auth.login", next=target))

@@ -6,23 +6,29 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
+from itertools import islice
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from flask import Response, render_template, request, stream_with_context, url_for
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, StringField
+from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Length, NumberRange, Optional
 
 from admin_app.extensions import db
-from admin_app.identity import admin_blueprint
-from common.models import APIKey, RequestLog, User, WhitelistEntry, utcnow
+from admin_app.forms import apply_error
+from admin_app.identity import accepts_bearer, admin_blueprint
+from admin_app.services import ServiceError
+from admin_app.services.request_log import FILTER_NAMES, parse_filters
+from common.models import APIKey, RequestLog, User, utcnow
 from common.sources import RequestSource
 from common.usage import (
     RequestFilters,
     Usage,
     csv_rows,
+    identities_of,
     iter_requests,
+    named_rows,
     request_page,
     usage_by_key,
     usage_by_user,
@@ -40,7 +46,7 @@ USAGE_WINDOWS = {"day": timedelta(hours=24), "week": timedelta(days=7)}
 
 
 class RequestFilterForm(FlaskForm):
-    """The filters above the request log (a GET form: it changes nothing, so no CSRF token)."""
+    """The filters above the request log (a GET form: no CSRF); ``parse_filters`` holds the rules."""
 
     class Meta:
         csrf = False
@@ -52,14 +58,13 @@ class RequestFilterForm(FlaskForm):
     )
     key = SelectField("API key", choices=[SelectChoice("", "Any key")], default="")
     user = SelectField("User", choices=[SelectChoice("", "Any user")], default="")
-    status = IntegerField(
-        "Status",
-        validators=[Optional(), NumberRange(100, 599, message="Enter an HTTP status from 100 to 599.")],
-        render_kw={"inputmode": "numeric", "placeholder": "any"},
-    )
-    model = StringField(
-        "Model", validators=[Optional(), Length(max=200)], render_kw={"placeholder": "any", "list": "models"}
-    )
+    status = StringField("Status", render_kw={"placeholder": "404 or 4xx"})
+    model = StringField("Model", render_kw={"placeholder": "any", "list": "models"})
+    endpoint = StringField("Endpoint", render_kw={"placeholder": "/api/chat"})
+    ip = StringField("Client IP", render_kw={"placeholder": "any"})
+    request_id = StringField("Request ID", render_kw={"placeholder": "X-Request-ID"})
+    since = StringField("From (UTC)", render_kw={"type": "datetime-local", "step": "1"})
+    until = StringField("Until (UTC)", render_kw={"type": "datetime-local", "step": "1"})
 
     def fill_choices(self) -> None:
         """Offer every key (revoked ones too: their requests stay in the log) and every user."""
@@ -73,20 +78,18 @@ class RequestFilterForm(FlaskForm):
             SelectChoice(str(user.id), user.username) for user in users
         ]
 
-    def filters(self) -> RequestFilters:
-        """The validated filters; empty fields mean any."""
-        return RequestFilters(
-            source=self.source.data or None,
-            api_key_id=int(self.key.data) if self.key.data else None,
-            user_id=int(self.user.data) if self.user.data else None,
-            status=self.status.data,
-            model=(self.model.data or "").strip() or None,
-        )
+    def filters(self) -> RequestFilters | None:
+        """The filters of the query string; ``None`` with the error shown under its field."""
+        try:
+            return parse_filters(request.args)
+        except ServiceError as exc:
+            apply_error(self, exc)
+            return None
 
     def active_args(self) -> dict[str, str]:
         """The filters as query arguments, to keep them in pagination and export links."""
-        names = ("source", "key", "user", "status", "model")
-        return {name: request.args[name].strip() for name in names if request.args.get(name, "").strip()}
+        args = request.args
+        return {name: args[name].strip() for name in FILTER_NAMES if args.get(name, "").strip()}
 
 
 def _filter_form() -> RequestFilterForm:
@@ -99,9 +102,9 @@ def _filter_form() -> RequestFilterForm:
 def index():
     """The request log, newest first, filterable by source, key, user, status and model."""
     form = _filter_form()
-    if not form.validate():
-        return _render(form, None, 400)
     filters = form.filters()
+    if filters is None:
+        return _render(form, None, 400)
     page = request_page(
         db.session, filters=filters, page=request.args.get("page", 1, type=int), per_page=PER_PAGE
     )
@@ -116,7 +119,7 @@ def _render(form: RequestFilterForm, page, status: int = 200):
         "form": form,
         "page": page,
         "rows": rows,
-        "who": identities(rows),
+        "who": identities_of(db.session, rows),
         "args": form.active_args(),
         "filtered": bool(form.active_args()),
         "models": known_models(),
@@ -132,19 +135,27 @@ def _log_size() -> int:
 
 
 @bp.get("/requests.csv")
+@accepts_bearer
 def export():
-    """Every request matching the filters as CSV (cells a spreadsheet would run are neutralised)."""
-    form = _filter_form()
-    if not form.validate():
-        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
-        return Response(f"invalid filters: {problems}\n", status=400, mimetype="text/plain")
-    rows = iter_requests(db.session, filters=form.filters())
+    """Every request matching the filters as CSV: names, not ids; rounded milliseconds; safe cells."""
+    try:
+        filters = parse_filters(request.args)
+    except ServiceError as exc:
+        return Response(f"invalid filters: {exc.message}\n", status=400, mimetype="text/plain")
+    rows = iter_requests(db.session, filters=filters)
+    named = (line for chunk in _chunks(rows, 500) for line in named_rows(db.session, chunk))
     filename = f"seadragon-requests-{utcnow():%Y%m%d-%H%M%S}.csv"
     return Response(
-        stream_with_context(_csv_chunks(csv_rows(rows))),
+        stream_with_context(_csv_chunks(csv_rows(named))),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+def _chunks(rows: Iterator[RequestLog], size: int) -> Iterator[list[RequestLog]]:
+    # Names are looked up per chunk: three queries per 500 rows, never the whole log in memory.
+    while chunk := list(islice(rows, size)):
+        yield chunk
 
 
 def _csv_chunks(lines: Iterable[list[str]], per_chunk: int = 500) -> Iterator[str]:
@@ -158,21 +169,6 @@ def _csv_chunks(lines: Iterable[list[str]], per_chunk: int = 500) -> Iterator[st
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
-
-
-def identities(rows: list[RequestLog]) -> dict[tuple[str, int], object]:
-    """The keys, users and whitelist entries named by ``rows``, by ``(kind, id)``, in three queries."""
-    found: dict[tuple[str, int], object] = {}
-    for kind, model, column in (
-        ("key", APIKey, "api_key_id"),
-        ("user", User, "user_id"),
-        ("entry", WhitelistEntry, "whitelist_entry_id"),
-    ):
-        ids = {getattr(row, column) for row in rows} - {None}
-        if ids:
-            for item in db.session.scalars(sa.select(model).where(model.id.in_(ids))):
-                found[(kind, item.id)] = item
-    return found
 
 
 def known_models(limit: int = 200) -> list[str]:
@@ -219,8 +215,11 @@ def format_compact(value: int | None) -> str:
 
 
 @bp.app_template_global("requests_url")
-def requests_url(**args) -> str:
-    """A link to the requests page with these filters."""
-    return url_for(
-        "requests.index", **{name: value for name, value in args.items() if value not in (None, "")}
-    )
+def requests_url(endpoint: str = "requests.index", filters: dict | None = None, **more) -> str:
+    """A link to the requests page (or its export) with these filters.
+
+    Built by hand rather than through ``url_for(**filters)``: one filter is called ``endpoint``.
+    """
+    args = {**(filters or {}), **more}
+    query = urlencode({name: value for name, value in args.items() if value not in (None, "")})
+    return url_for(endpoint) + (f"?{query}" if query else "")

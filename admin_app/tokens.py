@@ -5,24 +5,21 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from admin_app import services
 from admin_app.forms import ActionForm, TokenForm, apply_error
 from admin_app.identity import admin_blueprint
+from admin_app.links import public_link
+from admin_app.services import NotFound, ServiceError
+from admin_app.services import tokens as service
 
 bp = admin_blueprint("tokens", __name__, "/admin/tokens")
 
 
 def _page(form: TokenForm, status: int = 200, created=None):
-    tokens = services.list_tokens()
+    tokens = service.list_tokens()
     page = render_template(
         "tokens/index.html", form=form, tokens=tokens, action=ActionForm(), created=created
     )
     return page, status
-
-
-def register_url(secret: str) -> str:
-    """The full sign-up link that carries ``secret``."""
-    return url_for("auth.register", token=secret, _external=True)
 
 
 @bp.get("/")
@@ -38,12 +35,12 @@ def create():
     if not form.validate():
         return _page(form, 400)
     try:
-        token, secret = services.create_registration_token(form.expires_in_days.data, current_user.user)
-    except services.ServiceError as exc:
+        token, secret = service.create_registration_token(form.expires_in_days.data, current_user.user)
+    except ServiceError as exc:
         apply_error(form, exc)
         return _page(form, exc.status)
     # Rendered straight into this response: never stored, flashed or put in the session.
-    created = {"token": token, "secret": secret, "url": register_url(secret)}
+    created = {"token": token, "secret": secret, "url": public_link("auth.register", token=secret)}
     return _page(TokenForm(formdata=None), 200, created)
 
 
@@ -51,8 +48,8 @@ def create():
 def revoke(token_id: int):
     """Revoke a token so nobody can sign up with it."""
     try:
-        token = services.revoke_token(token_id)
-    except services.NotFound:
+        token = service.revoke_token(token_id, current_user.user)
+    except NotFound:
         flash("That registration token does not exist.", "error")
     else:
         flash(f"Token {token.prefix}… is {token.status()}.", "success")

@@ -5,39 +5,64 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from admin_app import accounts
 from admin_app.forms import ActionForm
 from admin_app.identity import admin_blueprint
+from admin_app.policy_form import patch_from_form, refused_edit
 from admin_app.requests_log import usage_summary
-from admin_app.services import ServiceError
+from admin_app.services import NotFound, ServiceError
+from admin_app.services import users as service
+from common.policies import LIMIT_FIELDS
 
 bp = admin_blueprint("users", __name__, "/admin/users")
 
 ACTIONS = {
-    "disable": (lambda user_id: accounts.set_active(user_id, False), "{} is disabled and signed out."),
-    "enable": (lambda user_id: accounts.set_active(user_id, True), "{} is enabled."),
-    "promote": (lambda user_id: accounts.set_admin(user_id, True), "{} is now an administrator."),
-    "demote": (lambda user_id: accounts.set_admin(user_id, False), "{} is no longer an administrator."),
+    "disable": ({"is_active": False}, "{} is disabled and signed out."),
+    "enable": ({"is_active": True}, "{} is enabled."),
+    "promote": ({"is_admin": True}, "{} is now an administrator."),
+    "demote": ({"is_admin": False}, "{} is no longer an administrator."),
 }
+
+
+def _page(status: int = 200, editing=None):
+    page = render_template(
+        "users/index.html",
+        users=service.list_users(),
+        action=ActionForm(),
+        usage=usage_summary("user"),
+        edit_fields=LIMIT_FIELDS,
+        editing=editing,
+    )
+    return page, status
 
 
 @bp.get("/")
 def index():
-    """List every account with its role, state, last sign-in and usage over 24 hours and 7 days."""
-    users = accounts.list_users()
-    return render_template("users/index.html", users=users, action=ActionForm(), usage=usage_summary("user"))
+    """List every account with its role, state, limits, last sign-in and usage over 24 hours and 7 days."""
+    return _page()
+
+
+@bp.post("/<int:user_id>/edit")
+def edit(user_id: int):
+    """Change a user's limits in place (roles have their own buttons)."""
+    try:
+        user = service.update_user(user_id, patch_from_form(LIMIT_FIELDS), current_user.user)
+    except NotFound as exc:
+        flash(exc.message, "error")
+    except ServiceError as exc:
+        return _page(exc.status, editing=refused_edit(user_id, exc))
+    else:
+        flash(f"Saved the limits of {user.username}.", "success")
+    return redirect(url_for("users.index"))
 
 
 @bp.post("/<int:user_id>/<any(disable, enable, promote, demote):verb>")
 def change(user_id: int, verb: str):
-    """Apply one action to one user; the last active administrator is protected."""
-    apply, done = ACTIONS[verb]
+    """Apply one action to one user; nobody demotes or disables themselves."""
+    patch, done = ACTIONS[verb]
     try:
-        user = apply(user_id)
+        user = service.update_user(user_id, patch, current_user.user)
     except ServiceError as exc:
         flash(exc.message, "error")
     else:
         flash(done.format(user.username), "success")
-        if user.id == current_user.id and not (user.is_admin and user.is_active):
-            return redirect(url_for("auth.account"))  # no longer allowed here
     return redirect(url_for("users.index"))

@@ -44,7 +44,17 @@ class Base(AsyncAttrs, DeclarativeBase):
     """The one declarative base of every model."""
 
 
-class User(Base):
+class PolicyColumns:
+    """The policy of an identity (docs/contract.md §7; ``common.policies``): ``None`` is no limit."""
+
+    models: Mapped[list[str] | None] = mapped_column(sa.JSON)  # patterns with * wildcards
+    rpm: Mapped[int | None] = mapped_column()
+    max_queued: Mapped[int | None] = mapped_column()
+    max_concurrent: Mapped[int | None] = mapped_column()
+    daily_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+class User(PolicyColumns, Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -100,7 +110,7 @@ class AccessToken(Base):
     user: Mapped[User] = relationship(lazy="joined")
 
 
-class APIKey(Base):
+class APIKey(PolicyColumns, Base):
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -113,9 +123,12 @@ class APIKey(Base):
     last_used: Mapped[datetime | None] = mapped_column(UTCDateTime)
     is_active: Mapped[bool] = mapped_column(default=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A request header whose value names the end user behind a shared key (e.g. X-OpenWebUI-User-Id).
+    end_user_header: Mapped[str | None] = mapped_column(sa.String(100))
 
 
-class WhitelistEntry(Base):
+class WhitelistEntry(PolicyColumns, Base):
     __tablename__ = "whitelist_entries"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -123,6 +136,19 @@ class WhitelistEntry(Base):
     label: Mapped[str] = mapped_column(sa.String(100), default="")
     priority: Mapped[int] = mapped_column()
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEntry(Base):
+    """One admin change (docs/contract.md §7): who did what to what, and what changed (never a secret)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(sa.String(100))  # a username, kept if the user goes
+    action: Mapped[str] = mapped_column(sa.String(64), index=True)  # <thing>.<verb>, e.g. apikey.update
+    target: Mapped[str | None] = mapped_column(sa.String(100))  # <thing>:<id>, e.g. apikey:3
+    changes: Mapped[dict] = mapped_column(sa.JSON, default=dict)
 
 
 class LoginFailure(Base):

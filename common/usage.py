@@ -5,7 +5,7 @@ Framework-free: every function takes a sync SQLAlchemy ``Session`` (Flask-SQLAlc
 
     usage = usage_by_key(db.session, since=utcnow() - timedelta(days=30))   # {key_id: Usage}
     page = request_page(db.session, filters=RequestFilters(source="custom_app"), page=2)
-    writer = csv.writer(response_stream); writer.writerows(csv_rows(page.rows))
+    rows = request_slice(db.session, filters=filters, limit=100, after=(time, row_id))  # keyset paging
 """
 
 from __future__ import annotations
@@ -14,35 +14,35 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from common.models import RequestLog, iso
+from common.models import APIKey, RequestLog, User, WhitelistEntry, iso
 
 MAX_PER_PAGE = 500
 
-CSV_COLUMNS = (
-    "created_at",
+# One request-log row as scripts read it (docs/contract.md §6): the JSON fields and the CSV columns.
+ROW_FIELDS = (
     "request_id",
+    "time",
     "source",
-    "api_key_id",
-    "whitelist_entry_id",
-    "user_id",
+    "who",
     "client_ip",
-    "method",
     "endpoint",
     "model",
-    "backend",
     "status",
     "stage",
-    "error",
     "queue_wait_ms",
     "ttfb_ms",
     "duration_ms",
     "prompt_tokens",
     "completion_tokens",
+    "error",
 )
+CSV_COLUMNS = ROW_FIELDS
+MS_FIELDS = ("queue_wait_ms", "ttfb_ms", "duration_ms")
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -66,7 +66,11 @@ class RequestFilters:
     api_key_id: int | None = None
     user_id: int | None = None
     status: int | None = None
+    status_class: int | None = None  # 4 for 4xx
     model: str | None = None
+    endpoint: str | None = None
+    client_ip: str | None = None
+    request_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -118,10 +122,13 @@ def usage_by_user(session: Session, since: datetime | None = None) -> dict[int, 
 
 def _conditions(filters: RequestFilters) -> list[sa.ColumnElement[bool]]:
     conditions = []
-    for name in ("source", "api_key_id", "user_id", "status", "model"):
+    for name in ("source", "api_key_id", "user_id", "status", "model", "endpoint", "client_ip", "request_id"):
         value = getattr(filters, name)
         if value is not None:
             conditions.append(getattr(RequestLog, name) == value)
+    if filters.status_class is not None:
+        low = filters.status_class * 100
+        conditions.append(RequestLog.status.between(low, low + 99))
     if filters.since is not None:
         conditions.append(RequestLog.created_at >= filters.since)
     if filters.until is not None:
@@ -147,6 +154,35 @@ def request_page(
     return RequestPage(list(rows), total, page, per_page)
 
 
+def request_slice(
+    session: Session,
+    *,
+    filters: RequestFilters | None = None,
+    limit: int = 100,
+    after: tuple[datetime, int] | None = None,
+) -> list[RequestLog]:
+    """Up to ``limit`` matching rows, newest first, older than ``after`` = (time, id) of the last row seen.
+
+    Keyset paging: a page stays right while new rows arrive, and costs the same at any depth.
+    """
+    conditions = _conditions(filters or RequestFilters())
+    if after is not None:
+        time, row_id = after
+        conditions.append(
+            sa.or_(
+                RequestLog.created_at < time,
+                sa.and_(RequestLog.created_at == time, RequestLog.id < row_id),
+            )
+        )
+    query = (
+        sa.select(RequestLog)
+        .where(*conditions)
+        .order_by(RequestLog.created_at.desc(), RequestLog.id.desc())
+        .limit(max(1, limit))  # the caller bounds it (one more than a page, to know if there is more)
+    )
+    return list(session.scalars(query))
+
+
 def iter_requests(
     session: Session, *, filters: RequestFilters | None = None, chunk: int = 1000
 ) -> Iterator[RequestLog]:
@@ -160,6 +196,47 @@ def iter_requests(
     yield from session.scalars(query)
 
 
+def identities_of(session: Session, rows: list[RequestLog]) -> dict[tuple[str, int], object]:
+    """The keys, users and whitelist entries named by ``rows``, by ``(kind, id)``, in three queries."""
+    found: dict[tuple[str, int], object] = {}
+    for kind, model, column in (
+        ("key", APIKey, "api_key_id"),
+        ("user", User, "user_id"),
+        ("entry", WhitelistEntry, "whitelist_entry_id"),
+    ):
+        ids = {getattr(row, column) for row in rows} - {None}
+        if ids:
+            for item in session.scalars(sa.select(model).where(model.id.in_(ids))):
+                found[(kind, item.id)] = item
+    return found
+
+
+def who_name(row: RequestLog, identities: dict[tuple[str, int], Any]) -> str | None:
+    """Who sent ``row``: the key's name, the username, or the whitelist entry's label (else its address)."""
+    key = identities.get(("key", row.api_key_id))
+    if key is not None:
+        return key.name
+    user = identities.get(("user", row.user_id))
+    if user is not None:
+        return user.username
+    entry = identities.get(("entry", row.whitelist_entry_id))
+    if entry is not None:
+        return entry.label or entry.ip
+    return None
+
+
+def row_fields(row: RequestLog, who: str | None) -> dict[str, Any]:
+    """One row as :data:`ROW_FIELDS` (docs/contract.md §6), ``time`` in ISO 8601 UTC."""
+    fields = {name: getattr(row, name) for name in ROW_FIELDS if name not in ("time", "who")}
+    return fields | {"time": iso(row.created_at), "who": who}
+
+
+def named_rows(session: Session, rows: list[RequestLog]) -> list[dict[str, Any]]:
+    """:func:`row_fields` of each row, with who sent it looked up in three queries for all of them."""
+    identities = identities_of(session, rows)
+    return [row_fields(row, who_name(row, identities)) for row in rows]
+
+
 def safe_cell(value: object) -> str:
     """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
     if value is None:
@@ -168,8 +245,11 @@ def safe_cell(value: object) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def csv_rows(rows: Iterable[RequestLog]) -> Iterator[list[str]]:
-    """The header, then one list of safe cells per request-log row (for ``csv.writer``)."""
+def csv_rows(rows: Iterable[dict]) -> Iterator[list[str]]:
+    """The header, then one list of safe cells per row of :data:`ROW_FIELDS` (milliseconds rounded)."""
     yield list(CSV_COLUMNS)
     for row in rows:
-        yield [safe_cell(getattr(row, column)) for column in CSV_COLUMNS]
+        yield [
+            safe_cell(round(row[column]) if column in MS_FIELDS and row[column] is not None else row[column])
+            for column in CSV_COLUMNS
+        ]

@@ -7,6 +7,8 @@ alice is an administrator, bob an ordinary user, carol a second administrator
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
+from itertools import count
 
 import pytest
 from flask import Flask
@@ -15,8 +17,8 @@ from flask.testing import FlaskClient
 from admin_app import create_app
 from admin_app.extensions import db
 from common.bootstrap import create_user
-from common.models import User
-from tests.admin.helpers import PASSWORDS, login
+from common.models import APIKey, RequestLog, User, WhitelistEntry, utcnow
+from tests.admin.helpers import PASSWORDS, bearer_token, login
 
 
 @pytest.fixture
@@ -85,8 +87,53 @@ def admin_client(client, alice) -> FlaskClient:
 
 
 @pytest.fixture
+def api(client, alice) -> FlaskClient:
+    """alice's client, authenticated by a bearer token as scripts are."""
+    token = bearer_token(client, "alice")
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
+
+
+@pytest.fixture
 def user_client(app, bob) -> FlaskClient:
     """A client signed in as bob (not an admin)."""
     client = app.test_client()
     assert login(client, "bob").status_code == 302
     return client
+
+
+_request_ids = count()
+
+
+@pytest.fixture
+def log(app) -> Callable[..., str]:
+    """Write request-log rows as the gateway would; ``seconds_ago`` orders them."""
+
+    def write(seconds_ago: float = 0, **fields) -> str:
+        values = {
+            "request_id": f"req-{next(_request_ids)}",
+            "created_at": utcnow() - timedelta(seconds=seconds_ago),
+            "source": "direct_api",
+            "method": "POST",
+            "endpoint": "/api/chat",
+            "model": "llama3.2",
+            "status": 200,
+        }
+        values.update(fields)
+        with app.app_context():
+            db.session.add(RequestLog(**values))
+            db.session.commit()
+        return values["request_id"]
+
+    return write
+
+
+@pytest.fixture
+def people(app, alice) -> dict[str, int]:
+    """An API key "ci-bot", a whitelist entry "build farm", and alice (an admin who chats), by id."""
+    with app.app_context():
+        key = APIKey(name="ci-bot", key_hash="a" * 64, prefix="sdk_AbCd", priority=2)
+        entry = WhitelistEntry(ip="10.0.0.0/24", label="build farm", priority=1)
+        db.session.add_all([key, entry])
+        db.session.commit()
+        return {"key": key.id, "entry": entry.id, "alice": alice.id}

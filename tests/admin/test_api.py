@@ -7,17 +7,9 @@ from datetime import datetime
 
 import pytest
 
-from tests.admin.helpers import bearer_token
-
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-
-
-@pytest.fixture
-def api(client, alice):
-    """alice's client, authenticated by a bearer token as scripts are."""
-    token = bearer_token(client, "alice")
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    return client
+# docs/contract.md §7: every object shows its policy fields, unset ones as null.
+NO_LIMITS = {"models": None, "rpm": None, "max_queued": None, "max_concurrent": None, "daily_tokens": None}
 
 
 # -- authentication ----------------------------------------------------------
@@ -51,7 +43,7 @@ def test_whitelist_entries_have_the_spec_shape(api):
     response = api.post("/api/admin/whitelist", json={"ip": "10.0.0.5", "label": "box", "priority": 2})
     assert response.status_code == 201
     entry = response.get_json()
-    assert set(entry) == {"id", "ip", "label", "priority", "added_at"}
+    assert set(entry) == {"id", "ip", "label", "priority", "added_at", *NO_LIMITS}
     assert entry["ip"] == "10.0.0.5" and entry["label"] == "box" and entry["priority"] == 2
     assert ISO_UTC.fullmatch(entry["added_at"])
     assert api.get("/api/admin/whitelist").get_json() == [entry]
@@ -119,7 +111,8 @@ def test_a_token_is_created_once_and_listed_without_its_secret(api):
     assert response.status_code == 201
     assert set(created) == {"id", "token", "expires_at", "register_url"}
     assert created["token"].startswith("sdr_")
-    assert created["register_url"] == f"http://localhost/auth/register?token={created['token']}"
+    # Without PUBLIC_URL the link is relative: never built from the request's Host.
+    assert created["register_url"] == f"/auth/register?token={created['token']}"
     listed = api.get("/api/admin/tokens").get_json()
     assert listed == [
         {
@@ -176,6 +169,9 @@ def test_a_key_is_shown_once_and_never_listed(api):
             "created_at": created["created_at"],
             "last_used": None,
             "is_active": True,
+            **NO_LIMITS,
+            "expires_at": None,
+            "end_user_header": None,
         }
     ]
     assert created["key"] not in str(listed)

@@ -11,7 +11,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from admin_app.api_shapes import JSON_ENDPOINTS
+from admin_app.api.shapes import JSON_ENDPOINTS
 from common.dispatch import is_admin_path
 from common.gateway_openapi import PATTERNS
 from proxy_app import create_app as create_gateway

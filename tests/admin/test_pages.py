@@ -124,7 +124,7 @@ def test_a_new_registration_token_and_its_link_are_shown_once(admin_client):
     response = admin_client.post("/admin/tokens/", data={"expires_in_days": "3"})
     body = response.get_data(as_text=True)
     token = re.search(r'value="(sdr_[A-Za-z0-9_-]+)"', body).group(1)
-    assert f'value="http://localhost/auth/register?token={token}"' in body
+    assert f'value="/auth/register?token={token}"' in body  # relative without PUBLIC_URL
     again = admin_client.get("/admin/tokens/").get_data(as_text=True)
     assert token not in again and token[:12] in again and "Active" in again
 

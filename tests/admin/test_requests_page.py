@@ -6,51 +6,14 @@ import csv
 import io
 import re
 from datetime import timedelta
-from itertools import count
 
-import pytest
 import sqlalchemy as sa
 
 from admin_app.extensions import db
-from common.models import APIKey, RequestLog, User, WhitelistEntry, utcnow
+from common.models import APIKey, RequestLog, User, utcnow
 from common.usage import CSV_COLUMNS
 
-_ids = count()
 ROW_ID = re.compile(r'data-request-id="([^"]+)"')
-
-
-@pytest.fixture
-def log(app):
-    """Write request-log rows as the gateway would; ``seconds_ago`` orders them."""
-
-    def write(seconds_ago: float = 0, **fields) -> str:
-        values = {
-            "request_id": f"req-{next(_ids)}",
-            "created_at": utcnow() - timedelta(seconds=seconds_ago),
-            "source": "direct_api",
-            "method": "POST",
-            "endpoint": "/api/chat",
-            "model": "llama3.2",
-            "status": 200,
-        }
-        values.update(fields)
-        with app.app_context():
-            db.session.add(RequestLog(**values))
-            db.session.commit()
-        return values["request_id"]
-
-    return write
-
-
-@pytest.fixture
-def people(app, alice):
-    """An API key "ci-bot", a whitelist entry "build farm", and alice (an admin who chats)."""
-    with app.app_context():
-        key = APIKey(name="ci-bot", key_hash="a" * 64, prefix="sdk_AbCd", priority=2)
-        entry = WhitelistEntry(ip="10.0.0.0/24", label="build farm", priority=1)
-        db.session.add_all([key, entry])
-        db.session.commit()
-        return {"key": key.id, "entry": entry.id, "alice": alice.id}
 
 
 def listed(response) -> list[str]:

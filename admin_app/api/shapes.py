@@ -1,4 +1,4 @@
-"""What ``/openapi.json`` says about the admin app beyond its url_map: the JSON shapes of docs/contract.md §3.
+"""What ``/openapi.json`` says about the admin app beyond its url_map: the JSON shapes (contract §3, §6, §7).
 
 Keyed by endpoint name; ``tests/admin/test_docs.py`` checks that every JSON endpoint has an
 entry, that no entry is stale, and that real answers match the shapes.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.sessions import SESSION_COOKIE_NAME
+from common.usage import ROW_FIELDS
 
 TAGS = [
     {
@@ -72,7 +73,29 @@ TIME, MAYBE_TIME = (
     {"type": ["string", "null"], "format": "date-time"},
 )
 PRIORITY = {"type": "integer", "minimum": 0, "maximum": 100, "description": "Lower is served first."}
-# The JSON shapes of docs/contract.md §3.
+MAYBE_STRING, MAYBE_INTEGER = {"type": ["string", "null"]}, {"type": ["integer", "null"]}
+MAYBE_NUMBER = {"type": ["number", "null"]}
+# docs/contract.md §7: the policy of a whitelist entry or user (null: no limit); keys add expires_at.
+LIMITS = {
+    "models": {
+        "type": ["array", "null"],
+        "items": {"type": "string"},
+        "description": "Model-name patterns (`*` wildcard); null or empty: every model.",
+    },
+    "rpm": {**MAYBE_INTEGER, "description": "Queued requests per rolling minute."},
+    "max_queued": {**MAYBE_INTEGER, "description": "Requests waiting at once."},
+    "max_concurrent": {**MAYBE_INTEGER, "description": "Requests holding a slot at once."},
+    "daily_tokens": {**MAYBE_INTEGER, "description": "Prompt + completion tokens per rolling 24 h."},
+}
+KEY_POLICY = {
+    **LIMITS,
+    "expires_at": {**MAYBE_TIME, "description": "After this the key is refused (401 API key expired)."},
+    "end_user_header": {
+        **MAYBE_STRING,
+        "description": "A request header naming the end user behind this shared key.",
+    },
+}
+# The JSON shapes of docs/contract.md §3, §6 and §7.
 SCHEMAS = {
     "WhitelistEntry": _object(
         ["id", "ip", "label", "priority", "added_at"],
@@ -81,10 +104,16 @@ SCHEMAS = {
         label=STRING,
         priority=PRIORITY,
         added_at=TIME,
+        **LIMITS,
     ),
     "NewWhitelistEntry": _input(
-        ["ip"], ip={"type": "string", "description": "IP or CIDR"}, label=STRING, priority=PRIORITY
+        ["ip"],
+        ip={"type": "string", "description": "IP or CIDR"},
+        label=STRING,
+        priority=PRIORITY,
+        allow_everyone={**BOOLEAN, "description": "Required (true) for 0.0.0.0/0 or ::/0."},
     ),
+    "WhitelistEntryChange": _input([], label=MAYBE_STRING, priority=PRIORITY, **LIMITS),
     "RegistrationToken": _object(
         ["id", "prefix", "created_at", "expires_at", "status", "used_by"],
         id=INTEGER,
@@ -111,6 +140,53 @@ SCHEMAS = {
         created_at=TIME,
         last_used=MAYBE_TIME,
         is_active=BOOLEAN,
+        **KEY_POLICY,
+    ),
+    "APIKeyChange": _input(
+        [], name={"type": "string", "minLength": 1, "maxLength": 100}, priority=PRIORITY, **KEY_POLICY
+    ),
+    "User": _object(
+        ["id", "username", "is_admin", "is_active", "created_at", "last_login", *LIMITS],
+        id=INTEGER,
+        username=STRING,
+        is_admin=BOOLEAN,
+        is_active=BOOLEAN,
+        created_at=TIME,
+        last_login=MAYBE_TIME,
+        **LIMITS,
+    ),
+    "RequestLogRow": _object(
+        list(ROW_FIELDS),
+        request_id=STRING,
+        time=TIME,
+        source=MAYBE_STRING,
+        who={**MAYBE_STRING, "description": "The key's name, the username or the whitelist entry's label."},
+        client_ip=MAYBE_STRING,
+        endpoint=STRING,
+        model=MAYBE_STRING,
+        status=INTEGER,
+        stage=MAYBE_STRING,
+        queue_wait_ms=MAYBE_NUMBER,
+        ttfb_ms=MAYBE_NUMBER,
+        duration_ms=MAYBE_NUMBER,
+        prompt_tokens=MAYBE_INTEGER,
+        completion_tokens=MAYBE_INTEGER,
+        error=MAYBE_STRING,
+    ),
+    "RequestLogPage": _object(
+        ["requests", "next_cursor"],
+        requests={"type": "array", "items": ref("RequestLogRow")},
+        next_cursor={**MAYBE_STRING, "description": "Pass back as `cursor` for older rows; null at the end."},
+    ),
+    "UserChange": _input([], is_admin=BOOLEAN, is_active=BOOLEAN, **LIMITS),
+    "AuditEntry": _object(
+        ["id", "time", "actor", "action", "target", "changes"],
+        id=INTEGER,
+        time=TIME,
+        actor=MAYBE_STRING,
+        action={"type": "string", "description": "`<thing>.<verb>`, e.g. `apikey.update`."},
+        target=MAYBE_STRING,
+        changes={"type": "object", "description": "What changed: `{field: [old, new]}` or the values set."},
     ),
     "NewAPIKey": _input(
         ["name", "priority"], name={"type": "string", "minLength": 1, "maxLength": 100}, priority=PRIORITY
@@ -182,6 +258,40 @@ JSON_ENDPOINTS: dict[str, dict[str, Any]] = {
             **_json("201", "Created; the key is shown this once.", ref("CreatedAPIKey")),
             **error("400", "A bad field, named."),
         },
+    },
+    "api.whitelist_update": {
+        "body": "WhitelistEntryChange",
+        "responses": {
+            **_json("200", "Changed.", ref("WhitelistEntry")),
+            **error("400", "A bad value or unknown field, named."),
+            **error("404", "Not listed."),
+        },
+    },
+    "api.apikeys_update": {
+        "body": "APIKeyChange",
+        "responses": {
+            **_json("200", "Changed.", ref("APIKey")),
+            **error("400", "A bad value or unknown field, named."),
+            **error("404", "Unknown key."),
+        },
+    },
+    "api.users_list": {"responses": _list("User")},
+    "api.users_update": {
+        "body": "UserChange",
+        "responses": {
+            **_json("200", "Changed.", ref("User")),
+            **error("400", "A bad value or unknown field, named; or demoting or disabling yourself."),
+            **error("404", "Unknown user."),
+        },
+    },
+    "api.requests_list": {
+        "responses": {
+            **_json("200", "Newest first, one page.", ref("RequestLogPage")),
+            **error("400", "A bad filter, `limit` or `cursor`, named."),
+        },
+    },
+    "api.audit_list": {
+        "responses": {**_list("AuditEntry"), **error("400", "A bad `limit` or `before`.")},
     },
     "api.apikeys_revoke": {
         "responses": {

@@ -1,0 +1,48 @@
+"""``/api/admin/tokens``: registration tokens (docs/contract.md §3)."""
+
+from __future__ import annotations
+
+from flask import g
+
+from admin_app.api.base import body, bp
+from admin_app.links import public_link
+from admin_app.services import tokens as service
+from common.models import RegistrationToken, iso
+
+
+def token_json(token: RegistrationToken) -> dict:
+    """docs/contract.md §3 shape of a registration token (never the secret)."""
+    return {
+        "id": token.id,
+        "prefix": token.prefix,
+        "created_at": iso(token.created_at),
+        "expires_at": iso(token.expires_at),
+        "status": token.status(),
+        "used_by": token.used_by.username if token.used_by else None,
+    }
+
+
+@bp.get("/tokens")
+def tokens_list():
+    """Every registration token with its status, newest first."""
+    return [token_json(token) for token in service.list_tokens()]
+
+
+@bp.post("/tokens")
+def tokens_create():
+    """Create ``{"expires_in_days"?}`` → 201 with the token and sign-up link (on PUBLIC_URL), shown once."""
+    days = body().get("expires_in_days", service.TOKEN_DAYS_DEFAULT)
+    token, secret = service.create_registration_token(days, g.api_user)
+    created = {
+        "id": token.id,
+        "token": secret,
+        "expires_at": iso(token.expires_at),
+        "register_url": public_link("auth.register", token=secret),
+    }
+    return created, 201
+
+
+@bp.delete("/tokens/<int:token_id>")
+def tokens_revoke(token_id: int):
+    """Revoke a token → 200 + the token; 404 if unknown."""
+    return token_json(service.revoke_token(token_id, g.api_user))
