@@ -1,0 +1,228 @@
+"""Limits at the door (README "Limits at the door"), over raw sockets against ``python asgi.py``."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import settings_env
+from tests.live import LiveServer
+
+ADMIN_PASSWORD = "door-test-password-1"
+HEAD_TIMEOUT = 1.5
+KEEPALIVE_TIMEOUT = 3.0
+MAX_HEAD = 4096
+MAX_CONNECTIONS = 60
+PENDING_PER_IP = 5
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, sim_server) -> Iterator[LiveServer]:
+    """The real gateway with small door limits."""
+    env = settings_env(
+        tmp_path_factory.mktemp("door"),
+        admin_password=ADMIN_PASSWORD,
+        ollama_urls=f"{sim_server.url}=4",
+        head_timeout=HEAD_TIMEOUT,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
+        max_head_size=MAX_HEAD,
+        max_connections=MAX_CONNECTIONS,
+        max_pending_per_ip=PENDING_PER_IP,
+    )
+    live = LiveServer(env).start(timeout=60)
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def api_key(server) -> str:
+    """A key made through the admin API."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        token = client.post("/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}).json()
+        created = client.post(
+            "/api/admin/apikeys",
+            json={"name": "door", "priority": 5},
+            headers={"Authorization": f"Bearer {token['access_token']}"},
+        )
+        assert created.status_code == 201, created.text
+        return created.json()["key"]
+
+
+OPEN: list[socket.socket] = []
+
+
+@pytest.fixture(autouse=True)
+def close_sockets() -> Iterator[None]:
+    """Every socket a test opened is closed after it."""
+    yield
+    while OPEN:
+        OPEN.pop().close()
+
+
+def connect(server: LiveServer, source: str = "127.0.0.1") -> socket.socket:
+    """A raw connection from a chosen loopback address (closed after the test)."""
+    sock = socket.socket()
+    OPEN.append(sock)
+    sock.bind((source, 0))
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", server.port))
+    return sock
+
+
+def read_all(sock: socket.socket, limit: float = 10.0) -> bytes:
+    """Everything until the server closes (or ``limit`` seconds)."""
+    sock.settimeout(limit)
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return b"".join(chunks)
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response with a Content-Length (head and body may come in several reads)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_partial_head_is_answered_408_and_closed_after_the_head_timeout(server):
+    sock = connect(server)
+    started = time.monotonic()
+    sock.sendall(b"GET /api/tags HT")
+    answer = read_all(sock, limit=HEAD_TIMEOUT + 10)
+    elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert HEAD_TIMEOUT * 0.8 <= elapsed < HEAD_TIMEOUT + 5
+
+
+def test_a_slow_head_cannot_extend_the_timeout_by_trickling_bytes(server):
+    sock = connect(server)
+    started = time.monotonic()
+    for byte in b"GET /api/tags HTTP/1.1\r\nHost: x\r\n":
+        try:
+            sock.send(bytes([byte]))
+        except OSError:
+            break
+        time.sleep(0.2)
+        if time.monotonic() - started > HEAD_TIMEOUT + 5:
+            break
+    closed_at = time.monotonic() - started
+    assert read_all(sock, limit=5).startswith(b"HTTP/1.1 408 ")
+    assert closed_at < HEAD_TIMEOUT + 5
+
+
+def test_a_silent_new_connection_is_closed_after_the_head_timeout(server):
+    sock = connect(server)
+    started = time.monotonic()
+    assert read_all(sock, limit=HEAD_TIMEOUT + 10) == b""
+    assert time.monotonic() - started < HEAD_TIMEOUT + 5
+
+
+def test_an_idle_keep_alive_connection_lives_for_the_keepalive_timeout_then_closes(server):
+    sock = connect(server)
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    sock.sendall(request)
+    assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+    time.sleep(HEAD_TIMEOUT + 0.5)  # longer than the head timeout: idle is not a slow head
+    sock.sendall(request)
+    assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+    started = time.monotonic()
+    assert read_all(sock, limit=KEEPALIVE_TIMEOUT + 10) == b""
+    assert KEEPALIVE_TIMEOUT * 0.8 <= time.monotonic() - started < KEEPALIVE_TIMEOUT + 5
+
+
+def test_a_head_over_the_limit_is_431_and_a_head_under_it_is_served(server):
+    sock = connect(server)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (MAX_HEAD - 200) + b"\r\n\r\n")
+    assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+    sock.close()
+    sock = connect(server)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * MAX_HEAD + b"\r\n\r\n")
+    answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert b'{"error": "request head too large"}' in answer
+
+
+def test_a_huge_header_is_refused_without_being_read(server, api_key):
+    sock = connect(server)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Huge: ")
+    sock.settimeout(0.5)
+    sent = 0
+    started = time.monotonic()
+    piece = b"a" * 65536
+    try:
+        while sent < 100 * 1024 * 1024 and time.monotonic() - started < 10:
+            sent += sock.send(piece)
+    except (TimeoutError, BlockingIOError, ConnectionResetError, BrokenPipeError):
+        pass
+    # The server stopped reading at the limit: far less than 100 MB went in.
+    assert sent < 20 * 1024 * 1024
+    assert read_all(sock).startswith(b"HTTP/1.1 431 ")
+    answered = httpx.get(server.url + "/api/tags", headers={"X-API-Key": api_key}, timeout=5)
+    assert answered.status_code == 200
+
+
+def test_one_ip_may_hold_only_its_pending_connections(server, api_key):
+    held = [connect(server, "127.0.0.2") for _ in range(PENDING_PER_IP)]
+    time.sleep(0.3)
+    refused = connect(server, "127.0.0.2")
+    assert read_all(refused, limit=5).startswith(b"HTTP/1.1 429 ")
+    # Another address is not affected, and a complete head frees the place at once.
+    assert httpx.get(server.url + "/api/tags", headers={"X-API-Key": api_key}, timeout=5).status_code == 200
+    held[0].sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_response(held[0]).startswith(b"HTTP/1.1 200 ")
+    again = connect(server, "127.0.0.2")
+    again.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_response(again).startswith(b"HTTP/1.1 200 ")
+
+
+def test_connections_beyond_the_cap_are_refused_at_once_and_a_key_holder_is_still_served(server, api_key):
+    """300 hostile sockets from 60 addresses against a cap of 60 connections, 5 pending per address."""
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": api_key}, timeout=10) as holder:
+        assert holder.get("/api/tags").status_code == 200  # its pooled connection is open
+        hostile: list[socket.socket] = []
+        refused = 0
+        for index in range(300):
+            sock = socket.socket()
+            OPEN.append(sock)
+            sock.bind((f"127.0.1.{index % 60 + 1}", 0))
+            sock.settimeout(5)
+            try:
+                sock.connect(("127.0.0.1", server.port))
+                sock.send(b"G")
+            except OSError:
+                refused += 1
+            hostile.append(sock)
+        started = time.monotonic()
+        tags = holder.get("/api/tags")
+        chat = holder.post(
+            "/api/chat",
+            json={
+                "model": "llama3.2:latest",
+                "messages": [{"role": "user", "content": "hi"}],
+                "stream": False,
+            },
+        )
+        elapsed = time.monotonic() - started
+        answers = [read_all(sock, limit=HEAD_TIMEOUT + 10) for sock in hostile[:: 300 // 20]]
+    assert tags.status_code == 200 and chat.status_code == 200, chat.text
+    assert elapsed < 5
+    statuses = {answer[:12] for answer in answers}
+    assert statuses <= {b"HTTP/1.1 503", b"HTTP/1.1 429", b"HTTP/1.1 408", b""}
+    assert b"HTTP/1.1 503" in statuses or b"HTTP/1.1 429" in statuses
