@@ -310,9 +310,13 @@ def _instance_secret(instance_dir: Path) -> str:
     """Generate the secret key once and keep it in ``instance/secret_key``."""
     path = instance_dir / "secret_key"
     try:
-        return path.read_text().strip()
+        key = path.read_text().strip()
     except FileNotFoundError:
         pass
+    else:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)  # a key file left readable by others (older versions, a copy)
+        return key
     instance_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     try:

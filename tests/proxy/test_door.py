@@ -9,48 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import settings_env
 from tests.live import LiveServer
-
-ADMIN_PASSWORD = "door-test-password-1"
-HEAD_TIMEOUT = 1.5
-KEEPALIVE_TIMEOUT = 3.0
-MAX_HEAD = 4096
-MAX_CONNECTIONS = 60
-PENDING_PER_IP = 5
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, sim_server) -> Iterator[LiveServer]:
-    """The real gateway with small door limits."""
-    env = settings_env(
-        tmp_path_factory.mktemp("door"),
-        admin_password=ADMIN_PASSWORD,
-        ollama_urls=f"{sim_server.url}=4",
-        head_timeout=HEAD_TIMEOUT,
-        keepalive_timeout=KEEPALIVE_TIMEOUT,
-        max_head_size=MAX_HEAD,
-        max_connections=MAX_CONNECTIONS,
-        max_pending_per_ip=PENDING_PER_IP,
-    )
-    live = LiveServer(env).start(timeout=60)
-    yield live
-    live.stop()
-
-
-@pytest.fixture(scope="module")
-def api_key(server) -> str:
-    """A key made through the admin API."""
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        token = client.post("/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}).json()
-        created = client.post(
-            "/api/admin/apikeys",
-            json={"name": "door", "priority": 5},
-            headers={"Authorization": f"Bearer {token['access_token']}"},
-        )
-        assert created.status_code == 201, created.text
-        return created.json()["key"]
-
+from tests.proxy.live_gateway import HEAD_TIMEOUT, KEEPALIVE_TIMEOUT, MAX_HEAD, PENDING_PER_IP
 
 OPEN: list[socket.socket] = []
 
@@ -101,8 +61,8 @@ def read_response(sock: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
-def test_a_partial_head_is_answered_408_and_closed_after_the_head_timeout(server):
-    sock = connect(server)
+def test_a_partial_head_is_answered_408_and_closed_after_the_head_timeout(door_server):
+    sock = connect(door_server)
     started = time.monotonic()
     sock.sendall(b"GET /api/tags HT")
     answer = read_all(sock, limit=HEAD_TIMEOUT + 10)
@@ -111,8 +71,8 @@ def test_a_partial_head_is_answered_408_and_closed_after_the_head_timeout(server
     assert HEAD_TIMEOUT * 0.8 <= elapsed < HEAD_TIMEOUT + 5
 
 
-def test_a_slow_head_cannot_extend_the_timeout_by_trickling_bytes(server):
-    sock = connect(server)
+def test_a_slow_head_cannot_extend_the_timeout_by_trickling_bytes(door_server):
+    sock = connect(door_server)
     started = time.monotonic()
     for byte in b"GET /api/tags HTTP/1.1\r\nHost: x\r\n":
         try:
@@ -127,15 +87,15 @@ def test_a_slow_head_cannot_extend_the_timeout_by_trickling_bytes(server):
     assert closed_at < HEAD_TIMEOUT + 5
 
 
-def test_a_silent_new_connection_is_closed_after_the_head_timeout(server):
-    sock = connect(server)
+def test_a_silent_new_connection_is_closed_after_the_head_timeout(door_server):
+    sock = connect(door_server)
     started = time.monotonic()
     assert read_all(sock, limit=HEAD_TIMEOUT + 10) == b""
     assert time.monotonic() - started < HEAD_TIMEOUT + 5
 
 
-def test_an_idle_keep_alive_connection_lives_for_the_keepalive_timeout_then_closes(server):
-    sock = connect(server)
+def test_an_idle_keep_alive_connection_lives_for_the_keepalive_timeout_then_closes(door_server):
+    sock = connect(door_server)
     request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     sock.sendall(request)
     assert read_response(sock).startswith(b"HTTP/1.1 200 ")
@@ -147,20 +107,20 @@ def test_an_idle_keep_alive_connection_lives_for_the_keepalive_timeout_then_clos
     assert KEEPALIVE_TIMEOUT * 0.8 <= time.monotonic() - started < KEEPALIVE_TIMEOUT + 5
 
 
-def test_a_head_over_the_limit_is_431_and_a_head_under_it_is_served(server):
-    sock = connect(server)
+def test_a_head_over_the_limit_is_431_and_a_head_under_it_is_served(door_server):
+    sock = connect(door_server)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (MAX_HEAD - 200) + b"\r\n\r\n")
     assert read_response(sock).startswith(b"HTTP/1.1 200 ")
     sock.close()
-    sock = connect(server)
+    sock = connect(door_server)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * MAX_HEAD + b"\r\n\r\n")
     answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 431 ")
     assert b'{"error": "request head too large"}' in answer
 
 
-def test_a_huge_header_is_refused_without_being_read(server, api_key):
-    sock = connect(server)
+def test_a_huge_header_is_refused_without_being_read(door_server, door_key):
+    sock = connect(door_server)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Huge: ")
     sock.settimeout(0.5)
     sent = 0
@@ -174,27 +134,32 @@ def test_a_huge_header_is_refused_without_being_read(server, api_key):
     # The server stopped reading at the limit: far less than 100 MB went in.
     assert sent < 20 * 1024 * 1024
     assert read_all(sock).startswith(b"HTTP/1.1 431 ")
-    answered = httpx.get(server.url + "/api/tags", headers={"X-API-Key": api_key}, timeout=5)
+    answered = httpx.get(door_server.url + "/api/tags", headers={"X-API-Key": door_key}, timeout=5)
     assert answered.status_code == 200
 
 
-def test_one_ip_may_hold_only_its_pending_connections(server, api_key):
-    held = [connect(server, "127.0.0.2") for _ in range(PENDING_PER_IP)]
+def test_one_ip_may_hold_only_its_pending_connections(door_server, door_key):
+    held = [connect(door_server, "127.0.0.2") for _ in range(PENDING_PER_IP)]
     time.sleep(0.3)
-    refused = connect(server, "127.0.0.2")
+    refused = connect(door_server, "127.0.0.2")
     assert read_all(refused, limit=5).startswith(b"HTTP/1.1 429 ")
     # Another address is not affected, and a complete head frees the place at once.
-    assert httpx.get(server.url + "/api/tags", headers={"X-API-Key": api_key}, timeout=5).status_code == 200
+    assert (
+        httpx.get(door_server.url + "/api/tags", headers={"X-API-Key": door_key}, timeout=5).status_code
+        == 200
+    )
     held[0].sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert read_response(held[0]).startswith(b"HTTP/1.1 200 ")
-    again = connect(server, "127.0.0.2")
+    again = connect(door_server, "127.0.0.2")
     again.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert read_response(again).startswith(b"HTTP/1.1 200 ")
 
 
-def test_connections_beyond_the_cap_are_refused_at_once_and_a_key_holder_is_still_served(server, api_key):
+def test_connections_beyond_the_cap_are_refused_at_once_and_a_key_holder_is_still_served(
+    door_server, door_key
+):
     """300 hostile sockets from 60 addresses against a cap of 60 connections, 5 pending per address."""
-    with httpx.Client(base_url=server.url, headers={"X-API-Key": api_key}, timeout=10) as holder:
+    with httpx.Client(base_url=door_server.url, headers={"X-API-Key": door_key}, timeout=10) as holder:
         assert holder.get("/api/tags").status_code == 200  # its pooled connection is open
         hostile: list[socket.socket] = []
         refused = 0
@@ -204,7 +169,7 @@ def test_connections_beyond_the_cap_are_refused_at_once_and_a_key_holder_is_stil
             sock.bind((f"127.0.1.{index % 60 + 1}", 0))
             sock.settimeout(5)
             try:
-                sock.connect(("127.0.0.1", server.port))
+                sock.connect(("127.0.0.1", door_server.port))
                 sock.send(b"G")
             except OSError:
                 refused += 1
