@@ -34,6 +34,7 @@ import httpx
 from bench.procs import rss_mib
 from bench.stack import HOST, prepare_gateway, sim_config, start_gateway, start_simulator
 
+SOCKETS_PER_PROCESS = 10_000  # well inside a common hard limit of open files per process
 HEAD = b"GET /api/tags HTTP/1.1\r\nHost: gateway\r\nX-Padding: " + b"a" * 64
 CHAT = {
     "model": "llama3.2:latest",
@@ -69,10 +70,11 @@ async def _drip(index: int, args: argparse.Namespace, port: int, deadline: float
     await asyncio.sleep(index * args.ramp / args.sockets)
     loop = asyncio.get_running_loop()
     while time.monotonic() < deadline:
-        sock = socket.socket()
-        sock.setblocking(False)
+        sock = None
         opened = False
         try:
+            sock = socket.socket()
+            sock.setblocking(False)
             sock.bind((source_address(index, args.addresses), 0))
             await loop.sock_connect(sock, (HOST, port))
             opened = True
@@ -98,16 +100,17 @@ async def _drip(index: int, args: argparse.Namespace, port: int, deadline: float
         finally:
             if opened:
                 tally["open"] -= 1
-            sock.close()
+            if sock is not None:
+                sock.close()
 
 
-def hostile_process(args: argparse.Namespace, port: int, deadline: float, report) -> None:
-    """The attackers, in their own process so they do not slow the key holder's measurements."""
-    raise_own_limit(args.sockets + 1024)
+def hostile_process(args: argparse.Namespace, indexes: range, port: int, deadline: float, report) -> None:
+    """Some of the attackers, in their own process: apart from the key holder, and with their own fd table."""
+    raise_own_limit(len(indexes) + 1024)
     tally: dict = {"connected": 0, "open": 0, "peak": 0}
 
     async def main() -> None:
-        tasks = [asyncio.create_task(_drip(i, args, port, deadline, tally)) for i in range(args.sockets)]
+        tasks = [asyncio.create_task(_drip(i, args, port, deadline, tally)) for i in indexes]
         await asyncio.gather(*tasks)
 
     try:
@@ -198,9 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         gateway = start_gateway(workdir, setup)
         url = f"http://{HOST}:{setup.port}"
         deadline = time.monotonic() + args.seconds
-        receiver, sender = multiprocessing.Pipe(duplex=False)
-        attackers = multiprocessing.Process(target=hostile_process, args=(args, setup.port, deadline, sender))
-        attackers.start()
+        pipes, attackers = [], []
+        for first in range(0, args.sockets, SOCKETS_PER_PROCESS):
+            receiver, sender = multiprocessing.Pipe(duplex=False)
+            indexes = range(first, min(first + SOCKETS_PER_PROCESS, args.sockets))
+            attacker = multiprocessing.Process(
+                target=hostile_process, args=(args, indexes, setup.port, deadline, sender)
+            )
+            attacker.start()
+            pipes.append(receiver)
+            attackers.append(attacker)
         peak_fds, peak_rss = 0, 0.0
         results: dict[str, list[float | str]] = {}
 
@@ -215,10 +225,15 @@ def main(argv: list[str] | None = None) -> int:
         watcher.start()
         results = key_holder(url, setup.keys[5], deadline)
         watcher.join()
-        tally = receiver.recv() if receiver.poll(args.drip + 30) else {}
-        attackers.join(30)
-        if attackers.is_alive():
-            attackers.terminate()
+        tally: dict = {}
+        for receiver, attacker in zip(pipes, attackers, strict=True):
+            part = receiver.recv() if receiver.poll(args.drip + 30) else {"lost": 1}
+            for name, value in part.items():
+                if isinstance(value, int):
+                    tally[name] = tally.get(name, 0) + value
+            attacker.join(30)
+            if attacker.is_alive():
+                attacker.terminate()
     finally:
         if gateway is not None:
             gateway.stop()

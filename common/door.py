@@ -11,9 +11,12 @@ subclass of its httptools protocol, passed to ``uvicorn.run(http=...)``:
   the limit the answer is 431 and the rest is never read. httptools keeps
   no limit and concatenates header pieces, so a 100 MB header cost seconds
   of CPU and memory that stayed.
-- ``MAX_CONNECTIONS``: a connection beyond it is answered 503 and closed at
-  once. uvicorn's ``limit_concurrency`` only answers 503 once a whole head
-  has arrived, so idle sockets still took every file descriptor.
+- ``MAX_CONNECTIONS``: past it, the oldest *pending* connection (see below)
+  is closed to make room, so a flood of half-open sockets cannot keep a
+  client with a real request out; when none is pending, the new connection
+  is answered 503 and closed at once. uvicorn's ``limit_concurrency`` only
+  answers 503 once a whole head has arrived, so idle sockets still took
+  every file descriptor.
 - ``MAX_PENDING_PER_IP``: a connection is *pending* from accept until its
   first complete request head; one IP may hold this many pending
   connections, the next is answered 429 and closed. Connections from
@@ -73,6 +76,7 @@ class DoorProtocol(HttpToolsProtocol):
 
     limits: ClassVar[DoorLimits]
     pending: ClassVar[dict[str, int]]  # client IP -> its pending connections
+    pending_by_age: ClassVar[dict[DoorProtocol, None]]  # pending connections, oldest first
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - uvicorn's signature
         super().__init__(*args, **kwargs)
@@ -86,7 +90,7 @@ class DoorProtocol(HttpToolsProtocol):
         """Count the connection, or refuse it when a cap is reached."""
         super().connection_made(transport)
         limits = self.limits
-        if len(self.connections) > limits.max_connections:
+        if len(self.connections) > limits.max_connections and not self._evict_oldest_pending():
             self._refuse(_TOO_MANY)
             return
         ip = self.client[0] if self.client else None
@@ -97,7 +101,17 @@ class DoorProtocol(HttpToolsProtocol):
                 return
             self.pending[ip] = count + 1
             self._pending_ip = ip
+            self.pending_by_age[self] = None
         self._head_timer = self.loop.call_later(limits.head_timeout, self._head_timed_out)
+
+    def _evict_oldest_pending(self) -> bool:
+        oldest = next(iter(self.pending_by_age), None)
+        if oldest is None:
+            return False
+        oldest._release_pending()
+        oldest._stop_head_timer()
+        oldest.transport.close()
+        return True
 
     def _exempt(self, ip: str) -> bool:
         trusted = self.limits.trusted_proxies
@@ -187,6 +201,7 @@ class DoorProtocol(HttpToolsProtocol):
         if ip is None:
             return
         self._pending_ip = None
+        self.pending_by_age.pop(self, None)
         count = self.pending.get(ip, 0) - 1
         if count > 0:
             self.pending[ip] = count
@@ -196,7 +211,8 @@ class DoorProtocol(HttpToolsProtocol):
 
 def door_protocol(limits: DoorLimits) -> type[DoorProtocol]:
     """A protocol class for one server: its limits and its own pending counts."""
-    return type("SeadragonDoorProtocol", (DoorProtocol,), {"limits": limits, "pending": {}})
+    state = {"limits": limits, "pending": {}, "pending_by_age": {}}
+    return type("SeadragonDoorProtocol", (DoorProtocol,), state)
 
 
 def descriptors_needed(max_connections: int) -> int:
