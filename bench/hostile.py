@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.procs import rss_mib
+from bench.procs import cpu_seconds, rss_mib
 from bench.stack import HOST, prepare_gateway, sim_config, start_gateway, start_simulator
 
 SOCKETS_PER_PROCESS = 10_000  # well inside a common hard limit of open files per process
@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             setup.env[name if name.startswith("SEADRAGON_") else f"SEADRAGON_{name}"] = value
         gateway = start_gateway(workdir, setup)
         url = f"http://{HOST}:{setup.port}"
+        cpu_before = cpu_seconds(gateway.pid)
         deadline = time.monotonic() + args.seconds
         pipes, attackers = [], []
         for first in range(0, args.sockets, SOCKETS_PER_PROCESS):
@@ -225,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         watcher.start()
         results = key_holder(url, setup.keys[5], deadline)
         watcher.join()
+        cpu_used = cpu_seconds(gateway.pid) - cpu_before
+        load = os.getloadavg()[0]
         tally: dict = {}
         for receiver, attacker in zip(pipes, attackers, strict=True):
             part = receiver.recv() if receiver.poll(args.drip + 30) else {"lost": 1}
@@ -244,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"gateway: peak {peak_fds} file descriptors, peak RSS {peak_rss:.0f} MiB; its log: {gateway.log_path}"
+    )
+    print(
+        f"gateway CPU: {cpu_used:.1f} s in {args.seconds:g} s "
+        f"({100 * cpu_used / args.seconds:.0f} % of a core); "
+        f"machine load average {load:.1f} on {os.cpu_count()} CPUs"
     )
     print("attackers: " + ", ".join(f"{k} {v}" for k, v in tally.items()))
     print("\n| key holder | requests | p50 | p99 | max | failures |\n|---|---|---|---|---|---|")
