@@ -23,6 +23,7 @@ from common.usernames import normalise_username, username_key, username_problem
 
 LOCKOUT_LIMIT = 5  # failures per account or per IP ...
 LOCKOUT_WINDOW = timedelta(minutes=15)  # ... within this window lock both out
+SUCCESS_HOLD = timedelta(seconds=30)  # how long a successful attempt still counts
 PASSWORD_MIN, PASSWORD_MAX = 8, 1024
 GENERIC_LOGIN_ERROR = "Invalid username or password."
 
@@ -128,8 +129,13 @@ def claim_attempt(username: str, ip: str) -> int:
 
 
 def forgive_attempt(attempt_id: int) -> None:
-    """The attempt was not a failure: remove its row (the caller commits)."""
-    db.session.execute(sa.delete(LoginFailure).where(LoginFailure.id == attempt_id))
+    """The attempt was not a failure: it stops counting after ``SUCCESS_HOLD`` (the caller commits).
+
+    Not at once: attempts racing with this one must still see it, or a right
+    password among the first ones would let one more guess through.
+    """
+    expires = utcnow() - LOCKOUT_WINDOW + SUCCESS_HOLD
+    db.session.execute(sa.update(LoginFailure).where(LoginFailure.id == attempt_id).values(at=expires))
 
 
 def authenticate(username: object, password: object, ip: str) -> User:

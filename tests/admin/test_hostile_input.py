@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import threading
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 from admin_app.accounts import LOCKOUT_LIMIT
+from admin_app.extensions import db
+from common.bootstrap import create_user
+from common.db import upgrade
+from common.settings import Settings
 from tests.admin.helpers import PASSWORDS, bearer_token
+from tests.conftest import require_service, settings_env
 
 
 def _serve(app):
@@ -28,8 +35,42 @@ def _serve(app):
     return f"http://127.0.0.1:{server.server_port}", stop
 
 
-def test_forty_concurrent_logins_are_decided_one_by_one(app, bob):
+@pytest.fixture
+def postgres_app(tmp_path, app_factory):
+    """The admin app on a PostgreSQL database of its own (dropped afterwards), with bob in it."""
+    server = require_service("SEADRAGON_TEST_POSTGRES_URL")
+    name = "seadragon_" + secrets.token_hex(6)
+    admin = sa.create_engine(
+        server.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        settings = Settings.from_env(
+            settings_env(tmp_path, database_url=server.rsplit("/", 1)[0] + "/" + name)
+        )
+        upgrade(settings.database_url)
+        app = app_factory(settings)
+        with app.app_context():
+            create_user(db.session, "bob", PASSWORDS["bob"])
+            db.session.commit()
+        yield app
+        with app.app_context():
+            db.engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_forty_concurrent_logins_are_decided_one_by_one(request, database):
     """39 wrong passwords and the right one at the same moment: at most LOCKOUT_LIMIT are checked."""
+    if database == "sqlite":
+        request.getfixturevalue("bob")
+        app = request.getfixturevalue("app")
+    else:
+        app = request.getfixturevalue("postgres_app")
     base, stop = _serve(app)
     barrier = threading.Barrier(40)
     statuses: list[int] = []
@@ -153,8 +194,6 @@ def test_the_database_and_secret_key_files_are_private(app, alice, settings, tmp
     bearer_token(app.test_client(), "alice")  # a write: the -wal file exists
     database = settings.database_url.split("///", 1)[1]
     files = [database, f"{database}-wal", f"{database}-shm", str(settings.instance_dir / "secret_key")]
-    from common.settings import Settings
-
     Settings.from_env({"SEADRAGON_INSTANCE_DIR": str(settings.instance_dir)})  # generates the key file
     for path in files:
         assert os.path.exists(path), path
