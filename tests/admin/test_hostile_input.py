@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 import threading
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 from admin_app.accounts import LOCKOUT_LIMIT
@@ -18,7 +16,8 @@ from common.bootstrap import create_user
 from common.db import upgrade
 from common.settings import Settings
 from tests.admin.helpers import PASSWORDS, bearer_token
-from tests.conftest import require_service, settings_env
+from tests.conftest import settings_env
+from tests.postgres import own_postgres_database
 
 
 def _serve(app):
@@ -38,17 +37,8 @@ def _serve(app):
 @pytest.fixture
 def postgres_app(tmp_path, app_factory):
     """The admin app on a PostgreSQL database of its own (dropped afterwards), with bob in it."""
-    server = require_service("SEADRAGON_TEST_POSTGRES_URL")
-    name = "seadragon_" + secrets.token_hex(6)
-    admin = sa.create_engine(
-        server.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        settings = Settings.from_env(
-            settings_env(tmp_path, database_url=server.rsplit("/", 1)[0] + "/" + name)
-        )
+    with own_postgres_database() as url:
+        settings = Settings.from_env(settings_env(tmp_path, database_url=url))
         upgrade(settings.database_url)
         app = app_factory(settings)
         with app.app_context():
@@ -57,10 +47,6 @@ def postgres_app(tmp_path, app_factory):
         yield app
         with app.app_context():
             db.engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
