@@ -90,16 +90,16 @@ class DoorProtocol(HttpToolsProtocol):
         """Count the connection, or refuse it when a cap is reached."""
         super().connection_made(transport)
         limits = self.limits
+        ip = self.client[0] if self.client else None
+        counted = ip is not None and not self._exempt(ip)
+        if counted and self.pending.get(ip, 0) >= limits.max_pending_per_ip:
+            self._refuse(_TOO_MANY_PENDING)
+            return
         if len(self.connections) > limits.max_connections and not self._evict_oldest_pending():
             self._refuse(_TOO_MANY)
             return
-        ip = self.client[0] if self.client else None
-        if ip is not None and not self._exempt(ip):
-            count = self.pending.get(ip, 0)
-            if count >= limits.max_pending_per_ip:
-                self._refuse(_TOO_MANY_PENDING)
-                return
-            self.pending[ip] = count + 1
+        if counted:
+            self.pending[ip] = self.pending.get(ip, 0) + 1
             self._pending_ip = ip
             self.pending_by_age[self] = None
         self._head_timer = self.loop.call_later(limits.head_timeout, self._head_timed_out)
