@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from common.door import descriptors_needed
+from tests.conftest import settings_env
 from tests.live import LiveServer
 from tests.proxy.live_gateway import (
     HEAD_TIMEOUT,
@@ -213,3 +217,23 @@ def test_past_the_cap_with_nothing_pending_a_new_connection_is_refused_503(door_
     assert set(answers[: MAX_CONNECTIONS - 2]) == {b"HTTP/1.1 200"}
     late = [read_all(sock, limit=5)[:12] for sock in held[MAX_CONNECTIONS:]]
     assert late == [b"HTTP/1.1 503"] * 5
+
+
+def test_the_run_command_raises_the_open_file_limit_for_its_cap_and_says_so(tmp_path, sim_server):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = descriptors_needed(1000)
+    assert hard >= needed
+    env = settings_env(tmp_path, ollama_urls=f"{sim_server.url}=1", max_connections=1000)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # the child inherits a low soft limit
+    try:
+        server = LiveServer(env)
+        server.start(timeout=60)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        limits = Path(f"/proc/{server.process.pid}/limits").read_text()
+        assert f"seadragon: open-file limit raised from 1024 to {needed}" in server.output()
+    finally:
+        server.stop()
+    open_files = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+    assert open_files.split()[3] == str(needed)
