@@ -6,13 +6,17 @@ import json
 from datetime import timedelta
 
 from flask import Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import BadRequest
 
 from admin_app.policy_form import edit_value, policy_summary
 from common.db import engine_options, sqlite_engine_hooks
+from common.jsondepth import JSONTooDeep, loads_limited
 from common.models import iso
 from common.sessions import SESSION_COOKIE_NAME, SESSION_LIFETIME_SECONDS
 from common.settings import ROOT, Settings
+from common.sources import CREDENTIAL_HEADERS, ClassificationError, single_credential
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -32,10 +36,23 @@ class PlainJSONSessionInterface(SecureCookieSessionInterface):
     serializer = json
 
 
+class DepthLimitedJSONProvider(DefaultJSONProvider):
+    """Request bodies parsed with a nesting limit: too deep is a 400 with a clear message."""
+
+    def loads(self, s: str | bytes, **kwargs):
+        """Parse like Flask, refusing documents nested deeper than 64 levels."""
+        try:
+            return loads_limited(s)
+        except JSONTooDeep as exc:
+            # A ValueError would be hidden by get_json(silent=True); this reaches the error handler.
+            raise BadRequest(str(exc)) from None
+
+
 def create_app(test_config: dict | None = None, *, settings: Settings | None = None) -> Flask:
     """Build the admin app from settings (``SEADRAGON_*`` env when not given)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.json = DepthLimitedJSONProvider(app)
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         SEADRAGON=settings,
@@ -56,6 +73,7 @@ def create_app(test_config: dict | None = None, *, settings: Settings | None = N
     app.session_interface = PlainJSONSessionInterface()
     _init_extensions(app)
     _register_blueprints(app)
+    app.before_request(_refuse_repeated_credentials)
     app.after_request(_secure_headers)
     app.jinja_env.filters["when"] = _when
     app.jinja_env.globals.update(edit_value=edit_value, policy_summary=policy_summary)
@@ -86,6 +104,16 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     register_commands(app)
+
+
+def _refuse_repeated_credentials():
+    """400 when X-API-Key or Authorization comes twice (Flask would read the first)."""
+    try:
+        for header in CREDENTIAL_HEADERS:
+            single_credential(request.headers.getlist(header), header)
+    except ClassificationError as exc:
+        return {"error": exc.message}, exc.status
+    return None
 
 
 def _secure_headers(response: Response) -> Response:

@@ -19,9 +19,11 @@ from common.security import (
     password_needs_rehash,
     verify_password,
 )
+from common.usernames import normalise_username, username_key, username_problem
 
 LOCKOUT_LIMIT = 5  # failures per account or per IP ...
 LOCKOUT_WINDOW = timedelta(minutes=15)  # ... within this window lock both out
+SUCCESS_HOLD = timedelta(seconds=30)  # how long a successful attempt still counts
 PASSWORD_MIN, PASSWORD_MAX = 8, 1024
 GENERIC_LOGIN_ERROR = "Invalid username or password."
 
@@ -44,8 +46,12 @@ class LockedOut(ServiceError):
 
 
 def check_username(value: object) -> str:
-    """A username: 1–100 characters, no control characters, no surrounding spaces."""
-    return check_text(value, "username", required=True)
+    """A username, NFKC-normalised: 1–100 characters, no spaces, invisible or control characters."""
+    name = normalise_username(check_text(value, "username", required=True))
+    problem = username_problem(name)
+    if problem is not None:
+        raise ServiceError(f"username {problem}", "username")
+    return name
 
 
 def check_password(value: object, field: str = "password") -> str:
@@ -58,22 +64,26 @@ def check_password(value: object, field: str = "password") -> str:
 
 
 def find_user(username: str) -> User | None:
-    """The user with this name, ignoring case (sign-up keeps names unique that way)."""
-    return db.session.scalar(
-        sa.select(User).where(sa.func.lower(User.username) == username.strip().lower()).order_by(User.id)
-    )
+    """The user with this name, compared by :func:`common.usernames.username_key`."""
+    return db.session.scalar(sa.select(User).where(User.username_key == username_key(username)))
 
 
 # -- login and lockout -------------------------------------------------------
 
 
+# Any fixed number: PostgreSQL's advisory lock that serialises lockout decisions.
+LOGIN_LOCK_KEY = 0x5EAD_0001
+
+
 def _account_key(username: str) -> str:
     """What a failure is counted under: a hash, since people type passwords into the name field."""
-    return hash_secret(username.strip().lower())
+    return hash_secret(username_key(username))
 
 
-def lockout_seconds(username: str, ip: str, now: datetime | None = None) -> int:
-    """Seconds until this account and address may try again (0 when not locked)."""
+def lockout_seconds(
+    username: str, ip: str, now: datetime | None = None, *, limit: int = LOCKOUT_LIMIT
+) -> int:
+    """Seconds until this account and address may try again (0 when under ``limit`` failures)."""
     now = now or utcnow()
     since = now - LOCKOUT_WINDOW
     waits = [0]
@@ -83,34 +93,63 @@ def lockout_seconds(username: str, ip: str, now: datetime | None = None) -> int:
             .where(column == value, LoginFailure.at > since)
             .order_by(LoginFailure.at)
         ).all()
-        if len(times) >= LOCKOUT_LIMIT:
-            # The lock lifts when fewer than LOCKOUT_LIMIT failures remain in the window.
-            unlock = times[len(times) - LOCKOUT_LIMIT] + LOCKOUT_WINDOW
+        if len(times) >= limit:
+            # The lock lifts when fewer than ``limit`` failures remain in the window.
+            unlock = times[len(times) - limit] + LOCKOUT_WINDOW
             waits.append(max(1, math.ceil((unlock - now).total_seconds())))
     return max(waits)
 
 
-def record_failure(username: str, ip: str) -> None:
-    """Count one failed login (and forget those too old to matter)."""
+def claim_attempt(username: str, ip: str) -> int:
+    """Count this attempt as a failure *before* checking the password; its row id.
+
+    Counting and deciding happen in one transaction that holds the database's
+    write lock (SQLite) or an advisory lock (PostgreSQL), so concurrent
+    attempts are decided one after another: past the limit they get
+    :class:`LockedOut`, however many arrive at once. A successful login
+    deletes its row again (:func:`forgive_attempt`).
+    """
+    db.session.rollback()
     now = utcnow()
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOGIN_LOCK_KEY})
+    # The first write takes SQLite's write lock until the commit below.
     db.session.execute(sa.delete(LoginFailure).where(LoginFailure.at <= now - LOCKOUT_WINDOW))
-    db.session.add(LoginFailure(username=_account_key(username), ip=ip[:64], at=now))
+    attempt = LoginFailure(username=_account_key(username), ip=ip[:64], at=now)
+    db.session.add(attempt)
+    db.session.flush()
+    # This attempt is among the rows counted: locked when LOCKOUT_LIMIT others precede it.
+    wait = lockout_seconds(username, ip, now, limit=LOCKOUT_LIMIT + 1)
+    if wait:
+        db.session.rollback()
+        raise LockedOut(wait)
+    attempt_id = attempt.id
     db.session.commit()
+    return attempt_id
+
+
+def forgive_attempt(attempt_id: int) -> None:
+    """The attempt was not a failure: it stops counting after ``SUCCESS_HOLD`` (the caller commits).
+
+    Not at once: attempts racing with this one must still see it, or a right
+    password among the first ones would let one more guess through.
+    """
+    expires = utcnow() - LOCKOUT_WINDOW + SUCCESS_HOLD
+    db.session.execute(sa.update(LoginFailure).where(LoginFailure.id == attempt_id).values(at=expires))
 
 
 def authenticate(username: object, password: object, ip: str) -> User:
     """The user these credentials belong to; raises :class:`LockedOut` or :class:`LoginFailed`."""
     username = username if isinstance(username, str) else ""
     password = password if isinstance(password, str) else ""
-    wait = lockout_seconds(username, ip)
-    if wait:
-        raise LockedOut(wait)
+    attempt_id = claim_attempt(username, ip)
     user = find_user(username) if username.strip() else None
     # verify_password spends the same time on an unknown user as on a wrong password.
     if not verify_password(user.password_hash if user else None, password[:PASSWORD_MAX]):
-        record_failure(username, ip)
-        raise LoginFailed(GENERIC_LOGIN_ERROR)
+        raise LoginFailed(GENERIC_LOGIN_ERROR)  # its attempt stays counted
+    forgive_attempt(attempt_id)
     if not user.is_active:
+        db.session.commit()
         raise LoginFailed("This account is disabled. Ask an administrator to enable it.")
     if password_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)

@@ -17,13 +17,18 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 
 def _safe_next(target: str | None) -> str | None:
-    """Only a path on this site: never another host (open redirect)."""
-    if not target:
+    """Only a path on this site, else ``None`` (the default page): never another host."""
+    if not target or not target.startswith("/") or target.startswith("//"):
         return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    # Browsers drop tabs and newlines from URLs ("/\t/evil" is "//evil") and read
+    # "\" as "/"; CR/LF would also break the Location header.
+    if "\\" in target or any(char <= " " or char == "\x7f" for char in target):
         return None
-    if "\\" in target:
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return None
+    if parts.scheme or parts.netloc:
         return None
     return target
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import socket
 import subprocess
 import threading
@@ -12,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+
+from common.door import raise_descriptor_limit
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STOP_GRACE_S = 10
@@ -26,12 +27,7 @@ def free_port() -> int:
 
 def raise_nofile(wanted: int) -> int:
     """Raise this process's open-file limit towards ``wanted`` (children inherit it); return it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        return target
-    return soft
+    return raise_descriptor_limit(wanted)[1]
 
 
 class Service:

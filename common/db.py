@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -30,9 +31,35 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:
 
 
 def sqlite_engine_hooks(engine: sa.Engine) -> None:
-    """Install the SQLite pragmas on an engine (a no-op for other databases)."""
+    """Install the SQLite pragmas on an engine, its file private (a no-op for other databases)."""
     if engine.dialect.name == "sqlite":
+        secure_sqlite_file(engine.url.database)
         sa.event.listen(engine, "connect", _on_sqlite_connect)
+
+
+SQLITE_FILE_MODE = 0o600
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def secure_sqlite_file(path: str | None) -> None:
+    """Create the SQLite file readable by its owner only, and make existing ones so.
+
+    SQLite gives its -wal and -shm files the database file's permissions, so
+    creating that file 0600 before SQLite does keeps all of them private.
+    """
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    database = Path(path)
+    if not database.parent.is_dir():
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, SQLITE_FILE_MODE))
+    except OSError:
+        return  # unwritable here: SQLite will report it in its own words
+    for suffix in SQLITE_COMPANIONS:
+        companion = Path(f"{database}{suffix}")
+        if companion.exists() and companion.stat().st_mode & 0o777 != SQLITE_FILE_MODE:
+            companion.chmod(SQLITE_FILE_MODE)
 
 
 def engine_options(url: str) -> dict:
@@ -97,4 +124,5 @@ def upgrade(url: str) -> None:
         path = url.split("///", 1)[1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            secure_sqlite_file(path)
     command.upgrade(alembic_config(url), "head")

@@ -119,6 +119,7 @@ def launch(build_app: Callable[[Settings], object]) -> None:
             print(f"seadragon: created the admin account {username!r}", flush=True)
     app = build_app(settings)
     tune_gc()
+    protocol = prepare_door(settings)
     print(
         f"seadragon: serving on http://{settings.host}:{settings.port} "
         f"(admin panel at /admin/, Ollama API at /api/, OpenAI API at /v1/)",
@@ -133,4 +134,30 @@ def launch(build_app: Callable[[Settings], object]) -> None:
         log_level="info",
         access_log=False,
         timeout_graceful_shutdown=30,
+        http=protocol,
+        timeout_keep_alive=settings.keepalive_timeout,
     )
+
+
+def prepare_door(settings: Settings) -> type:
+    """The connection limits of ``common.door``, with file descriptors enough for them."""
+    from common.door import DoorLimits, descriptors_needed, door_protocol, raise_descriptor_limit
+
+    needed = descriptors_needed(settings.max_connections)
+    before, now, hard = raise_descriptor_limit(needed)
+    if now != before:
+        print(f"seadragon: open-file limit raised from {before} to {now} (hard limit {hard})", flush=True)
+    if now < needed:
+        print(
+            f"seadragon: WARNING: the open-file limit {now} is below the {needed} that "
+            f"SEADRAGON_MAX_CONNECTIONS={settings.max_connections} may need (hard limit {hard})",
+            flush=True,
+        )
+    limits = DoorLimits(
+        head_timeout=settings.head_timeout,
+        max_head_size=settings.max_head_size,
+        max_connections=settings.max_connections,
+        max_pending_per_ip=settings.max_pending_per_ip,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    return door_protocol(limits)

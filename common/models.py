@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncAttrs
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+from common.usernames import KEY_MAX, username_key
 
 
 def utcnow() -> datetime:
@@ -59,6 +61,9 @@ class User(PolicyColumns, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    # common.usernames.username_key(username), kept by the validator below: the
+    # unique index that makes Émile and émile, admin and ａｄｍｉｎ one account.
+    username_key: Mapped[str] = mapped_column(sa.String(KEY_MAX), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     is_admin: Mapped[bool] = mapped_column(default=False)
     is_active: Mapped[bool] = mapped_column(default=True)
@@ -67,6 +72,11 @@ class User(PolicyColumns, Base):
     session_version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @validates("username")
+    def _keep_key(self, _name: str, value: str) -> str:
+        self.username_key = username_key(value)
+        return value
 
 
 class RegistrationToken(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -10,14 +11,29 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def parse_ip(value: str | None) -> IPAddress | None:
-    """Parse an address (IPv6 brackets, zone ids and ``::ffff:`` mapping handled)."""
+# ASCII hex digits, dots and colons only: ``int()`` and ``ipaddress`` accept
+# other scripts' digits (``٨`` is 8), which must never reach them.
+_ADDRESS_TEXT = re.compile(r"[0-9A-Fa-f:.]+")
+_PREFIX_TEXT = re.compile(r"[0-9]{1,3}")
+
+
+def parse_ip(value: str | None, *, allow_zone: bool = False) -> IPAddress | None:
+    """Parse an address written in ASCII (IPv6 brackets and ``::ffff:`` mapping handled).
+
+    A zone id (``fe80::1%eth0``) is refused unless ``allow_zone``: only a
+    socket's own peer address may carry one, and it is dropped then.
+    """
     if not value:
         return None
     text = value.strip()
     if text.startswith("[") and "]" in text:
         text = text[1 : text.index("]")]
-    text = text.split("%", 1)[0]
+    if "%" in text:
+        if not allow_zone:
+            return None
+        text = text.split("%", 1)[0]
+    if not _ADDRESS_TEXT.fullmatch(text):
+        return None
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -42,10 +58,9 @@ def normalise_network(value: str) -> IPNetwork:
     if not slash:
         return ipaddress.ip_network(address)
     mapped = address_part.strip().lower().startswith("::ffff:") and address.version == 4
-    try:
-        bits = int(prefix)
-    except ValueError:
-        raise ValueError(f"{prefix!r} is not a valid prefix length.") from None
+    if not _PREFIX_TEXT.fullmatch(prefix.strip()):
+        raise ValueError(f"{prefix!r} is not a valid prefix length.")
+    bits = int(prefix)
     if mapped:
         bits -= 96  # ::ffff:10.0.0.0/104 is 10.0.0.0/8
     try:
@@ -66,8 +81,8 @@ def resolve_client_ip(
 ) -> IPAddress | None:
     """The client's address: the socket peer, or behind trusted proxies the
     rightmost ``X-Forwarded-For`` hop that is not itself a trusted proxy."""
-    address = parse_ip(peer)
-    if address is None or not forwarded_for or not _in_any(address, trusted):
+    address = parse_ip(peer, allow_zone=True)
+    if address is None or not forwarded_for or not in_any(address, trusted):
         return address
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
     for hop in reversed(hops):
@@ -76,12 +91,13 @@ def resolve_client_ip(
             # Garbage in the chain: stop believing it at the last good hop.
             return address
         address = hop_address
-        if not _in_any(hop_address, trusted):
+        if not in_any(hop_address, trusted):
             return hop_address
     return address
 
 
-def _in_any(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
+def in_any(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
+    """Whether ``address`` lies in one of ``networks``."""
     return any(address.version == net.version and address in net for net in networks)
 
 

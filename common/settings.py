@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from common.network import normalise_network
+
 PREFIX = "SEADRAGON_"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,6 +79,11 @@ class Settings:
     public_url: str | None = None  # external base URL for every absolute link printed
     log_retention_days: int = 90
     access_log: str = "text"  # text | json | off
+    head_timeout: float = 10.0  # seconds a connection may take to send a whole request head
+    keepalive_timeout: float = 120.0  # seconds an idle keep-alive connection stays open
+    max_head_size: int = 64 * 1024  # bytes of request line + headers, then 431
+    max_connections: int = 8192  # open client connections, then 503 at accept
+    max_pending_per_ip: int = 64  # connections of one IP without a complete head, then 429
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -123,6 +130,11 @@ class Settings:
             public_url=_public_url(env.str("PUBLIC_URL", "")),
             log_retention_days=env.int("LOG_RETENTION_DAYS", 90, minimum=1, maximum=36_500),
             access_log=env.choice("ACCESS_LOG", "text", ("text", "json", "off")),
+            head_timeout=env.float("HEAD_TIMEOUT", 10.0, minimum=0.001),
+            keepalive_timeout=env.float("KEEPALIVE_TIMEOUT", 120.0, minimum=0.001),
+            max_head_size=env.size("MAX_HEAD_SIZE", 64 * 1024),
+            max_connections=env.int("MAX_CONNECTIONS", 8192, minimum=1, maximum=1_000_000),
+            max_pending_per_ip=env.int("MAX_PENDING_PER_IP", 64, minimum=1, maximum=1_000_000),
         )
 
 
@@ -288,7 +300,7 @@ def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
         if not item:
             continue
         try:
-            nets.append(ipaddress.ip_network(item, strict=False))
+            nets.append(normalise_network(item))
         except ValueError:
             raise ConfigError(f"{PREFIX}TRUSTED_PROXIES: {item!r} is not an IP address or CIDR") from None
     return tuple(nets)
@@ -298,9 +310,13 @@ def _instance_secret(instance_dir: Path) -> str:
     """Generate the secret key once and keep it in ``instance/secret_key``."""
     path = instance_dir / "secret_key"
     try:
-        return path.read_text().strip()
+        key = path.read_text().strip()
     except FileNotFoundError:
         pass
+    else:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)  # a key file left readable by others (older versions, a copy)
+        return key
     instance_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     try:

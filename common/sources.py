@@ -6,7 +6,7 @@ resolved client IP and lookup callables (backed by a cache in the gateway).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -68,6 +68,23 @@ class Identity:
     user_id: int | None = None
     is_admin: bool = False
     label: str = ""
+
+
+CREDENTIAL_HEADERS = ("X-API-Key", "Authorization")
+
+
+def single_credential(values: Sequence[str] | None, header: str) -> str | None:
+    """The one value of a credential header; given twice it is ambiguous → 400.
+
+    Servers and proxies disagree on which of two values counts (the first,
+    the last, both joined with commas, as WSGI does): refusing leaves nothing
+    to disagree about. Keys and bearer tokens never contain a comma.
+    """
+    if not values:
+        return None
+    if len(values) > 1 or "," in values[0]:
+        raise ClassificationError(400, f"the {header} header is given more than once")
+    return values[0]
 
 
 def parse_credentials(x_api_key: str | None, authorization: str | None) -> Credentials:

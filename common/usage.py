@@ -22,6 +22,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from common.models import APIKey, RequestLog, User, WhitelistEntry, iso
 
 MAX_PER_PAGE = 500
+# Past any real page; keeps the SQL offset inside a 64-bit integer (a bigger one was a 500).
+MAX_PAGE = 10**9
 
 # One request-log row as scripts read it (docs/contract.md §6): the JSON fields and the CSV columns.
 ROW_FIELDS = (
@@ -139,8 +141,8 @@ def _conditions(filters: RequestFilters) -> list[sa.ColumnElement[bool]]:
 def request_page(
     session: Session, *, filters: RequestFilters | None = None, page: int = 1, per_page: int = 50
 ) -> RequestPage:
-    """Matching rows, newest first; ``page`` from 1, ``per_page`` kept within 1–500."""
-    page = max(1, page)
+    """Matching rows, newest first; ``page`` kept within 1–MAX_PAGE, ``per_page`` within 1–500."""
+    page = min(max(1, page), MAX_PAGE)
     per_page = min(max(1, per_page), MAX_PER_PAGE)
     conditions = _conditions(filters or RequestFilters())
     total = session.scalar(sa.select(sa.func.count(RequestLog.id)).where(*conditions)) or 0

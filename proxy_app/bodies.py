@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from quart import Request
 
+from common.jsondepth import loads_limited
 from proxy_app.errors import BadRequest, ProxyError
 
 
@@ -31,11 +30,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_object(body: bytes) -> dict:
-    """The body as a JSON object, or 400."""
+    """The body as a JSON object (at most 64 levels deep), or 400."""
     if not body.strip():
         raise BadRequest("missing request body: expected a JSON object")
     try:
-        data = json.loads(body)
+        data = loads_limited(body)  # JSONTooDeep is a ValueError: 400 too
     except ValueError as exc:
         raise BadRequest(f"malformed JSON body: {exc}") from None
     if not isinstance(data, dict):

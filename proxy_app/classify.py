@@ -15,7 +15,7 @@ from common.network import IPAddress, resolve_client_ip
 from common.security import hash_secret
 from common.sessions import SESSION_COOKIE_NAME, read_session_cookie
 from common.settings import Settings
-from common.sources import Credentials, Identity, UserInfo, classify, parse_credentials
+from common.sources import Credentials, Identity, UserInfo, classify, parse_credentials, single_credential
 from proxy_app.identity_cache import Snapshot
 
 
@@ -34,14 +34,17 @@ _WANTED = frozenset({b"x-api-key", b"authorization", b"x-forwarded-for", b"origi
 
 
 def principal_of(request: Request, settings: Settings) -> Principal:
-    """Read credentials, client IP, origin and session from a request (400 on conflicting keys)."""
+    """Read credentials, client IP, origin and session (400 on conflicting or repeated credentials)."""
     # One pass over the raw headers: every request pays for this, and most of
     # the names asked for are absent (a miss in Werkzeug's Headers raises inside).
     found: dict[bytes, list[str]] = {}
     for name, value in request.scope["headers"]:  # ASGI names are lower-case already
         if name in _WANTED:
             found.setdefault(name, []).append(value.decode("latin-1"))
-    credentials = parse_credentials(_first(found, b"x-api-key"), _first(found, b"authorization"))
+    credentials = parse_credentials(
+        single_credential(found.get(b"x-api-key"), "X-API-Key"),
+        single_credential(found.get(b"authorization"), "Authorization"),
+    )
     peer = request.scope.get("client") or (None, None)
     # A proxy may add its hop as a separate header line: read them all, in order.
     forwarded = ", ".join(found.get(b"x-forwarded-for", ()))

@@ -131,3 +131,39 @@ def test_a_bad_policy_or_scheduling_value_names_the_variable(tmp_path, name, val
     with pytest.raises(ConfigError) as caught:
         make(tmp_path, **{name: value})
     assert f"SEADRAGON_{name}" in str(caught.value) and fragment in str(caught.value)
+
+
+def test_it_uses_the_documented_door_limits_and_reads_them(tmp_path):
+    settings = make(tmp_path)
+    assert (settings.head_timeout, settings.keepalive_timeout) == (10.0, 120.0)
+    assert settings.max_head_size == 64 * 1024
+    assert (settings.max_connections, settings.max_pending_per_ip) == (8192, 64)
+    custom = make(
+        tmp_path,
+        HEAD_TIMEOUT="2.5",
+        KEEPALIVE_TIMEOUT="30",
+        MAX_HEAD_SIZE="8KiB",
+        MAX_CONNECTIONS="100",
+        MAX_PENDING_PER_IP="3",
+    )
+    assert (custom.head_timeout, custom.keepalive_timeout, custom.max_head_size) == (2.5, 30.0, 8192)
+    assert (custom.max_connections, custom.max_pending_per_ip) == (100, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("HEAD_TIMEOUT", "0", "at least"),
+        ("KEEPALIVE_TIMEOUT", "soon", "expected a number"),
+        ("MAX_HEAD_SIZE", "1MB", "expected bytes"),
+        ("MAX_CONNECTIONS", "0", "between 1 and"),
+        ("MAX_PENDING_PER_IP", "many", "whole number"),
+        ("TRUSTED_PROXIES", "10.0.0.0/٨", "not an IP address or CIDR"),
+        ("TRUSTED_PROXIES", "fe80::1%eth0", "not an IP address or CIDR"),
+    ],
+)
+def test_a_bad_door_limit_or_proxy_names_the_variable(tmp_path, name, value, fragment):
+    with pytest.raises(ConfigError) as error:
+        make(tmp_path, **{name: value})
+    assert str(error.value).startswith(f"SEADRAGON_{name}:")
+    assert fragment in str(error.value)

@@ -9,6 +9,9 @@ import httpx
 import pytest
 
 from proxy_app import create_app
+from tests.conftest import settings_env
+from tests.live import LiveServer
+from tests.proxy import live_gateway as door
 from tests.proxy.fake_ollama import FakeOllama
 from tests.proxy.support import Accounts, AdminApp, GatewayServer
 
@@ -106,3 +109,35 @@ def gateway(gw_settings, accounts, serve):
 def admin_app() -> Callable[..., AdminApp]:
     """The real admin app on a settings object's database."""
     return AdminApp
+
+
+@pytest.fixture(scope="module")
+def door_server(tmp_path_factory, sim_server) -> Iterator[LiveServer]:
+    """The real gateway with small door limits."""
+    env = settings_env(
+        tmp_path_factory.mktemp("door"),
+        admin_password=door.ADMIN_PASSWORD,
+        ollama_urls=f"{sim_server.url}=4",
+        head_timeout=door.HEAD_TIMEOUT,
+        keepalive_timeout=door.KEEPALIVE_TIMEOUT,
+        max_head_size=door.MAX_HEAD,
+        max_connections=door.MAX_CONNECTIONS,
+        max_pending_per_ip=door.PENDING_PER_IP,
+    )
+    live = LiveServer(env).start(timeout=60)
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def door_key(door_server) -> str:
+    """A key made through the admin API."""
+    with httpx.Client(base_url=door_server.url, timeout=30) as client:
+        token = client.post("/auth/token", json={"username": "admin", "password": door.ADMIN_PASSWORD}).json()
+        created = client.post(
+            "/api/admin/apikeys",
+            json={"name": "door", "priority": 5},
+            headers={"Authorization": f"Bearer {token['access_token']}"},
+        )
+        assert created.status_code == 201, created.text
+        return created.json()["key"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -14,8 +13,9 @@ import sqlalchemy as sa
 
 from common.db import make_sync_engine
 from common.models import RequestLog, User
-from tests.conftest import fresh_redis_url, require_service, settings_env
+from tests.conftest import fresh_redis_url, settings_env
 from tests.live import LiveServer
+from tests.postgres import own_postgres_database
 
 pytestmark = pytest.mark.scaleout
 
@@ -27,17 +27,8 @@ CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "s
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL database of this test's own, dropped afterwards."""
-    server = require_service("SEADRAGON_TEST_POSTGRES_URL")
-    name = "seadragon_" + secrets.token_hex(6)
-    admin = sa.create_engine(
-        server.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield server.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with own_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture
