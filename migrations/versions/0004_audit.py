@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision: str = '0004_audit'
-down_revision: Union[str, Sequence[str], None] = '0003_policies'  # the lead re-chains at merge
+down_revision: Union[str, Sequence[str], None] = '0003_policies'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
