@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from common.settings import ConfigError, Settings
 from proxy_app import create_app
 from proxy_app.refusal_log import RefusalLog
 from proxy_app.request_log import RequestRecord
+from tests.conftest import settings_env
 from tests.proxy.fake_ollama import call, chat_request
 from tests.proxy.support import log_rows
 
@@ -92,6 +95,13 @@ def test_ips_over_the_cap_are_counted_together_under_an_empty_client_ip():
         by_ip[row.client_ip] = by_ip.get(row.client_ip, 0) + row.repeats
     assert by_ip == {ips[0]: 3, ips[1]: 3, None: 24}
     assert len(rows) == 5  # two first rows, two counted rows, one overflow row
+
+
+def test_the_ip_cap_is_a_setting_with_a_default(tmp_path):
+    assert Settings.from_env(settings_env(tmp_path)).refusal_log_max_ips == 1000
+    assert Settings.from_env(settings_env(tmp_path, REFUSAL_LOG_MAX_IPS="5")).refusal_log_max_ips == 5
+    with pytest.raises(ConfigError, match="SEADRAGON_REFUSAL_LOG_MAX_IPS: must be between 1 and"):
+        Settings.from_env(settings_env(tmp_path, REFUSAL_LOG_MAX_IPS="0"))
 
 
 def total(metrics_text: str, status: str) -> float:
