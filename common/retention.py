@@ -22,6 +22,11 @@ def retention_cutoff(days: int, now: datetime | None = None) -> datetime:
     return (now or utcnow()) - timedelta(days=days)
 
 
+def oldest_row_statement(cutoff: datetime) -> sa.Select:
+    """One row created before ``cutoff``, if any (a read: no write lock when there is nothing to prune)."""
+    return sa.select(RequestLog.id).where(RequestLog.created_at < cutoff).limit(1)
+
+
 def prune_batch_statement(cutoff: datetime, batch: int = PRUNE_BATCH) -> sa.Delete:
     """Delete up to ``batch`` rows created before ``cutoff``."""
     oldest = sa.select(RequestLog.id).where(RequestLog.created_at < cutoff).limit(batch)

@@ -12,7 +12,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.retention import PRUNE_BATCH, prune_batch_statement, retention_cutoff
+from common.retention import PRUNE_BATCH, oldest_row_statement, prune_batch_statement, retention_cutoff
 
 log = logging.getLogger("seadragon.retention")
 
@@ -25,6 +25,10 @@ async def prune_old_requests(engine: AsyncEngine, days: int, batch: int = PRUNE_
     cutoff = retention_cutoff(days)
     removed = 0
     while True:
+        # Usually nothing is old enough: find that out with a read, never taking SQLite's write lock.
+        async with engine.connect() as connection:
+            if (await connection.execute(oldest_row_statement(cutoff))).first() is None:
+                return removed
         async with engine.begin() as connection:
             count = (await connection.execute(prune_batch_statement(cutoff, batch))).rowcount
         removed += count
