@@ -53,7 +53,6 @@ class GatewayOptions:
     prune_interval: float = PRUNE_INTERVAL  # seconds between request-log prunes
 
 
-
 class Gateway:
     """The process-wide state while serving: client, backends, queue, identities, measurements.
 
