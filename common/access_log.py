@@ -68,7 +68,9 @@ class AccessLog:
         """Write one request's line (callers check :attr:`enabled` first to skip building ``who``)."""
         if not self.enabled:
             return
-        stamp = time.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if time.tzinfo is not UTC:
+            time = time.astimezone(UTC)
+        stamp = f"{time:%Y-%m-%dT%H:%M:%S}.{time.microsecond // 1000:03d}Z"
         if self.mode == "json":
             line = json.dumps(
                 {

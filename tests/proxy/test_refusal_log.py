@@ -12,7 +12,7 @@ from proxy_app.refusal_log import RefusalLog
 from proxy_app.request_log import RequestRecord
 from tests.conftest import settings_env
 from tests.proxy.fake_ollama import call, chat_request
-from tests.proxy.support import log_rows
+from tests.proxy.support import PASSWORD, AdminApp, log_rows
 
 ATTACKER = "198.51.100.7"
 WHITELISTED_IP = "10.0.0.5"
@@ -116,7 +116,8 @@ async def test_a_flood_of_unauthenticated_requests_leaves_a_handful_of_rows_that
     settings_factory, fake_ollama, accounts
 ):
     settings = settings_factory(METRICS_TOKEN="scrape-token-123")
-    accounts(settings).whitelist(WHITELISTED_IP)
+    db = accounts(settings)
+    db.whitelist(WHITELISTED_IP)
     app = create_app(settings=settings, transport=httpx.MockTransport(fake_ollama))
     async with app.test_app() as test_app:
         client = test_app.test_client()
@@ -135,3 +136,9 @@ async def test_a_flood_of_unauthenticated_requests_leaves_a_handful_of_rows_that
     assert sum(row.repeats for row in refused) == FLOOD
     served = [row for row in rows if row.status == 200]
     assert len(served) == 3 and all(row.repeats == 1 for row in served)
+
+    db.user("root", admin=True)
+    admin = AdminApp(settings).app.test_client()
+    admin.post("/auth/login", data={"username": "root", "password": PASSWORD})
+    page = admin.get("/admin/requests", query_string={"status": "401"}).get_data(as_text=True)
+    assert all(f"×{row.repeats}<" in page for row in refused if row.repeats > 1)
