@@ -12,18 +12,21 @@ import sys
 from a2wsgi import WSGIMiddleware
 
 from admin_app import create_app as create_admin_app
-from common.dispatch import PathDispatch
+from common.access_log import AccessLog, AccessLogMiddleware
+from common.dispatch import PathDispatch, is_proxied_path
 from common.settings import ConfigError, Settings
 from proxy_app import create_app as create_proxy_app
 
 
-def build_app(settings: Settings | None = None) -> PathDispatch:
+def build_app(settings: Settings | None = None) -> AccessLogMiddleware:
     """The gateway (Quart) with the admin app (Flask) mounted on its paths."""
     settings = settings or load_settings()
     admin = create_admin_app(settings=settings)
     gateway = create_proxy_app(settings=settings)
     # Flask runs in a thread pool so slow admin work never blocks the event loop.
-    return PathDispatch(gateway, WSGIMiddleware(admin, workers=8))
+    app = PathDispatch(gateway, WSGIMiddleware(admin, workers=8))
+    # Proxied requests write their access-log line when they end (Gateway.finish); this writes the rest's.
+    return AccessLogMiddleware(app, AccessLog(settings.access_log), is_proxied_path, settings.trusted_proxies)
 
 
 def load_settings() -> Settings:

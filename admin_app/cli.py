@@ -1,4 +1,4 @@
-"""``flask --app wsgi init-db`` and ``flask --app wsgi create-admin``."""
+"""``flask --app wsgi init-db``, ``create-admin`` and ``prune-requests``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from admin_app import accounts
+from admin_app.extensions import db
 from admin_app.services import ServiceError
 from common.db import upgrade
+from common.retention import prune_requests, retention_cutoff
 
 
 def _upgrade() -> None:
@@ -46,7 +48,24 @@ def create_admin(username: str, password: str) -> None:
         click.echo(f"{user.username!r} is now an active administrator with the new password.")
 
 
+@click.command("prune-requests")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 36_500),
+    default=None,
+    help="Remove rows older than this many days (default: SEADRAGON_LOG_RETENTION_DAYS).",
+)
+@with_appcontext
+def prune_requests_command(days: int | None) -> None:
+    """Delete request-log rows older than the retention period, in batches; print how many went."""
+    _upgrade()
+    days = days or current_app.config["SEADRAGON"].log_retention_days
+    removed = prune_requests(db.engine, retention_cutoff(days))
+    click.echo(f"Removed {removed} request-log row{'s' if removed != 1 else ''} older than {days} days.")
+
+
 def register_commands(app: Flask) -> None:
     """Add the commands to ``app.cli``."""
     app.cli.add_command(init_db)
     app.cli.add_command(create_admin)
+    app.cli.add_command(prune_requests_command)

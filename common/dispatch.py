@@ -23,6 +23,13 @@ def is_admin_path(path: str) -> bool:
     return path in ADMIN_EXACT or path.startswith(ADMIN_PREFIXES)
 
 
+def is_proxied_path(path: str) -> bool:
+    """True if ``path`` is a gateway request served by a ``ProxiedRequest`` (it logs its own line)."""
+    if is_admin_path(path) or path in GATEWAY_EXCEPTIONS:
+        return False
+    return path in ("/api", "/v1") or path.startswith(("/api/", "/v1/"))
+
+
 class PathDispatch:
     """ASGI app routing HTTP requests by path; lifespan goes to the gateway."""
 

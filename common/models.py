@@ -201,3 +201,8 @@ class RequestLog(Base):
     duration_ms: Mapped[float | None] = mapped_column(sa.Float)
     prompt_tokens: Mapped[int | None] = mapped_column()
     completion_tokens: Mapped[int | None] = mapped_column()
+    # Refusals without an identity are collapsed per client IP and minute (README "Request log"):
+    # one row may stand for this many requests.
+    repeats: Mapped[int] = mapped_column(default=1, server_default="1")
+    # The display prefix of an API key that was refused (unknown, revoked, malformed); never the key.
+    key_prefix: Mapped[str | None] = mapped_column(sa.String(16))

@@ -74,6 +74,15 @@ def display_prefix(value: str) -> str:
     return value[:DISPLAY_PREFIX_LEN]
 
 
+def presented_key_prefix(value: str) -> str:
+    """What a log may keep of a key that was refused: the display prefix, at most a third of it.
+
+    A well-formed key shows its :data:`DISPLAY_PREFIX_LEN` characters as the key list does;
+    a short or malformed value (a password pasted by mistake) shows no more than a third of itself.
+    """
+    return value[: min(DISPLAY_PREFIX_LEN, len(value) // 3)]
+
+
 def constant_time_equals(a: str, b: str) -> bool:
     """Compare two strings without leaking where they differ."""
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))

@@ -78,6 +78,7 @@ class Settings:
     webchat_daily_tokens: int | None = None
     public_url: str | None = None  # external base URL for every absolute link printed
     log_retention_days: int = 90
+    refusal_log_max_ips: int = 1000  # client IPs whose refusals are tracked per minute (refusal_log.py)
     access_log: str = "text"  # text | json | off
     head_timeout: float = 10.0  # seconds a connection may take to send a whole request head
     keepalive_timeout: float = 120.0  # seconds an idle keep-alive connection stays open
@@ -129,6 +130,7 @@ class Settings:
             webchat_daily_tokens=env.optional_int("WEBCHAT_DAILY_TOKENS", minimum=1, maximum=10**12),
             public_url=_public_url(env.str("PUBLIC_URL", "")),
             log_retention_days=env.int("LOG_RETENTION_DAYS", 90, minimum=1, maximum=36_500),
+            refusal_log_max_ips=env.int("REFUSAL_LOG_MAX_IPS", 1000, minimum=1, maximum=1_000_000),
             access_log=env.choice("ACCESS_LOG", "text", ("text", "json", "off")),
             head_timeout=env.float("HEAD_TIMEOUT", 10.0, minimum=0.001),
             keepalive_timeout=env.float("KEEPALIVE_TIMEOUT", 120.0, minimum=0.001),

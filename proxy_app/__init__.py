@@ -12,6 +12,7 @@ from proxy_app.cors import install_cors
 from proxy_app.errors import register_error_handlers
 from proxy_app.gateway import GatewayOptions
 from proxy_app.identity_cache import REFRESH_INTERVAL
+from proxy_app.log_retention import PRUNE_INTERVAL
 
 
 def create_app(
@@ -23,7 +24,7 @@ def create_app(
     """Build the gateway; ``transport`` replaces the upstream network in tests.
 
     ``test_config`` may set ``SEADRAGON_IDENTITY_REFRESH`` and
-    ``SEADRAGON_HEALTH_INTERVAL`` (seconds) besides Quart's own keys.
+    ``SEADRAGON_HEALTH_INTERVAL`` and ``SEADRAGON_PRUNE_INTERVAL`` (seconds) besides Quart's own keys.
     """
     settings = settings or Settings.from_env()
     app = Quart(__name__)
@@ -34,6 +35,7 @@ def create_app(
         MAX_CONTENT_LENGTH=None,
         SEADRAGON_IDENTITY_REFRESH=REFRESH_INTERVAL,
         SEADRAGON_HEALTH_INTERVAL=gateway_module.HEALTH_INTERVAL,
+        SEADRAGON_PRUNE_INTERVAL=PRUNE_INTERVAL,
     )
     if test_config:
         app.config.from_mapping(test_config)
@@ -51,6 +53,7 @@ def create_app(
             transport=transport,
             identity_refresh=app.config["SEADRAGON_IDENTITY_REFRESH"],
             health_interval=app.config["SEADRAGON_HEALTH_INTERVAL"],
+            prune_interval=app.config["SEADRAGON_PRUNE_INTERVAL"],
         ),
     )
     return app

@@ -19,14 +19,18 @@ import httpx
 from quart import Quart, current_app
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.access_log import AccessLog
 from common.db import make_async_engine, make_async_sessionmaker
 from common.settings import Settings
 from common.sources import ClassificationError, Identity
+from proxy_app.access_line import write_access_line
 from proxy_app.backends import BackendPool, BackendState
 from proxy_app.classify import Principal, identify
 from proxy_app.identity_cache import REFRESH_INTERVAL, IdentityCache, Snapshot
 from proxy_app.live_stats import LiveStats
+from proxy_app.log_retention import PRUNE_INTERVAL, prune_periodically
 from proxy_app.metrics import Metrics
+from proxy_app.refusal_log import RefusalLog
 from proxy_app.request_log import RequestLogWriter, RequestRecord
 from proxy_app.scheduler import LocalScheduler, Revoked, Scheduler
 from proxy_app.upstream import Upstream, make_client, make_transport
@@ -46,6 +50,7 @@ class GatewayOptions:
     transport: httpx.AsyncBaseTransport | None = None  # replaces the upstream network in tests
     identity_refresh: float = REFRESH_INTERVAL
     health_interval: float = HEALTH_INTERVAL
+    prune_interval: float = PRUNE_INTERVAL  # seconds between request-log prunes
 
 
 class Gateway:
@@ -66,6 +71,7 @@ class Gateway:
         upstream: Upstream,
         cache: IdentityCache,
         redis: Any | None,
+        prune_interval: float = PRUNE_INTERVAL,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -78,8 +84,13 @@ class Gateway:
         self.redis = redis  # only with SEADRAGON_REDIS_URL (scale-out)
         self.live = LiveStats()
         self.metrics = Metrics(self.stats_snapshot, writer, upstream.open_connections)
+        self.refusals = RefusalLog(writer, max_ips=settings.refusal_log_max_ips)
+        self.access_log = AccessLog(settings.access_log)
         cache.on_refresh(self._recheck_waiting)
         self._sampler = asyncio.create_task(self._sample_every_second())
+        self._pruner = asyncio.create_task(
+            prune_periodically(engine, settings.log_retention_days, prune_interval), name="request-log-pruner"
+        )
 
     @classmethod
     async def start(cls, options: GatewayOptions) -> Gateway:
@@ -107,15 +118,18 @@ class Gateway:
             upstream=upstream,
             cache=cache,
             redis=redis,
+            prune_interval=options.prune_interval,
         )
 
     async def close(self) -> None:
         """Fail the waiting, stop the loops, flush the log and usage, close the clients."""
         self._sampler.cancel()
-        await asyncio.gather(self._sampler, return_exceptions=True)
+        self._pruner.cancel()
+        await asyncio.gather(self._sampler, self._pruner, return_exceptions=True)
         await self.scheduler.close()
         if self.redis is not None:
             await self.redis.aclose()
+        self.refusals.flush()
         await self.writer.close()
         await self.cache.close()
         await self.engine.dispose()
@@ -129,9 +143,10 @@ class Gateway:
             self.cache.touch_key(identity.api_key_id)
         return identity
 
-    def finish(self, record: RequestRecord, *, live: bool) -> None:
-        """A request ended: one request-log row, and (for generations) the live numbers."""
-        self.writer.record(record)
+    def finish(self, record: RequestRecord, *, live: bool, identity: Identity | None = None) -> None:
+        """A request ended: its log row and access-log line, and (for generations) the live numbers."""
+        self.refusals.record(record)  # the row, or a count on its IP's row (proxy_app/refusal_log.py)
+        write_access_line(self.access_log, record, identity)
         self.metrics.observe(record)
         if live:
             self.live.observe(record)
@@ -159,6 +174,7 @@ class Gateway:
         while True:
             await asyncio.sleep(1.0)
             self.live.sample(self.stats_snapshot())
+            self.refusals.roll()  # a minute's collapsed refusals are written when it is over
 
 
 def _redis(settings: Settings) -> Any | None:

@@ -42,6 +42,7 @@ from datetime import datetime
 from quart import Response
 
 from common.models import utcnow
+from common.security import presented_key_prefix
 from common.sources import Identity, RequestSource
 from proxy_app.classify import Principal
 from proxy_app.errors import KNOWN_ERRORS, Forbidden, ProxyError, as_proxy_error
@@ -103,6 +104,10 @@ class ProxiedRequest:
         self.endpoint, self.model = route.name, route.model
         if route.lane is Lane.QUEUED:
             self.usage = UsageTracker("openai" if route.name.startswith("/v1/") else "ollama")
+
+    def presented(self, principal: Principal) -> None:
+        """What the request presented, before it is classified: a refused key's prefix goes on its row."""
+        self.principal = principal
 
     def admit(self, identity: Identity, principal: Principal | None = None) -> None:
         """Who is calling and whether they may; ``principal`` lets a waiting request be re-checked.
@@ -245,7 +250,8 @@ class ProxiedRequest:
         finally:
             if self.grant is not None:
                 self.gw.scheduler.release(self.grant)
-            self.gw.finish(self.record(), live=self._route is not None and self._route.lane is Lane.QUEUED)
+            live = self._route is not None and self._route.lane is Lane.QUEUED
+            self.gw.finish(self.record(), live=live, identity=self.identity)
 
     def record(self) -> RequestRecord:
         """The request-log row of this request as it stands (the only place one is filled)."""
@@ -271,7 +277,15 @@ class ProxiedRequest:
             duration_ms=(time.monotonic() - self.arrived) * 1000,
             prompt_tokens=tokens[0],
             completion_tokens=tokens[1],
+            key_prefix=self._refused_key_prefix(),
         )
+
+    def _refused_key_prefix(self) -> str | None:
+        # Only a refusal keeps it: an accepted key is named by api_key_id.
+        if self.identity is not None or self.principal is None:
+            return None
+        key = self.principal.credentials.api_key
+        return None if key is None else presented_key_prefix(key)
 
 
 def may_manage_models(identity: Identity) -> bool:

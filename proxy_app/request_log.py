@@ -47,7 +47,8 @@ class RequestRecord:
     ``ttfb_ms`` until Ollama's first byte, ``duration_ms`` until the last byte
     was sent or the client left. ``status`` is 499 for a client that left;
     ``stage`` says where a request that did not finish well ended: ``queued``,
-    ``waiting_upstream`` or ``streaming``.
+    ``waiting_upstream`` or ``streaming``. ``repeats`` is how many requests
+    the row stands for (collapsed refusals, ``proxy_app/refusal_log.py``).
     """
 
     request_id: str
@@ -69,6 +70,8 @@ class RequestRecord:
     duration_ms: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    repeats: int = 1  # more than 1: collapsed refusals (proxy_app/refusal_log.py)
+    key_prefix: str | None = None  # a refused API key's display prefix
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None:

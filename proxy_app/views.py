@@ -62,6 +62,7 @@ async def api(rest: str) -> Response:
         route = resolve(request.method, request.path)
         proxied.route_to(route)
         principal = principal_of(request, gw.settings)
+        proxied.presented(principal)
         identity = await gw.identify(principal)
         g.source = identity.source.value
         proxied.admit(identity, principal)

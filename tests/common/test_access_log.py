@@ -1,0 +1,99 @@
+"""The access-log line (docs/contract.md §6): its two formats, and the ASGI wrapper for non-proxied paths."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import ipaddress
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from common.access_log import AccessLog, AccessLogMiddleware
+
+FIELDS = {
+    "time": datetime(2026, 12, 2, 2, 40, 0, 123000, tzinfo=UTC),
+    "request_id": "abc123",
+    "client_ip": "10.0.0.5",
+    "source": "custom_app",
+    "who": "key:laptop",
+    "method": "POST",
+    "path": "/api/chat",
+    "status": 200,
+    "wait_ms": 12.4,
+    "duration_ms": 1530.2,
+}
+
+
+def line(mode: str, **changes) -> str:
+    stream = io.StringIO()
+    AccessLog(mode, stream).write(**{**FIELDS, **changes})
+    return stream.getvalue()
+
+
+def test_text_has_every_field_on_one_line():
+    assert line("text") == (
+        "2026-12-02T02:40:00.123Z abc123 10.0.0.5 custom_app key:laptop POST /api/chat 200 wait=12ms 1530ms\n"
+    )
+
+
+def test_text_marks_empty_fields_and_quotes_what_could_forge_a_line():
+    text = line("text", who="key:my app", path="/api/x\n200 forged", wait_ms=None, source=None)
+    assert text.count("\n") == 1
+    assert ' - "key:my app" POST "/api/x\\n200 forged" 200 wait=- 1530ms' in text
+
+
+def test_json_is_one_object_per_line():
+    text = line("json")
+    assert text.endswith("}\n") and text.count("\n") == 1
+    expected = {**FIELDS, "time": "2026-12-02T02:40:00.123Z", "wait_ms": 12, "duration_ms": 1530}
+    assert json.loads(text) == expected
+
+
+def test_off_writes_nothing_and_a_bad_format_is_refused():
+    assert line("off") == ""
+    with pytest.raises(ValueError, match="text, json or off"):
+        AccessLog("xml")
+
+
+async def answer_418(scope, receive, send) -> None:
+    await send({"type": "http.response.start", "status": 418, "headers": [(b"x-request-id", b"rid-1")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def scope(path: str, peer: str = "127.0.0.1", forwarded: bytes | None = None) -> dict:
+    headers = [(b"x-forwarded-for", forwarded)] if forwarded else []
+    return {"type": "http", "method": "GET", "path": path, "client": (peer, 5000), "headers": headers}
+
+
+async def call(app, request_scope: dict) -> None:
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        await asyncio.sleep(0)
+
+    await app(request_scope, receive, send)
+
+
+async def test_the_wrapper_writes_the_other_paths_lines_and_leaves_proxied_ones_to_the_gateway():
+    stream = io.StringIO()
+    trusted = (ipaddress.ip_network("127.0.0.1/32"),)
+    app = AccessLogMiddleware(
+        answer_418, AccessLog("json", stream), lambda path: path == "/api/chat", trusted
+    )
+    await call(app, scope("/admin/", forwarded=b"203.0.113.9"))
+    await call(app, scope("/api/chat"))
+    [written] = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert (written["path"], written["status"], written["request_id"]) == ("/admin/", 418, "rid-1")
+    assert written["client_ip"] == "203.0.113.9"  # behind a trusted proxy, as the gateway resolves it
+    assert written["duration_ms"] is not None and written["wait_ms"] is None
+
+
+async def test_the_wrapper_does_nothing_when_the_log_is_off():
+    stream = io.StringIO()
+    await call(
+        AccessLogMiddleware(answer_418, AccessLog("off", stream), lambda path: False), scope("/admin/")
+    )
+    assert stream.getvalue() == ""

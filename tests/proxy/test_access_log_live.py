@@ -1,0 +1,103 @@
+"""One access-log line per request on the real server's stdout (docs/contract.md §6), never a secret."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from common.security import new_api_key
+from tests.conftest import settings_env
+from tests.live import LiveServer
+from tests.proxy.support import chat_body
+
+PROMPT = "the-secret-prompt-xyzzy"
+
+
+@pytest.fixture
+def live(gw_settings, accounts, sim, tmp_path):
+    """Start ``python asgi.py`` with an access-log format; returns (server, key)."""
+    servers: list[LiveServer] = []
+
+    def start(mode: str) -> tuple[LiveServer, str]:
+        settings = gw_settings(ACCESS_LOG=mode)
+        key = accounts(settings).key(name="laptop")
+        env = settings_env(tmp_path, OLLAMA_URLS=f"{sim.url}=1", ACCESS_LOG=mode)
+        servers.append(LiveServer(env).start())
+        return servers[-1], key
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def traffic(server: LiveServer, key: str) -> dict[str, str]:
+    """A served chat, a refused key, an admin page and /health; their X-Request-IDs (or paths)."""
+    body = chat_body(stream=False)
+    body["messages"][0]["content"] = PROMPT
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        served = client.post("/api/chat", json=body, headers={"Authorization": f"Bearer {key}"})
+        refused = client.post("/api/chat", json=body, headers={"X-API-Key": new_api_key()})
+        login = client.get("/auth/login")
+        health = client.get("/health")
+    assert (served.status_code, refused.status_code, login.status_code) == (200, 401, 200)
+    return {
+        "served": served.headers["X-Request-ID"],
+        "refused": refused.headers["X-Request-ID"],
+        "health": health.headers["X-Request-ID"],
+    }
+
+
+def assert_no_secret(output: str, key: str) -> None:
+    assert key not in output and key[12:] not in output
+    assert PROMPT not in output and "Bearer" not in output
+
+
+def test_text_lines(live):
+    server, key = live("text")
+    ids = traffic(server, key)
+    server.stop()  # the output is complete once the server is gone
+    output = server.output()
+    lines = {name: [line for line in output.splitlines() if f" {rid} " in line] for name, rid in ids.items()}
+    assert all(len(found) == 1 for found in lines.values()), lines
+    served = lines["served"][0].split(" ")
+    assert served[3:8] == ["custom_app", "key:laptop", "POST", "/api/chat", "200"]
+    assert served[8].startswith("wait=") and served[9].endswith("ms")
+    refused = lines["refused"][0].split(" ")
+    assert refused[3] == "-" and refused[5:8] == ["POST", "/api/chat", "401"]
+    assert refused[4].startswith("refused-key:sdk_") and len(refused[4]) == len("refused-key:") + 12
+    assert len([line for line in output.splitlines() if " GET /auth/login 200 " in line]) == 1
+    assert_no_secret(output, key)
+
+
+def test_json_lines(live):
+    server, key = live("json")
+    ids = traffic(server, key)
+    server.stop()
+    records = []
+    for line in server.output().splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    by_id = {}
+    for record in records:
+        by_id.setdefault(record["request_id"], []).append(record)
+    served = by_id[ids["served"]]
+    assert len(served) == 1 and len(by_id[ids["refused"]]) == 1 and len(by_id[ids["health"]]) == 1
+    assert {name: served[0][name] for name in ("source", "who", "method", "path", "status")} == {
+        "source": "custom_app",
+        "who": "key:laptop",
+        "method": "POST",
+        "path": "/api/chat",
+        "status": 200,
+    }
+    assert served[0]["wait_ms"] is not None and served[0]["duration_ms"] >= served[0]["wait_ms"]
+    assert [r["path"] for r in records].count("/auth/login") == 1
+    assert_no_secret(server.output(), key)
+
+
+def test_off_writes_no_lines(live):
+    server, key = live("off")
+    traffic(server, key)
+    server.stop()
+    assert "/api/chat" not in server.output() and "/auth/login" not in server.output()
