@@ -33,7 +33,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 
 from common.settings import Settings
-from proxy_app.backends import BackendPool, BackendState, model_key
+from proxy_app.backends import BackendPool, BackendState
 from proxy_app.tickets import (
     ADMIN_CANCEL,
     SOURCES,
@@ -50,6 +50,8 @@ from proxy_app.tickets import (
     ServiceTimes,
     Ticket,
     empty_by_source,
+    group_of,
+    queue_row,
     retry_estimate,
 )
 from proxy_app.wait_queue import WaitQueue
@@ -70,13 +72,10 @@ __all__ = [
     "SchedulerError",
     "Ticket",
     "empty_by_source",
+    "group_of",
+    "queue_row",
     "retry_estimate",
 ]
-
-
-def group_of(model: str | None) -> str:
-    """Which model group a ticket waits in: the canonical model name, "" for no model."""
-    return model_key(model) if model else ""
 
 
 class _Waiter:
@@ -246,10 +245,12 @@ class LocalScheduler:
             effective = waiter.ticket.priority + waiter.points - self._rate * waited / 60.0
             backends = self.pool.candidates(waiter.ticket.model)
             eta = self.service.eta(waiter.group, backends, rank + 1)
-            rows.append(_row(waiter.ticket, "waiting", effective, waited, rank + 1, eta, None))
+            rows.append(queue_row(waiter.ticket, "waiting", effective, waited, rank + 1, eta, None))
         for grant in self._grants.values():
             rows.append(
-                _row(grant.ticket, "active", grant.effective, grant.waited, None, None, grant.backend.url)
+                queue_row(
+                    grant.ticket, "active", grant.effective, grant.waited, None, None, grant.backend.url
+                )
             )
         return rows
 
@@ -360,21 +361,3 @@ class LocalScheduler:
 
     def _backend_retry(self) -> int:
         return max(1, math.ceil(self.pool.interval))
-
-
-def _row(ticket: Ticket, state: str, effective: float, waited: float, position, eta, backend) -> dict:
-    """One line of the queue view (docs/contract.md §8)."""
-    return {
-        "request_id": ticket.request_id,
-        "state": state,
-        "source": ticket.source,
-        "who": ticket.who,
-        "model": ticket.model,
-        "endpoint": ticket.endpoint,
-        "base_priority": ticket.priority,
-        "effective_priority": round(effective, 6),
-        "waited_s": round(waited, 3),
-        "position": position,
-        "eta_s": eta,
-        "backend": backend,
-    }

@@ -50,17 +50,24 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common.settings import Settings
-from proxy_app.backends import BackendPool, BackendState, model_key
+from proxy_app.backends import BackendPool, BackendState
 from proxy_app.scheduler import (
+    ADMIN_CANCEL,
+    AdminCancelled,
+    Evicted,
     Grant,
+    IdentityQueueFull,
     NoBackend,
     QueueFull,
     QueueTimeout,
     SchedulerError,
     Ticket,
     empty_by_source,
+    group_of,
+    queue_row,
     retry_estimate,
 )
+from proxy_app.tickets import ServiceTimes
 
 log = logging.getLogger(__name__)
 SCRIPT = (Path(__file__).with_name("scheduler_redis.lua")).read_text()
@@ -71,7 +78,7 @@ def _text(value: Any) -> str:
 
 
 class _Waiter:
-    __slots__ = ("ticket", "future", "started", "member", "position", "wants_position", "grant")
+    __slots__ = ("ticket", "future", "started", "member", "position", "wants_position", "grant", "points")
 
     def __init__(self, ticket: Ticket, future: asyncio.Future, started: float) -> None:
         self.ticket = ticket
@@ -81,6 +88,7 @@ class _Waiter:
         self.position: int | None = None
         self.wants_position = False
         self.grant: Grant | None = None
+        self.points = 0.0  # fair-share points Redis gave it
 
 
 class RedisScheduler:
@@ -114,6 +122,7 @@ class RedisScheduler:
         self._closing = False
         self._mean_hold = 5.0
         self._snapshot: dict = self._empty_snapshot()
+        self.service = ServiceTimes()  # shared service times, as of the last tick
         pool.on_change(self._poke)
 
     async def start(self) -> None:
@@ -151,7 +160,7 @@ class RedisScheduler:
             await asyncio.sleep(0)
 
     async def acquire(self, ticket: Ticket) -> Grant:
-        """Wait for a slot; raises QueueFull, NoBackend, QueueTimeout or the error given to cancel()."""
+        """Wait for a slot; raises a SchedulerError (QueueFull, Evicted, IdentityQueueFull, ...)."""
         rid = ticket.request_id
         if rid in self._waiters or rid in self._held:
             raise ValueError(f"request {rid!r} is already queued")
@@ -159,7 +168,7 @@ class RedisScheduler:
             retry = max(1, math.ceil(self.pool.interval))
             raise NoBackend("no healthy backend serves this model", retry_after=retry)
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(ticket, loop.create_future(), time.monotonic())
+        waiter = _Waiter(ticket, loop.create_future(), self._now())
         # Registered first: a grant can reach the inbox before the enqueue reply does.
         self._waiters[rid] = waiter
         try:
@@ -186,14 +195,15 @@ class RedisScheduler:
         if kind != "queued":
             del self._waiters[rid]
             if kind == "granted":
-                return self._hold(ticket, _text(reply[1]), waited=0.0)
+                return self._hold(ticket, _text(reply[1]), waited=0.0, points=float(_text(reply[2])))
             if kind == "full":
-                queued = self._snapshot["queue_length"]
-                slots = sum(b.slots for b in self.pool.backends)
-                retry = retry_estimate(self._mean_hold, queued, slots)
-                raise QueueFull("the queue is full, try again later", retry_after=retry)
+                raise QueueFull("the queue is full, try again later", retry_after=self._full_retry())
+            if kind == "identity_full":
+                message = f"this identity already has {int(reply[1])} requests waiting"
+                raise IdentityQueueFull(message, retry_after=self._full_retry())
             raise ValueError(f"request {rid!r} is already queued")
         waiter.member, waiter.position = _text(reply[1]), int(reply[2]) + 1
+        waiter.points = float(_text(reply[3]))
         timer = loop.call_later(self.settings.queue_timeout, self._expire, rid)
         try:
             return await waiter.future
@@ -204,17 +214,23 @@ class RedisScheduler:
             timer.cancel()
 
     def _ticket_args(self, ticket: Ticket) -> list:
-        minutes = "" if self._aging_clock is None else repr(self._aging_clock() / 60.0)
         return [
-            model_key(ticket.model) if ticket.model else "",
+            group_of(ticket.model),
             ticket.source,
             repr(float(ticket.priority)),
             repr(self.settings.aging_per_minute),
-            minutes,
             self.instance,
             int(self.settings.queue_timeout * 1000),
             self.settings.max_queue,
+            ticket.who,
+            "" if ticket.max_queued is None else ticket.max_queued,
+            "" if ticket.max_concurrent is None else ticket.max_concurrent,
+            ticket.endpoint or "",
         ]
+
+    def _full_retry(self) -> int:
+        slots = sum(b.slots for b in self.pool.backends)
+        return retry_estimate(self._mean_hold, self._snapshot["queue_length"], slots)
 
     def release(self, grant: Grant) -> None:
         """Free the slot (idempotent); Redis hands it to the best waiting ticket of any instance."""
@@ -223,8 +239,9 @@ class RedisScheduler:
         grant.released = True
         self._held.pop(grant.ticket.request_id, None)
         grant.backend.in_use = max(grant.backend.in_use - 1, 0)
-        self._mean_hold += 0.1 * (time.monotonic() - grant.granted_at - self._mean_hold)
-        self._spawn(self._run("leave", grant.ticket.request_id))
+        held = self._now() - grant.granted_at
+        self._mean_hold += 0.1 * (held - self._mean_hold)
+        self._spawn(self._run("leave", grant.ticket.request_id, repr(held)))
 
     def cancel(self, request_id: str, error: SchedulerError) -> bool:
         """Take a ticket of this instance out of the queue; its acquire() raises ``error``."""
@@ -234,6 +251,42 @@ class RedisScheduler:
         self._abandon(waiter)
         waiter.future.set_exception(error)
         return True
+
+    async def cancel_request(self, request_id: str, reason: str = ADMIN_CANCEL) -> bool:
+        """An administrator's cancel, on whichever instance the request waits or streams: a waiting
+        one fails with 503 ``reason``, an active one hears it through ``Grant.on_cancel``."""
+        return bool(await self._run("cancel", request_id, reason))
+
+    def eta(self, request_id: str) -> int | None:
+        """Whole seconds until this waiting request likely gets a slot (as of the last tick)."""
+        waiter = self._waiters.get(request_id)
+        if waiter is None or waiter.position is None:
+            return None
+        waiter.wants_position = True
+        backends = self.pool.candidates(waiter.ticket.model)
+        return self.service.eta(group_of(waiter.ticket.model), backends, waiter.position)
+
+    async def queue_view(self) -> list[dict]:
+        """Every instance's waiting requests in dispatch order, then the active ones (§8)."""
+        reply = await self._run("view", json.dumps([b.url for b in self.pool.backends]))
+        rows, now = json.loads(_text(reply[0])) or [], float(_text(reply[1]))
+        rate, out, position = self.settings.aging_per_minute, [], 0
+        for rid, state, who, source, model, endpoint, base, points, enq, waited, url in rows:
+            base_priority = float(base)
+            base_priority = int(base_priority) if base_priority.is_integer() else base_priority
+            ticket = Ticket(rid, base_priority, source, model or None, who, endpoint=endpoint or None)
+            if state == "waiting":
+                position += 1
+                wait = max(now - float(enq), 0.0)
+                candidates = self.pool.candidates(ticket.model)
+                eta = self.service.eta(model, candidates, position)
+                effective = float(base) + float(points) - rate * wait / 60.0
+                out.append(queue_row(ticket, state, effective, wait, position, eta, None))
+            else:
+                wait = float(waited)
+                effective = float(base) + float(points) - rate * wait / 60.0
+                out.append(queue_row(ticket, state, effective, wait, None, None, url or None))
+        return out
 
     def position(self, request_id: str) -> int | None:
         """1-based place in the shared dispatch order (as of the last tick), None if not waiting."""
@@ -251,11 +304,16 @@ class RedisScheduler:
         """Shared queue and slot numbers, as of the last tick."""
         return {**self._snapshot, "backends": self.pool.snapshot()}
 
-    def _hold(self, ticket: Ticket, url: str, *, waited: float) -> Grant:
+    def _now(self) -> float:
+        return time.monotonic() if self._aging_clock is None else self._aging_clock()
+
+    def _hold(self, ticket: Ticket, url: str, *, waited: float, points: float) -> Grant:
         backend = self._backend(url)
         backend.in_use += 1
-        grant = Grant(ticket, backend, waited)
-        grant.granted_at = time.monotonic()
+        backend.last_model = group_of(ticket.model) or backend.last_model
+        effective = ticket.priority + points - self.settings.aging_per_minute * waited / 60.0
+        grant = Grant(ticket, backend, waited, points=points, effective=effective)
+        grant.granted_at = self._now()
         self._held[ticket.request_id] = grant
         return grant
 
@@ -274,12 +332,33 @@ class RedisScheduler:
             self._spawn(self._run("leave", rid))
             return
         try:
-            waiter.grant = self._hold(waiter.ticket, url, waited=time.monotonic() - waiter.started)
+            waited = self._now() - waiter.started
+            waiter.grant = self._hold(waiter.ticket, url, waited=waited, points=waiter.points)
         except SchedulerError as exc:
             self._spawn(self._run("leave", rid))
             waiter.future.set_exception(exc)
             return
         waiter.future.set_result(waiter.grant)
+
+    def _on_notice(self, notice: str) -> None:
+        """A message from the inbox: ``g`` granted, ``e`` evicted, ``c`` cancelled by an administrator."""
+        kind, _, rest = notice.partition("\n")
+        if kind == "g":
+            url, _, rid = rest.partition("\n")
+            self._on_grant(rid, url)
+        elif kind == "e":
+            message = "the queue is full and a request ranked ahead of this one"
+            self._fail_local(rest, Evicted(message, retry_after=self._full_retry()))
+        elif kind == "c":
+            rid, _, reason = rest.partition("\n")
+            if not self.cancel(rid, AdminCancelled(reason)) and rid in self._held:
+                self._held[rid].cancel(reason)
+
+    def _fail_local(self, rid: str, error: SchedulerError) -> None:
+        """Redis already took the ticket out: fail its local waiter without another leave."""
+        waiter = self._waiters.pop(rid, None)
+        if waiter is not None and not waiter.future.done():
+            waiter.future.set_exception(error)
 
     def _abandon(self, waiter: _Waiter) -> None:
         """Its task is gone (client left, cancel, timeout): leave the queue, or give back a racing grant."""
@@ -296,18 +375,26 @@ class RedisScheduler:
         self.cancel(rid, QueueTimeout(f"waited in the queue for more than {timeout:g} seconds"))
 
     async def _run(self, command: str, *args: Any) -> Any:
-        routing = self._routing()
-        return await self._script(args=[command, self.prefix, routing, self.lease_ms, *args])
+        clock = "" if self._aging_clock is None else repr(self._aging_clock())
+        return await self._script(args=[command, self.prefix, self._config(), self.lease_ms, clock, *args])
 
-    def _routing(self) -> str:
-        """The healthy backends, their slots, and which serve each known model, as the script wants them."""
+    def _config(self) -> str:
+        """Healthy backends, their slots, which serve and have loaded each model; the rules' settings."""
         healthy = [b for b in self.pool.backends if b.healthy]
         known = {m for b in healthy if b.models is not None for m in b.models}
         routes = {m: [b.url for b in self.pool.candidates(m)] for m in known}
         routes[""] = [b.url for b in healthy]
         default = [b.url for b in healthy if b.models is None] or routes[""]
-        backends = {b.url: b.slots for b in healthy}
-        return json.dumps({"backends": backends, "routes": routes, "default": default})
+        config = {
+            "backends": {b.url: b.slots for b in healthy},
+            "routes": routes,
+            "default": default,
+            "loaded": {b.url: sorted(b.loaded) for b in healthy if b.loaded},
+            "fair": self.settings.fair_share,
+            "slack": self.settings.model_affinity,
+            "max_delay": self.settings.affinity_max_delay,
+        }
+        return json.dumps(config)
 
     def _spawn(self, coro: Coroutine) -> None:
         task = asyncio.ensure_future(coro)
@@ -348,7 +435,11 @@ class RedisScheduler:
             json.dumps([w.member for w in wanted]),
             json.dumps(urls),
         )
-        length, counts, oldest, now, ranks, in_use = reply
+        length, counts, oldest, now, ranks, in_use, service = reply
+        flat_service = [_text(x) for x in service]
+        for i in range(0, len(flat_service), 2):
+            group, _, url = flat_service[i].partition("\n")
+            self.service.mean[(group, url)] = float(flat_service[i + 1])
         for waiter, rank in zip(wanted, ranks, strict=True):
             if rank >= 0:
                 waiter.position = rank + 1
@@ -378,8 +469,7 @@ class RedisScheduler:
                     await asyncio.sleep(0.5)
                 continue
             if item is not None:
-                url, _, rid = _text(item[1]).partition("\n")
-                self._on_grant(rid, url)
+                self._on_notice(_text(item[1]))
 
     @staticmethod
     def _empty_snapshot() -> dict:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from proxy_app.backends import BackendState
+from proxy_app.backends import BackendState, model_key
 
 SOURCES = ("direct_api", "custom_app", "web_chat")
 ADMIN_CANCEL = "cancelled by an administrator"
@@ -161,3 +161,34 @@ class ServiceTimes:
             return None
         slots = sum(b.slots for b in backends) or 1
         return math.ceil(position * (sum(times) / len(times)) / slots)
+
+
+def group_of(model: str | None) -> str:
+    """Which model group a ticket waits in: the canonical model name, "" for no model."""
+    return model_key(model) if model else ""
+
+
+def queue_row(
+    ticket: Ticket,
+    state: str,
+    effective: float,
+    waited: float,
+    position: int | None,
+    eta: int | None,
+    backend: str | None,
+) -> dict:
+    """One line of the queue view (docs/contract.md §8)."""
+    return {
+        "request_id": ticket.request_id,
+        "state": state,
+        "source": ticket.source,
+        "who": ticket.who,
+        "model": ticket.model,
+        "endpoint": ticket.endpoint,
+        "base_priority": ticket.priority,
+        "effective_priority": round(effective, 6),
+        "waited_s": round(waited, 3),
+        "position": position,
+        "eta_s": eta,
+        "backend": backend,
+    }

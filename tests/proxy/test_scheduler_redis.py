@@ -332,12 +332,10 @@ async def run_redis(url: str, slots: int, rate: Fraction, max_queue: int, ops) -
                     assert not tasks[rid].done()
             elif op == "release" and ref.held:
                 rid = ref.held[arg % len(ref.held)]
-                nxt = ref.release(rid)
+                ref.release(rid)
                 owner[rid].release(grants[rid])
-                if nxt is not None:
-                    ref.granted.append(nxt)
             elif op in ("leave", "revoke") and ref.waiting:
-                rid = ref.waiting[arg % len(ref.waiting)][2]
+                rid = ref.waiting[arg % len(ref.waiting)].rid
                 ref.remove(rid)
                 if op == "leave":
                     tasks[rid].cancel()
