@@ -47,18 +47,15 @@ def as_step(kind: int, base: int, who: str, model: str, arg: int) -> tuple:
     return (name, base, who, model) if name == "enqueue" else (name, arg)
 
 
-operations = st.lists(
-    st.builds(
-        as_step,
-        st.integers(0, len(KINDS) - 1),
-        st.sampled_from(sorted(SOURCES)),
-        st.sampled_from(IDENTITIES),
-        st.sampled_from(MODELS),
-        st.integers(1, 16),
-    ),
-    min_size=15,
-    max_size=80,
+step = st.builds(
+    as_step,
+    st.integers(0, len(KINDS) - 1),
+    st.sampled_from(sorted(SOURCES)),
+    st.sampled_from(IDENTITIES),
+    st.sampled_from(MODELS),
+    st.integers(1, 16),
 )
+operations = st.lists(step, min_size=15, max_size=80)
 limits = st.fixed_dictionaries(
     {
         who: st.tuples(st.sampled_from([None, 0, 1, 2]), st.sampled_from([None, 1, 2]))
