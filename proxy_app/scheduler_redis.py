@@ -1,19 +1,26 @@
 """The scheduler shared through Redis: several gateway instances, one queue, one set of slots.
 
-Same interface and ordering as :class:`proxy_app.scheduler.LocalScheduler`; every
-step that touches shared state is one atomic Lua script (``scheduler_redis.lua``).
+Same interface and rules as :class:`proxy_app.scheduler.LocalScheduler` (docs/contract.md §5,
+§7, §8: aging, fair share, eviction, max_queued / max_concurrent, model affinity); every
+step that touches shared state is one atomic Lua script (``scheduler_redis.lua``), and
+``scheduler_redis_wire`` turns its replies into Python. Longer than 300 lines because the
+acquire / grant / give-back races it settles belong together.
 
 Keys, under ``<prefix>:`` (default ``seadragon``):
 
-- ``queue`` sorted set of waiting tickets, score ``base + rate x enqueue_minutes``
-  (Redis ``TIME``), member ``<16-digit INCR seq><request id>`` so equal scores go in
-  arrival order; ``q:<model>`` the same per model (a model no backend can take
-  now does not hold up others); ``models`` the set of those models;
-  ``arrivals`` request id by enqueue time (oldest wait, stale tickets);
-- ``t:<request id>`` hash: member, model, source, owner instance, deadline, state, backend;
+- ``queue`` sorted set of every waiting ticket, score ``base + fair-share points + rate x
+  enqueue_minutes``, member ``<16-digit INCR seq><request id>`` (equal scores go in arrival
+  order); ``lane:<model>\n<who>`` the same per model and identity; ``ready:<model>`` the
+  heads of the lanes whose identity is below its max_concurrent; ``models`` the models
+  with a ready head; ``arrivals`` request id by enqueue time;
+- ``waiting`` / ``active`` / ``limit`` hashes per identity; ``wm:<who>`` its waiting per model;
+- ``t:<request id>`` hash: member, model, who, source, owner, deadline, state, backend,
+  base, points, enq, waited, passed (first passed over by affinity), endpoint;
 - ``leases:<backend url>`` sorted set: request ids holding a slot there, scored by
-  lease expiry; ``counts`` hash of ``queued:<source>`` / ``active:<source>``;
-- ``inst:<instance>`` heartbeat; ``granted:<instance>`` list of grant notices.
+  lease expiry; ``last:<url>`` the model it was last given; ``svc`` mean service seconds
+  per ``model\nurl``; ``counts`` hash of ``queued:<source>`` / ``active:<source>``;
+- ``inst:<instance>`` heartbeat; ``granted:<instance>`` the instance's inbox: ``g`` grant,
+  ``e`` evicted, ``c`` cancelled by an administrator (issued on any instance).
 
 **Leases.** A granted slot is a lease that expires ``lease`` seconds (default 15)
 after it was last refreshed. Each instance refreshes the leases it holds, and its
@@ -22,15 +29,14 @@ come back at most ``lease`` seconds later and its waiting tickets are skipped (n
 heartbeat) or dropped after QUEUE_TIMEOUT. An instance stalled for longer than
 ``lease`` loses its slots to others: keep ``lease`` well above any pause.
 
-**Wake-up.** A grant is pushed onto the owner's ``granted:<instance>`` list; each
-instance waits on its own list with ``BLPOP``, so a grant arrives at once. A notice
-for a request this instance no longer waits for gives the slot straight back. The
+**Wake-up.** Each instance waits on its inbox with ``BLPOP``, so a grant arrives at once. A
+grant for a request this instance no longer waits for gives the slot straight back. The
 redis client must not have a ``socket_timeout`` shorter than 2 s.
 
-``release``, ``cancel``, ``position``, ``snapshot`` and ``waiting`` are synchronous
-(the interface is), so they act locally at once and reach Redis from a background
-task; ``position`` and ``snapshot`` are as fresh as the last tick. Every instance
-must be configured with the same ``OLLAMA_URLS``.
+``release``, ``cancel``, ``position``, ``eta``, ``snapshot`` and ``waiting`` are synchronous
+(the interface is), so they act locally at once and reach Redis from a background task;
+``position``, ``eta`` and ``snapshot`` are as fresh as the last tick. Every instance must
+be configured with the same ``OLLAMA_URLS``.
 """
 
 from __future__ import annotations
@@ -62,19 +68,21 @@ from proxy_app.scheduler import (
     QueueTimeout,
     SchedulerError,
     Ticket,
-    empty_by_source,
     group_of,
-    queue_row,
     retry_estimate,
+)
+from proxy_app.scheduler_redis_wire import (
+    empty_snapshot,
+    load_service_times,
+    script_config,
+    text,
+    tick_snapshot,
+    view_rows,
 )
 from proxy_app.tickets import ServiceTimes
 
 log = logging.getLogger(__name__)
 SCRIPT = (Path(__file__).with_name("scheduler_redis.lua")).read_text()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class _Waiter:
@@ -121,7 +129,7 @@ class RedisScheduler:
         self._loops: list[asyncio.Task] = []
         self._closing = False
         self._mean_hold = 5.0
-        self._snapshot: dict = self._empty_snapshot()
+        self._snapshot: dict = empty_snapshot()
         self.service = ServiceTimes()  # shared service times, as of the last tick
         pool.on_change(self._poke)
 
@@ -191,19 +199,19 @@ class RedisScheduler:
             if waiter.grant is None:
                 self._spawn(self._run("leave", rid))
             return await waiter.future
-        kind = _text(reply[0])
+        kind = text(reply[0])
         if kind != "queued":
             del self._waiters[rid]
             if kind == "granted":
-                return self._hold(ticket, _text(reply[1]), waited=0.0, points=float(_text(reply[2])))
+                return self._hold(ticket, text(reply[1]), waited=0.0, points=float(text(reply[2])))
             if kind == "full":
                 raise QueueFull("the queue is full, try again later", retry_after=self._full_retry())
             if kind == "identity_full":
                 message = f"this identity already has {int(reply[1])} requests waiting"
                 raise IdentityQueueFull(message, retry_after=self._full_retry())
             raise ValueError(f"request {rid!r} is already queued")
-        waiter.member, waiter.position = _text(reply[1]), int(reply[2]) + 1
-        waiter.points = float(_text(reply[3]))
+        waiter.member, waiter.position = text(reply[1]), int(reply[2]) + 1
+        waiter.points = float(text(reply[3]))
         timer = loop.call_later(self.settings.queue_timeout, self._expire, rid)
         try:
             return await waiter.future
@@ -269,24 +277,7 @@ class RedisScheduler:
     async def queue_view(self) -> list[dict]:
         """Every instance's waiting requests in dispatch order, then the active ones (§8)."""
         reply = await self._run("view", json.dumps([b.url for b in self.pool.backends]))
-        rows, now = json.loads(_text(reply[0])) or [], float(_text(reply[1]))
-        rate, out, position = self.settings.aging_per_minute, [], 0
-        for rid, state, who, source, model, endpoint, base, points, enq, waited, url in rows:
-            base_priority = float(base)
-            base_priority = int(base_priority) if base_priority.is_integer() else base_priority
-            ticket = Ticket(rid, base_priority, source, model or None, who, endpoint=endpoint or None)
-            if state == "waiting":
-                position += 1
-                wait = max(now - float(enq), 0.0)
-                candidates = self.pool.candidates(ticket.model)
-                eta = self.service.eta(model, candidates, position)
-                effective = float(base) + float(points) - rate * wait / 60.0
-                out.append(queue_row(ticket, state, effective, wait, position, eta, None))
-            else:
-                wait = float(waited)
-                effective = float(base) + float(points) - rate * wait / 60.0
-                out.append(queue_row(ticket, state, effective, wait, None, None, url or None))
-        return out
+        return view_rows(reply, self.pool, self.settings, self.service)
 
     def position(self, request_id: str) -> int | None:
         """1-based place in the shared dispatch order (as of the last tick), None if not waiting."""
@@ -376,25 +367,9 @@ class RedisScheduler:
 
     async def _run(self, command: str, *args: Any) -> Any:
         clock = "" if self._aging_clock is None else repr(self._aging_clock())
-        return await self._script(args=[command, self.prefix, self._config(), self.lease_ms, clock, *args])
-
-    def _config(self) -> str:
-        """Healthy backends, their slots, which serve and have loaded each model; the rules' settings."""
-        healthy = [b for b in self.pool.backends if b.healthy]
-        known = {m for b in healthy if b.models is not None for m in b.models}
-        routes = {m: [b.url for b in self.pool.candidates(m)] for m in known}
-        routes[""] = [b.url for b in healthy]
-        default = [b.url for b in healthy if b.models is None] or routes[""]
-        config = {
-            "backends": {b.url: b.slots for b in healthy},
-            "routes": routes,
-            "default": default,
-            "loaded": {b.url: sorted(b.loaded) for b in healthy if b.loaded},
-            "fair": self.settings.fair_share,
-            "slack": self.settings.model_affinity,
-            "max_delay": self.settings.affinity_max_delay,
-        }
-        return json.dumps(config)
+        return await self._script(
+            args=[command, self.prefix, script_config(self.pool, self.settings), self.lease_ms, clock, *args]
+        )
 
     def _spawn(self, coro: Coroutine) -> None:
         task = asyncio.ensure_future(coro)
@@ -436,27 +411,13 @@ class RedisScheduler:
             json.dumps(urls),
         )
         length, counts, oldest, now, ranks, in_use, service = reply
-        flat_service = [_text(x) for x in service]
-        for i in range(0, len(flat_service), 2):
-            group, _, url = flat_service[i].partition("\n")
-            self.service.mean[(group, url)] = float(flat_service[i + 1])
+        load_service_times(self.service, service)
         for waiter, rank in zip(wanted, ranks, strict=True):
             if rank >= 0:
                 waiter.position = rank + 1
         for backend, n in zip(self.pool.backends, in_use, strict=True):
             backend.in_use = int(n)
-        flat = [_text(x) for x in counts]
-        tally = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
-        snap = self._empty_snapshot()
-        for name, n in tally.items():
-            kind, _, source = name.partition(":")
-            if n > 0 and kind in ("queued", "active"):
-                snap["queue_by_source" if kind == "queued" else "active_by_source"][source] = n
-        snap["queue_length"] = int(length)
-        snap["active_requests"] = sum(snap["active_by_source"].values())
-        oldest_ms = float(_text(oldest))
-        snap["oldest_wait"] = max((float(_text(now)) - oldest_ms) / 1000, 0.0) if oldest_ms >= 0 else 0.0
-        self._snapshot = snap
+        self._snapshot = tick_snapshot(length, counts, oldest, now)
 
     async def _inbox_loop(self) -> None:
         inbox = f"{self.prefix}:granted:{self.instance}"
@@ -469,14 +430,4 @@ class RedisScheduler:
                     await asyncio.sleep(0.5)
                 continue
             if item is not None:
-                self._on_notice(_text(item[1]))
-
-    @staticmethod
-    def _empty_snapshot() -> dict:
-        return {
-            "queue_length": 0,
-            "queue_by_source": empty_by_source(),
-            "active_requests": 0,
-            "active_by_source": empty_by_source(),
-            "oldest_wait": 0.0,
-        }
+                self._on_notice(text(item[1]))
