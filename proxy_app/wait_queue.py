@@ -67,6 +67,8 @@ class WaitQueue:
 
     def holding(self, who: str, delta: int) -> None:
         """``who`` took (+1) or gave back (-1) a slot."""
+        if not who:
+            return  # no identity: no fair share, no limit, nothing to count
         before = self.blocked(who)
         self.active[who] += delta
         if self.active[who] <= 0:
@@ -78,7 +80,8 @@ class WaitQueue:
         self._entries[entry.key[1]] = entry
         self._order.add(entry.key)
         self.waiting[entry.who] += 1
-        self._groups_of.setdefault(entry.who, Counter())[entry.group] += 1
+        if entry.who:  # only an identity can be blocked, so only its groups are looked up
+            self._groups_of.setdefault(entry.who, Counter())[entry.group] += 1
         lane = self._lanes.setdefault((entry.group, entry.who), SortedList())
         old_head = lane[0] if lane else None
         lane.add(entry.key)
@@ -95,12 +98,13 @@ class WaitQueue:
         self.waiting[entry.who] -= 1
         if self.waiting[entry.who] <= 0:
             del self.waiting[entry.who]
-        groups = self._groups_of[entry.who]
-        groups[entry.group] -= 1
-        if groups[entry.group] <= 0:
-            del groups[entry.group]
-            if not groups:
-                del self._groups_of[entry.who]
+        if entry.who:
+            groups = self._groups_of[entry.who]
+            groups[entry.group] -= 1
+            if groups[entry.group] <= 0:
+                del groups[entry.group]
+                if not groups:
+                    del self._groups_of[entry.who]
         lane_id = (entry.group, entry.who)
         lane = self._lanes[lane_id]
         was_head = lane[0] == entry.key
