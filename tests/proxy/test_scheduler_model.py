@@ -74,6 +74,17 @@ configs = st.fixed_dictionaries(
 )
 
 
+def overrides_for(config: dict) -> dict:
+    """The scheduler settings of a drawn configuration."""
+    return {
+        "aging_per_minute": float(config["rate"]),
+        "max_queue": config["max_queue"],
+        "fair_share": float(config["fair"]),
+        "model_affinity": float(config["affinity"]),
+        "affinity_max_delay": float(config["max_delay"]),
+    }
+
+
 @dataclass
 class Waiting:
     score: Fraction
@@ -104,6 +115,12 @@ class Reference:
     evicted: list[str] = field(default_factory=list)
     last_model: str | None = None
     seq: int = 0
+
+    @classmethod
+    def of(cls, config: dict) -> Reference:
+        """The reference for a drawn configuration."""
+        keys = ("slots", "rate", "max_queue", "fair", "affinity", "max_delay")
+        return cls(*(config[k] for k in keys))
 
     def active(self, who: str) -> int:
         return sum(self.owner[rid] == who for rid in self.held)
@@ -187,25 +204,8 @@ async def run_local(config: dict, policy: dict, ops: list[tuple]) -> None:
     clock = FakeClock()
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500))) as client:
         pool = BackendPool([Backend("http://gpu:11434", config["slots"])], client)
-        scheduler = LocalScheduler(
-            make_settings(
-                aging_per_minute=float(config["rate"]),
-                max_queue=config["max_queue"],
-                fair_share=float(config["fair"]),
-                model_affinity=float(config["affinity"]),
-                affinity_max_delay=float(config["max_delay"]),
-            ),
-            pool,
-            clock=clock,
-        )
-        ref = Reference(
-            config["slots"],
-            config["rate"],
-            config["max_queue"],
-            config["fair"],
-            config["affinity"],
-            config["max_delay"],
-        )
+        scheduler = LocalScheduler(make_settings(**overrides_for(config)), pool, clock=clock)
+        ref = Reference.of(config)
         tasks: dict[str, asyncio.Task] = {}
         grants: dict = {}
         actual_order: list[str] = []

@@ -30,7 +30,7 @@ from proxy_app.scheduler_redis import RedisScheduler
 from tests.conftest import require_service
 from tests.live import free_port
 from tests.proxy.test_scheduler import FakeClock, make_settings, tags_handler
-from tests.proxy.test_scheduler_model import SOURCES, Reference, configs, limits, step
+from tests.proxy.test_scheduler_model import SOURCES, Reference, configs, limits, overrides_for, step
 
 pytestmark = pytest.mark.scaleout
 ROOT = Path(__file__).resolve().parents[2]
@@ -302,22 +302,9 @@ async def run_redis(url: str, config: dict, policy: dict, ops) -> None:
     cluster, clock = Cluster(url), FakeClock(0.0)
     tasks, owner, grants, order = {}, {}, {}, []
     try:
-        overrides = {
-            "aging_per_minute": float(config["rate"]),
-            "max_queue": config["max_queue"],
-            "fair_share": float(config["fair"]),
-            "model_affinity": float(config["affinity"]),
-            "affinity_max_delay": float(config["max_delay"]),
-        }
+        overrides = overrides_for(config)
         instances = [await cluster.add(config["slots"], clock=clock, **overrides) for _ in range(2)]
-        ref = Reference(
-            config["slots"],
-            config["rate"],
-            config["max_queue"],
-            config["fair"],
-            config["affinity"],
-            config["max_delay"],
-        )
+        ref = Reference.of(config)
 
         def record(task: asyncio.Task) -> None:
             if not task.cancelled() and task.exception() is None:
