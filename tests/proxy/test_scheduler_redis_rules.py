@@ -154,3 +154,32 @@ async def test_eta_and_the_queue_view_use_shared_service_times(cluster):
     assert [(r["request_id"], r["backend"]) for r in active] == [("holder", "http://b0:11434")]
     a.release(holder)
     b.release(await asyncio.wait_for(q1, 3))
+
+
+async def test_affinity_passes_a_request_over_for_at_most_the_max_delay_across_instances(cluster):
+    clock = FakeClock(0.0)
+    rules = {"model_affinity": 0.5, "affinity_max_delay": 60, "fair_share": 0.0, "aging_per_minute": 0.0}
+    a, b = await cluster.add(1, clock=clock, **rules), await cluster.add(1, clock=clock, **rules)
+    holder = await a.acquire(Ticket("holder", 1, "direct_api", "big"))
+    tasks, owner = {}, {"holder": a}
+    for rid, priority, model, inst in [
+        ("small", 1, "small", a),
+        ("big1", 1.5, "big", b),
+        ("big2", 1.5, "big", a),
+    ]:
+        tasks[rid] = await enqueue(inst, Ticket(rid, priority, "direct_api", model))
+        owner[rid] = inst
+    tasks["big3"] = await enqueue(b, Ticket("big3", 1.5, "direct_api", "big"))
+    owner["big3"] = b
+    done = []
+    a.release(holder)  # small is passed over for the first time now (t = 0)
+    assert await next_grant(tasks, done) == "big1"
+    clock.advance(59)
+    b.release(tasks["big1"].result())
+    assert await next_grant(tasks, done) == "big2"
+    clock.advance(1)
+    a.release(tasks["big2"].result())  # 60 s since small was first passed over: its turn
+    assert await next_grant(tasks, done) == "small"
+    a.release(tasks["small"].result())
+    assert await next_grant(tasks, done) == "big3"
+    b.release(tasks["big3"].result())

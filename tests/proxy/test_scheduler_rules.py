@@ -133,23 +133,23 @@ async def test_affinity_prefers_a_loaded_model_within_the_slack_but_not_past_the
             Ticket("small", 1, "direct_api", "small"),
             Ticket("big1", 1.5, "direct_api", "big"),
             Ticket("big2", 1.5, "direct_api", "big"),
-            Ticket("far", 2, "direct_api", "big"),
+            Ticket("big3", 1.5, "direct_api", "big"),
         ],
     )
     scheduler.release(holder)  # big is loaded: big1 (within 0.5 of small) goes first
     await settle()
     assert tasks["big1"].done() and not tasks["small"].done()
-    clock.advance(59.9)
-    scheduler.release(tasks["big1"].result())  # small passed over 59.9 s: big2 may still go
+    clock.advance(59)
+    scheduler.release(tasks["big1"].result())  # small first passed over 59 s ago: big2 may still go
     await settle()
     assert tasks["big2"].done() and not tasks["small"].done()
-    clock.advance(0.1)
+    clock.advance(1)
     scheduler.release(tasks["big2"].result())  # 60 s since small was first passed over: its turn
     await settle()
-    assert tasks["small"].done() and not tasks["far"].done()
+    assert tasks["small"].done() and not tasks["big3"].done()
     scheduler.release(tasks["small"].result())
     await settle()
-    assert tasks["far"].done()
+    assert tasks["big3"].done()
 
 
 async def test_affinity_never_takes_a_ticket_beyond_the_slack(client):
