@@ -3,7 +3,9 @@
 A background loop asks each backend for ``/api/tags`` every few seconds. A
 backend that does not answer leaves the rotation and comes back as soon as it
 answers again; the model list it reports routes requests for those models to
-it. Pure asyncio + httpx, so the scheduler can be tested without Quart.
+it. The same round asks ``/api/ps`` which models are loaded in memory: with the
+model a backend served last, that is what model affinity prefers (§8).
+Pure asyncio + httpx, so the scheduler can be tested without Quart.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class BackendState:
     # Canonical names from /api/tags; None = unknown, assume it serves any model.
     models: frozenset[str] | None = None
     last_error: str | None = None
+    # Canonical names from /api/ps (None = unknown) and the model it was last given.
+    loaded: frozenset[str] | None = None
+    last_model: str | None = None
 
     @property
     def free(self) -> int:
@@ -53,6 +58,13 @@ class BackendState:
         if model is None or self.models is None:
             return True
         return model_key(model) in self.models
+
+    def has_loaded(self, model: str | None) -> bool:
+        """True if ``model`` is in memory here (its /api/ps, or the model it served last)."""
+        if model is None:
+            return False  # a request without a model has nothing to find loaded
+        key = model_key(model)
+        return key == self.last_model or (self.loaded is not None and key in self.loaded)
 
 
 RECHECK_FIRST = 0.5  # seconds before a backend that failed its check is asked again
@@ -130,7 +142,16 @@ class BackendPool:
         if not backend.healthy:
             log.warning("backend %s is back", backend.url)
         backend.healthy, backend.models, backend.last_error = True, models, None
+        backend.loaded = await self._loaded(backend)
         return changed
+
+    async def _loaded(self, backend: BackendState) -> frozenset[str] | None:
+        """The models /api/ps says are in memory; None if it does not say (old Ollama, error)."""
+        try:
+            response = await self.client.get(backend.url + "/api/ps", timeout=self.timeout)
+        except httpx.HTTPError:
+            return None
+        return _model_names(response) if response.status_code == 200 else None
 
     def mark_failed(self, backend: BackendState, error: str) -> None:
         """Take ``backend`` out of rotation until a health check reaches it again."""
@@ -146,7 +167,7 @@ class BackendPool:
     def candidates(self, model: str | None) -> list[BackendState]:
         """Healthy backends serving ``model``; if none lists it, every healthy backend.
 
-        The fallback lets Ollama answer its own 404 for an unknown model (SPEC §5:
+        The fallback lets Ollama answer its own 404 for an unknown model (docs/contract.md §5:
         Ollama's 4xx pass through) and covers a model pulled since the last check.
         """
         healthy = [b for b in self.backends if b.healthy]
@@ -155,11 +176,13 @@ class BackendPool:
         return [b for b in healthy if b.serves(model)] or healthy
 
     def pick(self, model: str | None) -> BackendState | None:
-        """The candidate for ``model`` with the most free slots (first listed on a tie), if any."""
+        """A free candidate for ``model``: one that has it loaded first, then the most free slots."""
         best: BackendState | None = None
+        best_rank = (False, 0)
         for backend in self.candidates(model):
-            if backend.free > 0 and (best is None or backend.free > best.free):
-                best = backend
+            rank = (backend.has_loaded(model), backend.free)
+            if backend.free > 0 and (best is None or rank > best_rank):
+                best, best_rank = backend, rank
         return best
 
     def snapshot(self) -> list[dict]:
@@ -171,6 +194,7 @@ class BackendPool:
                 "in_use": b.in_use,
                 "healthy": b.healthy,
                 "models": None if b.models is None else sorted(b.models),
+                "loaded": None if b.loaded is None else sorted(b.loaded),
             }
             for b in self.backends
         ]

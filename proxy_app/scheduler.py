@@ -1,131 +1,96 @@
-"""Who goes next: the in-process priority queue with aging, and the backend slots.
+"""Who goes next: the in-process priority queue with aging, fair share, limits and affinity.
 
-SPEC §5: effective priority = base - AGING_PER_MINUTE x minutes waited, lowest
-first, ties in arrival order. One aging rate for everyone means two waiting
-tickets never swap places, so each ticket is keyed once at enqueue by
-``(base + rate x enqueue_minutes, arrival_seq)`` and never re-sorted.
+Longer than 300 lines because the rules share one dispatch loop and its indexes: split,
+every rule would reach into the others' state.
 
-There is one heap per model (so a model no backend can take right now does not
-hold up other models behind it) with lazy deletion: a ticket that leaves the
-queue early is marked gone and skipped when it reaches the top. A sorted list of
-the waiting keys answers ``position()`` in O(log n).
+docs/contract.md §5, §7, §8. Effective priority = base + fair-share points - AGING_PER_MINUTE
+x minutes waited, lowest first, ties in arrival order. One aging rate for everyone means
+two waiting tickets never swap places, so each ticket is keyed once at enqueue by
+``(base + points + rate x enqueue_minutes, arrival_seq)`` and never re-sorted; the
+fair-share points (``FAIR_SHARE`` per request of the same identity waiting or holding a
+slot on arrival) are fixed then too. :class:`proxy_app.wait_queue.WaitQueue` indexes the
+waiting tickets per model and identity, so an identity at its ``max_concurrent`` is
+skipped without others losing their order.
+
+Rules at enqueue: a free slot for the model is taken at once (after every dispatch no
+eligible waiting ticket can use one); else ``max_queued`` (429), then ``MAX_QUEUE``: a
+newcomer that ranks ahead of the worst waiting ticket evicts it, otherwise 503.
+
+Model affinity at dispatch: the next ticket ``N`` goes to a free backend, preferring one
+with its model loaded. If that backend has not loaded ``N``'s model, the best eligible
+ticket of a model it has loaded goes instead when its effective priority is within
+``MODEL_AFFINITY`` of ``N``'s, unless ``N`` was first passed over ``AFFINITY_MAX_DELAY``
+seconds ago or more ("passed over" = being the next ticket while another goes first).
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from sortedcontainers import SortedList
 
 from common.settings import Settings
-from proxy_app.backends import BackendPool, BackendState, model_key
+from proxy_app.backends import BackendPool, BackendState
+from proxy_app.tickets import (
+    ADMIN_CANCEL,
+    SOURCES,
+    AdminCancelled,
+    Evicted,
+    Grant,
+    IdentityQueueFull,
+    NoBackend,
+    QueueFull,
+    QueueTimeout,
+    Revoked,
+    Scheduler,
+    SchedulerError,
+    ServiceTimes,
+    Ticket,
+    empty_by_source,
+    group_of,
+    queue_row,
+    retry_estimate,
+)
+from proxy_app.wait_queue import WaitQueue
 
-SOURCES = ("direct_api", "custom_app", "web_chat")
-
-
-class SchedulerError(Exception):
-    """A request cannot be (or stay) queued; ``status`` and ``retry_after`` shape the answer."""
-
-    status: int = 503
-
-    def __init__(self, message: str, *, status: int | None = None, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if status is not None:
-            self.status = status
-        self.retry_after = retry_after
-
-
-class QueueFull(SchedulerError):
-    """MAX_QUEUE requests are already waiting (503 with Retry-After)."""
-
-
-class QueueTimeout(SchedulerError):
-    """The request waited longer than QUEUE_TIMEOUT (503)."""
-
-
-class NoBackend(SchedulerError):
-    """No healthy backend serves the model (503 with Retry-After)."""
-
-
-class Revoked(SchedulerError):
-    """The credential behind a queued request was revoked while it waited (401/403)."""
-
-    status = 401
-
-
-@dataclass
-class Ticket:
-    """A request asking for a slot."""
-
-    request_id: str
-    priority: int | float  # base priority: lower is served first
-    source: str  # "direct_api" | "custom_app" | "web_chat"
-    model: str | None = None
-    principal: Any = None
-
-
-@dataclass(eq=False)
-class Grant:
-    """A slot on ``backend`` held for ``ticket`` until released."""
-
-    ticket: Ticket
-    backend: BackendState
-    waited: float  # seconds spent queued
-    released: bool = field(default=False, init=False, repr=False)
-    granted_at: float = field(default=0.0, init=False, repr=False)
-
-
-class Scheduler(Protocol):
-    """What the gateway needs from a scheduler, in-process or shared through Redis."""
-
-    async def acquire(self, ticket: Ticket) -> Grant: ...
-    def release(self, grant: Grant) -> None: ...
-    def cancel(self, request_id: str, error: SchedulerError) -> bool: ...
-    def position(self, request_id: str) -> int | None: ...
-    def snapshot(self) -> dict: ...
-    def waiting(self) -> list[Ticket]: ...
-    async def start(self) -> None: ...
-    async def close(self) -> None: ...
-
-
-def empty_by_source() -> dict[str, int]:
-    """A per-source counter with every known source present."""
-    return dict.fromkeys(SOURCES, 0)
-
-
-def retry_estimate(mean_hold: float, waiting: int, slots: int) -> int:
-    """Retry-After for a full queue: seconds to drain it at the mean hold time, 1-60."""
-    return min(max(math.ceil(mean_hold * waiting / max(slots, 1)), 1), 60)
-
-
-def _group(model: str | None) -> str:
-    """Which heap a ticket waits in: one per canonical model name, "" for no model."""
-    return model_key(model) if model else ""
-
-
-_WAITING, _GRANTED, _GONE = 0, 1, 2
+__all__ = [
+    "ADMIN_CANCEL",
+    "SOURCES",
+    "AdminCancelled",
+    "Evicted",
+    "Grant",
+    "IdentityQueueFull",
+    "LocalScheduler",
+    "NoBackend",
+    "QueueFull",
+    "QueueTimeout",
+    "Revoked",
+    "Scheduler",
+    "SchedulerError",
+    "Ticket",
+    "empty_by_source",
+    "group_of",
+    "queue_row",
+    "retry_estimate",
+]
 
 
 class _Waiter:
-    __slots__ = ("ticket", "key", "enqueued", "deadline", "future", "state", "grant")
+    __slots__ = ("ticket", "key", "group", "who", "points", "enqueued", "deadline", "future", "passed_at")
 
-    def __init__(self, ticket: Ticket, key: tuple[float, int], enqueued: float, future: asyncio.Future):
+    def __init__(self, ticket: Ticket, key: tuple[float, int], points: float, enqueued: float, future):
         self.ticket = ticket
         self.key = key
+        self.group = group_of(ticket.model)
+        self.who = ticket.who
+        self.points = points
         self.enqueued = enqueued
         self.deadline = 0.0  # event-loop time when QUEUE_TIMEOUT runs out
-        self.future = future
-        self.state = _WAITING
-        self.grant: Grant | None = None
+        self.future: asyncio.Future[Grant] = future
+        self.passed_at: float | None = None  # first time model affinity passed it over
 
 
 class LocalScheduler:
@@ -139,17 +104,17 @@ class LocalScheduler:
         # Minutes count from here: small numbers keep ties like 1 + 0.1 x 20 == 3 exact in floats.
         self._epoch = clock()
         self._seq = itertools.count()
-        self._heaps: dict[str, list[tuple[float, int, _Waiter]]] = {}
+        self._queue = WaitQueue()
         self._waiters: dict[str, _Waiter] = {}
-        self._order: SortedList = SortedList()
-        # Waiters in arrival order: the oldest wait, and the timeouts (one timeout for all,
+        self._grants: dict[str, Grant] = {}
+        # Waiters in arrival order, for the oldest wait and the timeouts (one timeout for all,
         # so deadlines come in arrival order and one timer on the oldest is enough).
         self._arrivals: deque[_Waiter] = deque()
         self._expiry: asyncio.TimerHandle | None = None
-        self._dead = 0  # gone entries still sitting in the heaps
         self._queued = Counter[str]()
         self._active = Counter[str]()
         self._mean_hold = 5.0  # seconds a slot is held, moving average, for Retry-After
+        self.service = ServiceTimes()
         pool.on_change(self._dispatch)
 
     async def start(self) -> None:
@@ -166,45 +131,66 @@ class LocalScheduler:
         await self.pool.close()
 
     async def acquire(self, ticket: Ticket) -> Grant:
-        """Wait for a slot; raises QueueFull, NoBackend, QueueTimeout or the error given to cancel()."""
-        if ticket.request_id in self._waiters:
-            raise ValueError(f"request {ticket.request_id!r} is already queued")
+        """Wait for a slot; raises a SchedulerError (QueueFull, Evicted, IdentityQueueFull, ...)."""
+        rid = ticket.request_id
+        if rid in self._waiters or rid in self._grants:
+            raise ValueError(f"request {rid!r} is already queued")
         if not self.pool.candidates(ticket.model):
             raise NoBackend("no healthy backend serves this model", retry_after=self._backend_retry())
         now = self._clock()
-        # After every dispatch no waiting ticket can use a free slot, so a ticket that
-        # finds one free for its model overtakes nobody by taking it at once.
-        backend = self.pool.pick(ticket.model)
+        who = ticket.who
+        if self._queue.set_limit(who, ticket.max_concurrent):
+            self._dispatch()  # a raised limit lets the identity's waiting tickets go first
+        points = (
+            self.settings.fair_share * (self._queue.waiting[who] + self._queue.active[who]) if who else 0.0
+        )
+        backend = None if self._queue.blocked(who) else self.pool.pick(ticket.model)
         if backend is not None:
-            return self._take(ticket, backend, waited=0.0, now=now)
-        if len(self._waiters) >= self.settings.max_queue:
-            raise QueueFull("the queue is full, try again later", retry_after=self._full_retry())
-        waiter = self._enqueue(ticket, now)
+            return self._take(ticket, backend, waited=0.0, points=points, now=now)
+        if ticket.max_queued is not None and who and self._queue.waiting[who] >= ticket.max_queued:
+            raise IdentityQueueFull(
+                f"this identity already has {self._queue.waiting[who]} requests waiting",
+                retry_after=self._full_retry(),
+            )
+        key = (ticket.priority + points + self._rate * ((now - self._epoch) / 60.0), next(self._seq))
+        if len(self._queue) >= self.settings.max_queue:
+            worst = self._queue.worst()
+            if worst is None or key[0] >= worst.key[0]:
+                raise QueueFull("the queue is full, try again later", retry_after=self._full_retry())
+            retry = self._full_retry()
+            self._fail(
+                worst, Evicted("the queue is full and a request ranked ahead of this one", retry_after=retry)
+            )
+        waiter = self._enqueue(ticket, key, points, now)
         try:
             return await waiter.future
         except asyncio.CancelledError:
             self._abandon(waiter)
             raise
 
-    def _enqueue(self, ticket: Ticket, now: float) -> _Waiter:
-        key = (ticket.priority + self._rate * ((now - self._epoch) / 60.0), next(self._seq))
+    def _enqueue(self, ticket: Ticket, key: tuple[float, int], points: float, now: float) -> _Waiter:
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(ticket, key, now, loop.create_future())
+        waiter = _Waiter(ticket, key, points, now, loop.create_future())
         waiter.deadline = loop.time() + self.settings.queue_timeout
         if self._expiry is None:
             self._expiry = loop.call_at(waiter.deadline, self._expire_due)
-        heapq.heappush(self._heaps.setdefault(_group(ticket.model), []), (*key, waiter))
+        self._queue.add(waiter)
         self._waiters[ticket.request_id] = waiter
-        self._order.add(key)
         self._arrivals.append(waiter)
         self._queued[ticket.source] += 1
         return waiter
 
-    def _take(self, ticket: Ticket, backend: BackendState, *, waited: float, now: float) -> Grant:
+    def _take(
+        self, ticket: Ticket, backend: BackendState, *, waited: float, points: float, now: float
+    ) -> Grant:
         backend.in_use += 1
+        backend.last_model = group_of(ticket.model) or backend.last_model
         self._active[ticket.source] += 1
-        grant = Grant(ticket, backend, waited)
+        self._queue.holding(ticket.who, +1)
+        effective = ticket.priority + points - self._rate * waited / 60.0
+        grant = Grant(ticket, backend, waited, points=points, effective=effective)
         grant.granted_at = now
+        self._grants[ticket.request_id] = grant
         return grant
 
     def release(self, grant: Grant) -> None:
@@ -212,9 +198,13 @@ class LocalScheduler:
         if grant.released:
             return
         grant.released = True
+        self._grants.pop(grant.ticket.request_id, None)
         grant.backend.in_use -= 1
         self._active[grant.ticket.source] -= 1
-        self._mean_hold += 0.1 * (self._clock() - grant.granted_at - self._mean_hold)
+        self._queue.holding(grant.ticket.who, -1)
+        held = self._clock() - grant.granted_at
+        self._mean_hold += 0.1 * (held - self._mean_hold)
+        self.service.record(group_of(grant.ticket.model), grant.backend.url, held)
         self._dispatch()
 
     def cancel(self, request_id: str, error: SchedulerError) -> bool:
@@ -225,10 +215,44 @@ class LocalScheduler:
         self._fail(waiter, error)
         return True
 
+    async def cancel_request(self, request_id: str, reason: str = ADMIN_CANCEL) -> bool:
+        """An administrator's cancel: a waiting request fails with 503 ``reason``, an active one
+        hears it through ``Grant.on_cancel``; False if the id is neither waiting nor active."""
+        if self.cancel(request_id, AdminCancelled(reason)):
+            return True
+        grant = self._grants.get(request_id)
+        return grant is not None and (grant.cancel(reason) or grant.cancel_reason is not None)
+
     def position(self, request_id: str) -> int | None:
-        """1-based place in the dispatch order, None if not waiting."""
+        """1-based place in the order of every waiting ticket, None if not waiting."""
         waiter = self._waiters.get(request_id)
-        return None if waiter is None else self._order.bisect_left(waiter.key) + 1
+        return None if waiter is None else self._queue.rank(waiter) + 1
+
+    def eta(self, request_id: str) -> int | None:
+        """Whole seconds until this waiting request likely gets a slot; None if unknown."""
+        waiter = self._waiters.get(request_id)
+        if waiter is None:
+            return None
+        backends = self.pool.candidates(waiter.ticket.model)
+        return self.service.eta(waiter.group, backends, self._queue.rank(waiter) + 1)
+
+    async def queue_view(self) -> list[dict]:
+        """Waiting requests in dispatch order, then active ones (docs/contract.md §8)."""
+        now = self._clock()
+        rows = []
+        for rank, waiter in enumerate(self._queue.in_order()):
+            waited = now - waiter.enqueued
+            effective = waiter.ticket.priority + waiter.points - self._rate * waited / 60.0
+            backends = self.pool.candidates(waiter.ticket.model)
+            eta = self.service.eta(waiter.group, backends, rank + 1)
+            rows.append(queue_row(waiter.ticket, "waiting", effective, waited, rank + 1, eta, None))
+        for grant in self._grants.values():
+            rows.append(
+                queue_row(
+                    grant.ticket, "active", grant.effective, grant.waited, None, None, grant.backend.url
+                )
+            )
+        return rows
 
     def waiting(self) -> list[Ticket]:
         """The waiting tickets, oldest first."""
@@ -236,7 +260,7 @@ class LocalScheduler:
 
     def snapshot(self) -> dict:
         """Queue and slot numbers for stats, metrics and /health."""
-        while self._arrivals and self._arrivals[0].state != _WAITING:
+        while self._arrivals and self._arrivals[0].ticket.request_id not in self._waiters:
             self._arrivals.popleft()
         oldest = self._clock() - self._arrivals[0].enqueued if self._arrivals else 0.0
         return {
@@ -249,59 +273,58 @@ class LocalScheduler:
         }
 
     def _dispatch(self) -> None:
-        """Grant free slots to the best-ordered waiting tickets whose model can run now."""
+        """Grant free slots to the best eligible tickets whose model can run now (with affinity)."""
         while self._waiters and any(b.healthy and b.free > 0 for b in self.pool.backends):
-            heads = []
-            for name, heap in list(self._heaps.items()):
-                while heap and heap[0][2].state != _WAITING:
-                    heapq.heappop(heap)
-                    self._dead -= 1
-                if heap:
-                    heads.append(heap[0])
-                else:
-                    del self._heaps[name]
-            heads.sort()  # by (score, seq); seq is unique, so waiters are never compared
-            for _score, _seq, waiter in heads:
-                backend = self.pool.pick(waiter.ticket.model)
+            for nxt in self._queue.heads():
+                backend = self.pool.pick(nxt.ticket.model)
                 if backend is not None:
-                    self._grant(waiter, backend)
                     break
             else:
                 return
+            self._grant(self._affine(nxt, backend), backend)
+
+    def _affine(self, nxt: _Waiter, backend: BackendState) -> _Waiter:
+        """The ticket that takes ``backend``: ``nxt``, or one for a loaded model within MODEL_AFFINITY."""
+        slack, max_delay = self.settings.model_affinity, self.settings.affinity_max_delay
+        if slack <= 0 or max_delay <= 0 or nxt.ticket.model is None or backend.has_loaded(nxt.ticket.model):
+            return nxt
+        now = self._clock()
+        if nxt.passed_at is not None and now - nxt.passed_at >= max_delay:
+            return nxt
+        best = None
+        for group in self._queue.groups():
+            head = self._queue.head_of(group)
+            if (
+                head is not None
+                and head.key[0] <= nxt.key[0] + slack
+                and (best is None or head.key < best.key)
+                and backend.has_loaded(head.ticket.model)
+                and backend in self.pool.candidates(head.ticket.model)
+            ):
+                best = head
+        if best is None:
+            return nxt
+        if nxt.passed_at is None:
+            nxt.passed_at = now
+        return best
 
     def _grant(self, waiter: _Waiter, backend: BackendState) -> None:
-        heapq.heappop(self._heaps[_group(waiter.ticket.model)])
         now = self._clock()
-        self._remove(waiter, counted_dead=False)
+        self._remove(waiter)
         if waiter.future.done():
             return  # the task was cancelled a moment ago; _abandon finds it gone
-        waiter.state = _GRANTED
-        waiter.grant = self._take(waiter.ticket, backend, waited=now - waiter.enqueued, now=now)
-        waiter.future.set_result(waiter.grant)
+        grant = self._take(
+            waiter.ticket, backend, waited=now - waiter.enqueued, points=waiter.points, now=now
+        )
+        waiter.future.set_result(grant)
 
-    def _remove(self, waiter: _Waiter, *, counted_dead: bool = True) -> None:
-        """Take a waiting ticket out of every index; its heap entry is left to lazy deletion."""
-        waiter.state = _GONE
+    def _remove(self, waiter: _Waiter) -> None:
+        """Take a waiting ticket out of every index."""
         del self._waiters[waiter.ticket.request_id]
-        self._order.remove(waiter.key)
+        self._queue.remove(waiter)
         self._queued[waiter.ticket.source] -= 1
-        if counted_dead:
-            self._dead += 1
-            if self._dead > 1024 and self._dead > len(self._waiters):
-                self._compact()
         if len(self._arrivals) > 2 * len(self._waiters) + 1024:
-            self._arrivals = deque(w for w in self._arrivals if w.state == _WAITING)
-
-    def _compact(self) -> None:
-        """Drop gone entries from the heaps once they outnumber the living ones."""
-        for name, heap in list(self._heaps.items()):
-            alive = [entry for entry in heap if entry[2].state == _WAITING]
-            heapq.heapify(alive)
-            if alive:
-                self._heaps[name] = alive
-            else:
-                del self._heaps[name]
-        self._dead = 0
+            self._arrivals = deque(w for w in self._arrivals if w.ticket.request_id in self._waiters)
 
     def _fail(self, waiter: _Waiter, error: SchedulerError) -> None:
         self._remove(waiter)
@@ -315,7 +338,7 @@ class LocalScheduler:
         timeout = self.settings.queue_timeout
         while self._arrivals:
             oldest = self._arrivals[0]
-            if oldest.state != _WAITING:
+            if self._waiters.get(oldest.ticket.request_id) is not oldest:
                 self._arrivals.popleft()
             elif oldest.deadline <= loop.time():
                 self._fail(oldest, QueueTimeout(f"waited in the queue for more than {timeout:g} seconds"))
@@ -325,12 +348,12 @@ class LocalScheduler:
 
     def _abandon(self, waiter: _Waiter) -> None:
         """The waiting task was cancelled (client left): forget it, or give back a racing grant."""
-        if waiter.state == _WAITING:
+        if self._waiters.get(waiter.ticket.request_id) is waiter:
             self._remove(waiter)
-        elif waiter.future.done() and not waiter.future.cancelled():
-            waiter.future.exception()  # mark a racing cancel()/timeout error as seen
-        if waiter.state == _GRANTED and waiter.grant is not None:
-            self.release(waiter.grant)
+            return
+        if waiter.future.done() and not waiter.future.cancelled():
+            if waiter.future.exception() is None:  # also marks a racing error as seen
+                self.release(waiter.future.result())
 
     def _full_retry(self) -> int:
         slots = sum(b.slots for b in self.pool.backends)

@@ -1,19 +1,26 @@
 """The scheduler shared through Redis: several gateway instances, one queue, one set of slots.
 
-Same interface and ordering as :class:`proxy_app.scheduler.LocalScheduler`; every
-step that touches shared state is one atomic Lua script (``scheduler_redis.lua``).
+Same interface and rules as :class:`proxy_app.scheduler.LocalScheduler` (docs/contract.md §5,
+§7, §8: aging, fair share, eviction, max_queued / max_concurrent, model affinity); every
+step that touches shared state is one atomic Lua script (``scheduler_redis.lua``), and
+``scheduler_redis_wire`` turns its replies into Python. Longer than 300 lines because the
+acquire / grant / give-back races it settles belong together.
 
 Keys, under ``<prefix>:`` (default ``seadragon``):
 
-- ``queue`` sorted set of waiting tickets, score ``base + rate x enqueue_minutes``
-  (Redis ``TIME``), member ``<16-digit INCR seq><request id>`` so equal scores go in
-  arrival order; ``q:<model>`` the same per model (a model no backend can take
-  now does not hold up others); ``models`` the set of those models;
-  ``arrivals`` request id by enqueue time (oldest wait, stale tickets);
-- ``t:<request id>`` hash: member, model, source, owner instance, deadline, state, backend;
+- ``queue`` sorted set of every waiting ticket, score ``base + fair-share points + rate x
+  enqueue_minutes``, member ``<16-digit INCR seq><request id>`` (equal scores go in arrival
+  order); ``lane:<model>\n<who>`` the same per model and identity; ``ready:<model>`` the
+  heads of the lanes whose identity is below its max_concurrent; ``models`` the models
+  with a ready head; ``arrivals`` request id by enqueue time;
+- ``waiting`` / ``active`` / ``limit`` hashes per identity; ``wm:<who>`` its waiting per model;
+- ``t:<request id>`` hash: member, model, who, source, owner, deadline, state, backend,
+  base, points, enq, waited, passed (first passed over by affinity), endpoint;
 - ``leases:<backend url>`` sorted set: request ids holding a slot there, scored by
-  lease expiry; ``counts`` hash of ``queued:<source>`` / ``active:<source>``;
-- ``inst:<instance>`` heartbeat; ``granted:<instance>`` list of grant notices.
+  lease expiry; ``last:<url>`` the model it was last given; ``svc`` mean service seconds
+  per ``model\nurl``; ``counts`` hash of ``queued:<source>`` / ``active:<source>``;
+- ``inst:<instance>`` heartbeat; ``granted:<instance>`` the instance's inbox: ``g`` grant,
+  ``e`` evicted, ``c`` cancelled by an administrator (issued on any instance).
 
 **Leases.** A granted slot is a lease that expires ``lease`` seconds (default 15)
 after it was last refreshed. Each instance refreshes the leases it holds, and its
@@ -22,15 +29,14 @@ come back at most ``lease`` seconds later and its waiting tickets are skipped (n
 heartbeat) or dropped after QUEUE_TIMEOUT. An instance stalled for longer than
 ``lease`` loses its slots to others: keep ``lease`` well above any pause.
 
-**Wake-up.** A grant is pushed onto the owner's ``granted:<instance>`` list; each
-instance waits on its own list with ``BLPOP``, so a grant arrives at once. A notice
-for a request this instance no longer waits for gives the slot straight back. The
+**Wake-up.** Each instance waits on its inbox with ``BLPOP``, so a grant arrives at once. A
+grant for a request this instance no longer waits for gives the slot straight back. The
 redis client must not have a ``socket_timeout`` shorter than 2 s.
 
-``release``, ``cancel``, ``position``, ``snapshot`` and ``waiting`` are synchronous
-(the interface is), so they act locally at once and reach Redis from a background
-task; ``position`` and ``snapshot`` are as fresh as the last tick. Every instance
-must be configured with the same ``OLLAMA_URLS``.
+``release``, ``cancel``, ``position``, ``eta``, ``snapshot`` and ``waiting`` are synchronous
+(the interface is), so they act locally at once and reach Redis from a background task;
+``position``, ``eta`` and ``snapshot`` are as fresh as the last tick. Every instance must
+be configured with the same ``OLLAMA_URLS``.
 """
 
 from __future__ import annotations
@@ -50,28 +56,37 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common.settings import Settings
-from proxy_app.backends import BackendPool, BackendState, model_key
+from proxy_app.backends import BackendPool, BackendState
 from proxy_app.scheduler import (
+    ADMIN_CANCEL,
+    AdminCancelled,
+    Evicted,
     Grant,
+    IdentityQueueFull,
     NoBackend,
     QueueFull,
     QueueTimeout,
     SchedulerError,
     Ticket,
-    empty_by_source,
+    group_of,
     retry_estimate,
 )
+from proxy_app.scheduler_redis_wire import (
+    empty_snapshot,
+    load_service_times,
+    script_config,
+    text,
+    tick_snapshot,
+    view_rows,
+)
+from proxy_app.tickets import ServiceTimes
 
 log = logging.getLogger(__name__)
 SCRIPT = (Path(__file__).with_name("scheduler_redis.lua")).read_text()
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class _Waiter:
-    __slots__ = ("ticket", "future", "started", "member", "position", "wants_position", "grant")
+    __slots__ = ("ticket", "future", "started", "member", "position", "wants_position", "grant", "points")
 
     def __init__(self, ticket: Ticket, future: asyncio.Future, started: float) -> None:
         self.ticket = ticket
@@ -81,6 +96,7 @@ class _Waiter:
         self.position: int | None = None
         self.wants_position = False
         self.grant: Grant | None = None
+        self.points = 0.0  # fair-share points Redis gave it
 
 
 class RedisScheduler:
@@ -113,7 +129,8 @@ class RedisScheduler:
         self._loops: list[asyncio.Task] = []
         self._closing = False
         self._mean_hold = 5.0
-        self._snapshot: dict = self._empty_snapshot()
+        self._snapshot: dict = empty_snapshot()
+        self.service = ServiceTimes()  # shared service times, as of the last tick
         pool.on_change(self._poke)
 
     async def start(self) -> None:
@@ -151,7 +168,7 @@ class RedisScheduler:
             await asyncio.sleep(0)
 
     async def acquire(self, ticket: Ticket) -> Grant:
-        """Wait for a slot; raises QueueFull, NoBackend, QueueTimeout or the error given to cancel()."""
+        """Wait for a slot; raises a SchedulerError (QueueFull, Evicted, IdentityQueueFull, ...)."""
         rid = ticket.request_id
         if rid in self._waiters or rid in self._held:
             raise ValueError(f"request {rid!r} is already queued")
@@ -159,7 +176,7 @@ class RedisScheduler:
             retry = max(1, math.ceil(self.pool.interval))
             raise NoBackend("no healthy backend serves this model", retry_after=retry)
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(ticket, loop.create_future(), time.monotonic())
+        waiter = _Waiter(ticket, loop.create_future(), self._now())
         # Registered first: a grant can reach the inbox before the enqueue reply does.
         self._waiters[rid] = waiter
         try:
@@ -182,18 +199,19 @@ class RedisScheduler:
             if waiter.grant is None:
                 self._spawn(self._run("leave", rid))
             return await waiter.future
-        kind = _text(reply[0])
+        kind = text(reply[0])
         if kind != "queued":
             del self._waiters[rid]
             if kind == "granted":
-                return self._hold(ticket, _text(reply[1]), waited=0.0)
+                return self._hold(ticket, text(reply[1]), waited=0.0, points=float(text(reply[2])))
             if kind == "full":
-                queued = self._snapshot["queue_length"]
-                slots = sum(b.slots for b in self.pool.backends)
-                retry = retry_estimate(self._mean_hold, queued, slots)
-                raise QueueFull("the queue is full, try again later", retry_after=retry)
+                raise QueueFull("the queue is full, try again later", retry_after=self._full_retry())
+            if kind == "identity_full":
+                message = f"this identity already has {int(reply[1])} requests waiting"
+                raise IdentityQueueFull(message, retry_after=self._full_retry())
             raise ValueError(f"request {rid!r} is already queued")
-        waiter.member, waiter.position = _text(reply[1]), int(reply[2]) + 1
+        waiter.member, waiter.position = text(reply[1]), int(reply[2]) + 1
+        waiter.points = float(text(reply[3]))
         timer = loop.call_later(self.settings.queue_timeout, self._expire, rid)
         try:
             return await waiter.future
@@ -204,17 +222,23 @@ class RedisScheduler:
             timer.cancel()
 
     def _ticket_args(self, ticket: Ticket) -> list:
-        minutes = "" if self._aging_clock is None else repr(self._aging_clock() / 60.0)
         return [
-            model_key(ticket.model) if ticket.model else "",
+            group_of(ticket.model),
             ticket.source,
             repr(float(ticket.priority)),
             repr(self.settings.aging_per_minute),
-            minutes,
             self.instance,
             int(self.settings.queue_timeout * 1000),
             self.settings.max_queue,
+            ticket.who,
+            "" if ticket.max_queued is None else ticket.max_queued,
+            "" if ticket.max_concurrent is None else ticket.max_concurrent,
+            ticket.endpoint or "",
         ]
+
+    def _full_retry(self) -> int:
+        slots = sum(b.slots for b in self.pool.backends)
+        return retry_estimate(self._mean_hold, self._snapshot["queue_length"], slots)
 
     def release(self, grant: Grant) -> None:
         """Free the slot (idempotent); Redis hands it to the best waiting ticket of any instance."""
@@ -223,8 +247,9 @@ class RedisScheduler:
         grant.released = True
         self._held.pop(grant.ticket.request_id, None)
         grant.backend.in_use = max(grant.backend.in_use - 1, 0)
-        self._mean_hold += 0.1 * (time.monotonic() - grant.granted_at - self._mean_hold)
-        self._spawn(self._run("leave", grant.ticket.request_id))
+        held = self._now() - grant.granted_at
+        self._mean_hold += 0.1 * (held - self._mean_hold)
+        self._spawn(self._run("leave", grant.ticket.request_id, repr(held)))
 
     def cancel(self, request_id: str, error: SchedulerError) -> bool:
         """Take a ticket of this instance out of the queue; its acquire() raises ``error``."""
@@ -234,6 +259,25 @@ class RedisScheduler:
         self._abandon(waiter)
         waiter.future.set_exception(error)
         return True
+
+    async def cancel_request(self, request_id: str, reason: str = ADMIN_CANCEL) -> bool:
+        """An administrator's cancel, on whichever instance the request waits or streams: a waiting
+        one fails with 503 ``reason``, an active one hears it through ``Grant.on_cancel``."""
+        return bool(await self._run("cancel", request_id, reason))
+
+    def eta(self, request_id: str) -> int | None:
+        """Whole seconds until this waiting request likely gets a slot (as of the last tick)."""
+        waiter = self._waiters.get(request_id)
+        if waiter is None or waiter.position is None:
+            return None
+        waiter.wants_position = True
+        backends = self.pool.candidates(waiter.ticket.model)
+        return self.service.eta(group_of(waiter.ticket.model), backends, waiter.position)
+
+    async def queue_view(self) -> list[dict]:
+        """Every instance's waiting requests in dispatch order, then the active ones (§8)."""
+        reply = await self._run("view", json.dumps([b.url for b in self.pool.backends]))
+        return view_rows(reply, self.pool, self.settings, self.service)
 
     def position(self, request_id: str) -> int | None:
         """1-based place in the shared dispatch order (as of the last tick), None if not waiting."""
@@ -251,11 +295,16 @@ class RedisScheduler:
         """Shared queue and slot numbers, as of the last tick."""
         return {**self._snapshot, "backends": self.pool.snapshot()}
 
-    def _hold(self, ticket: Ticket, url: str, *, waited: float) -> Grant:
+    def _now(self) -> float:
+        return time.monotonic() if self._aging_clock is None else self._aging_clock()
+
+    def _hold(self, ticket: Ticket, url: str, *, waited: float, points: float) -> Grant:
         backend = self._backend(url)
         backend.in_use += 1
-        grant = Grant(ticket, backend, waited)
-        grant.granted_at = time.monotonic()
+        backend.last_model = group_of(ticket.model) or backend.last_model
+        effective = ticket.priority + points - self.settings.aging_per_minute * waited / 60.0
+        grant = Grant(ticket, backend, waited, points=points, effective=effective)
+        grant.granted_at = self._now()
         self._held[ticket.request_id] = grant
         return grant
 
@@ -274,12 +323,33 @@ class RedisScheduler:
             self._spawn(self._run("leave", rid))
             return
         try:
-            waiter.grant = self._hold(waiter.ticket, url, waited=time.monotonic() - waiter.started)
+            waited = self._now() - waiter.started
+            waiter.grant = self._hold(waiter.ticket, url, waited=waited, points=waiter.points)
         except SchedulerError as exc:
             self._spawn(self._run("leave", rid))
             waiter.future.set_exception(exc)
             return
         waiter.future.set_result(waiter.grant)
+
+    def _on_notice(self, notice: str) -> None:
+        """A message from the inbox: ``g`` granted, ``e`` evicted, ``c`` cancelled by an administrator."""
+        kind, _, rest = notice.partition("\n")
+        if kind == "g":
+            url, _, rid = rest.partition("\n")
+            self._on_grant(rid, url)
+        elif kind == "e":
+            message = "the queue is full and a request ranked ahead of this one"
+            self._fail_local(rest, Evicted(message, retry_after=self._full_retry()))
+        elif kind == "c":
+            rid, _, reason = rest.partition("\n")
+            if not self.cancel(rid, AdminCancelled(reason)) and rid in self._held:
+                self._held[rid].cancel(reason)
+
+    def _fail_local(self, rid: str, error: SchedulerError) -> None:
+        """Redis already took the ticket out: fail its local waiter without another leave."""
+        waiter = self._waiters.pop(rid, None)
+        if waiter is not None and not waiter.future.done():
+            waiter.future.set_exception(error)
 
     def _abandon(self, waiter: _Waiter) -> None:
         """Its task is gone (client left, cancel, timeout): leave the queue, or give back a racing grant."""
@@ -296,18 +366,10 @@ class RedisScheduler:
         self.cancel(rid, QueueTimeout(f"waited in the queue for more than {timeout:g} seconds"))
 
     async def _run(self, command: str, *args: Any) -> Any:
-        routing = self._routing()
-        return await self._script(args=[command, self.prefix, routing, self.lease_ms, *args])
-
-    def _routing(self) -> str:
-        """The healthy backends, their slots, and which serve each known model, as the script wants them."""
-        healthy = [b for b in self.pool.backends if b.healthy]
-        known = {m for b in healthy if b.models is not None for m in b.models}
-        routes = {m: [b.url for b in self.pool.candidates(m)] for m in known}
-        routes[""] = [b.url for b in healthy]
-        default = [b.url for b in healthy if b.models is None] or routes[""]
-        backends = {b.url: b.slots for b in healthy}
-        return json.dumps({"backends": backends, "routes": routes, "default": default})
+        clock = "" if self._aging_clock is None else repr(self._aging_clock())
+        return await self._script(
+            args=[command, self.prefix, script_config(self.pool, self.settings), self.lease_ms, clock, *args]
+        )
 
     def _spawn(self, coro: Coroutine) -> None:
         task = asyncio.ensure_future(coro)
@@ -348,24 +410,14 @@ class RedisScheduler:
             json.dumps([w.member for w in wanted]),
             json.dumps(urls),
         )
-        length, counts, oldest, now, ranks, in_use = reply
+        length, counts, oldest, now, ranks, in_use, service = reply
+        load_service_times(self.service, service)
         for waiter, rank in zip(wanted, ranks, strict=True):
             if rank >= 0:
                 waiter.position = rank + 1
         for backend, n in zip(self.pool.backends, in_use, strict=True):
             backend.in_use = int(n)
-        flat = [_text(x) for x in counts]
-        tally = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
-        snap = self._empty_snapshot()
-        for name, n in tally.items():
-            kind, _, source = name.partition(":")
-            if n > 0 and kind in ("queued", "active"):
-                snap["queue_by_source" if kind == "queued" else "active_by_source"][source] = n
-        snap["queue_length"] = int(length)
-        snap["active_requests"] = sum(snap["active_by_source"].values())
-        oldest_ms = float(_text(oldest))
-        snap["oldest_wait"] = max((float(_text(now)) - oldest_ms) / 1000, 0.0) if oldest_ms >= 0 else 0.0
-        self._snapshot = snap
+        self._snapshot = tick_snapshot(length, counts, oldest, now)
 
     async def _inbox_loop(self) -> None:
         inbox = f"{self.prefix}:granted:{self.instance}"
@@ -378,15 +430,4 @@ class RedisScheduler:
                     await asyncio.sleep(0.5)
                 continue
             if item is not None:
-                url, _, rid = _text(item[1]).partition("\n")
-                self._on_grant(rid, url)
-
-    @staticmethod
-    def _empty_snapshot() -> dict:
-        return {
-            "queue_length": 0,
-            "queue_by_source": empty_by_source(),
-            "active_requests": 0,
-            "active_by_source": empty_by_source(),
-            "oldest_wait": 0.0,
-        }
+                self._on_notice(text(item[1]))

@@ -46,8 +46,8 @@ class FakeOllama:
         return httpx.Response(404, text="404 page not found")
 
     def paths(self, *, health: bool = False) -> list[str]:
-        """Paths received, without the health checks unless asked."""
-        return [r.url.path for r in self.requests if health or r.url.path != "/api/tags"]
+        """Paths received, without the health checks (/api/tags, /api/ps) unless asked."""
+        return [r.url.path for r in self.requests if health or r.url.path not in ("/api/tags", "/api/ps")]
 
     def last(self, path: str) -> httpx.Request:
         """The last request to ``path``."""

@@ -188,6 +188,7 @@ async def test_snapshot_shows_each_backend(pool):
             "in_use": 1,
             "healthy": True,
             "models": ["llama3.2:latest", "qwen3:8b"],
+            "loaded": [],
         },
         {
             "url": "http://gpu2:11434",
@@ -195,5 +196,6 @@ async def test_snapshot_shows_each_backend(pool):
             "in_use": 0,
             "healthy": True,
             "models": ["nomic-embed-text:latest"],
+            "loaded": [],
         },
     ]

@@ -37,7 +37,7 @@ def raw_request(port: int, method: str, target: str, headers: dict[str, str], bo
 
 def forwarded(sim) -> dict[str, int]:
     """What reached the simulator, by path, besides the gateway's health checks."""
-    return {path: n for path, n in sim.stats()["requests"].items() if path != "/api/tags"}
+    return {path: n for path, n in sim.stats()["requests"].items() if path not in ("/api/tags", "/api/ps")}
 
 
 VARIANTS = [

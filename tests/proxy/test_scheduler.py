@@ -35,19 +35,25 @@ class FakeClock:
 
 
 def make_settings(**overrides) -> Settings:
-    """Settings for a scheduler only: no database is touched."""
+    """Settings for a scheduler only: no database is touched; model affinity off unless asked for."""
+    overrides.setdefault("model_affinity", 0.0)
     return Settings(
         database_url="sqlite://", secret_key="test", instance_dir=Path("/nonexistent"), **overrides
     )
 
 
-def tags_handler(models_by_host: dict[str, list[str] | None]):
-    """An httpx handler answering /api/tags per host; a host mapped to None is down."""
+def tags_handler(
+    models_by_host: dict[str, list[str] | None], loaded_by_host: dict[str, list[str]] | None = None
+):
+    """An httpx handler answering /api/tags (and /api/ps: nothing loaded unless given) per host;
+    a host mapped to None is down."""
 
     def handle(request: httpx.Request) -> httpx.Response:
         models = models_by_host.get(request.url.host)
         if models is None:
             raise httpx.ConnectError("connection refused", request=request)
+        if request.url.path == "/api/ps":
+            models = (loaded_by_host or {}).get(request.url.host, [])
         return httpx.Response(200, json={"models": [{"name": m, "model": m} for m in models]})
 
     return handle

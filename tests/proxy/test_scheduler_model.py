@@ -1,15 +1,18 @@
 """The scheduler against a reference model: a sorted list, over random operation sequences.
 
-Hypothesis draws sequences of enqueue / release / cancel / client-leaves / clock
-advance. After every step the grants so far, the waiting order (``position``)
-and the queue length must equal the reference exactly. Rates and clock steps
-are dyadic (0.25/min, 15 s) so float keys and the exact Fraction keys of the
-reference agree, ties included.
+Hypothesis draws a configuration (slots, aging rate, MAX_QUEUE, FAIR_SHARE, MODEL_AFFINITY,
+AFFINITY_MAX_DELAY, each identity's max_queued / max_concurrent) and a sequence of enqueue
+(priority, identity, model) / release / cancel / client-leaves / clock-advance steps. After
+every step the grants so far, the refusals and evictions, the waiting order (``position``,
+the queue view) and the queue length must equal the reference exactly
+(docs/contract.md §5, §7, §8). Rates, points and clock steps are dyadic (0.25/min, 0.5, 15 s)
+so float keys and the exact Fraction keys of the reference agree, ties included.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -20,139 +23,271 @@ from hypothesis import strategies as st
 
 from common.settings import Backend
 from proxy_app.backends import BackendPool
-from proxy_app.scheduler import LocalScheduler, QueueFull, Revoked, Ticket
+from proxy_app.scheduler import Evicted, IdentityQueueFull, LocalScheduler, QueueFull, Revoked, Ticket
 from tests.proxy.test_scheduler import FakeClock, make_settings
 
 SOURCES = {0: "direct_api", 1: "direct_api", 2: "custom_app", 3: "web_chat", 5: "custom_app"}
+IDENTITIES = ["", "key:1", "key:2", "ip:3"]
+MODELS = ["a", "b", "c"]
 
-enqueue = st.tuples(st.just("enqueue"), st.sampled_from(sorted(SOURCES)))
-operations = st.lists(
-    st.one_of(
-        enqueue,
-        enqueue,
-        enqueue,  # three times as likely as any other step, so queues build up
-        st.tuples(st.just("leave_then_release"), st.integers(0, 7)),
-        st.tuples(st.just("release"), st.integers(0, 7)),
-        st.tuples(st.just("release_again"), st.integers(0, 7)),
-        st.tuples(st.just("leave"), st.integers(0, 7)),
-        st.tuples(st.just("revoke"), st.integers(0, 7)),
-        st.tuples(st.just("release_then_leave"), st.integers(0, 7)),
-        st.tuples(st.just("advance"), st.integers(1, 240)),
-    ),
-    min_size=15,
-    max_size=80,
+KINDS = ["enqueue"] * 8 + [
+    "leave_then_release",
+    "release",
+    "release",
+    "release_again",
+    "leave",
+    "revoke",
+    "release_then_leave",
+    "advance",
+]
+
+
+def as_step(kind: int, base: int, who: str, model: str, arg: int) -> tuple:
+    """One step: an enqueue half the time (so queues build up), else a release, leave, ..."""
+    name = KINDS[kind]
+    return (name, base, who, model) if name == "enqueue" else (name, arg)
+
+
+step = st.builds(
+    as_step,
+    st.integers(0, len(KINDS) - 1),
+    st.sampled_from(sorted(SOURCES)),
+    st.sampled_from(IDENTITIES),
+    st.sampled_from(MODELS),
+    st.integers(1, 16),
 )
+operations = st.lists(step, min_size=15, max_size=80)
+limits = st.fixed_dictionaries(
+    {
+        who: st.tuples(st.sampled_from([None, 0, 1, 2]), st.sampled_from([None, 1, 2]))
+        for who in IDENTITIES[1:]
+    }
+)
+configs = st.fixed_dictionaries(
+    {
+        "slots": st.integers(1, 2),
+        "rate": st.sampled_from([Fraction(0), Fraction(1, 4), Fraction(1), Fraction(2)]),
+        "max_queue": st.sampled_from([0, 3, 6, 1000]),
+        "fair": st.sampled_from([Fraction(0), Fraction(1, 2), Fraction(1)]),
+        "affinity": st.sampled_from([Fraction(0), Fraction(1, 2), Fraction(2)]),
+        "max_delay": st.sampled_from([15, 45, 600]),
+    }
+)
+
+
+def overrides_for(config: dict) -> dict:
+    """The scheduler settings of a drawn configuration."""
+    return {
+        "aging_per_minute": float(config["rate"]),
+        "max_queue": config["max_queue"],
+        "fair_share": float(config["fair"]),
+        "model_affinity": float(config["affinity"]),
+        "affinity_max_delay": float(config["max_delay"]),
+    }
+
+
+@dataclass
+class Waiting:
+    score: Fraction
+    seq: int
+    rid: str
+    who: str
+    model: str | None
+    passed_at: Fraction | None = None
 
 
 @dataclass
 class Reference:
-    """The contract, written the slow obvious way."""
+    """The contract, written the slow obvious way (one backend, every model served)."""
 
     slots: int
     rate: Fraction
     max_queue: int
+    fair: Fraction = Fraction(0)
+    affinity: Fraction = Fraction(0)
+    max_delay: Fraction = Fraction(0)
     now: Fraction = Fraction(0)
-    waiting: list[tuple[Fraction, int, str]] = field(default_factory=list)  # kept sorted
+    waiting: list[Waiting] = field(default_factory=list)  # kept sorted
     held: list[str] = field(default_factory=list)
+    owner: dict[str, str] = field(default_factory=dict)  # rid -> identity
+    limits: dict[str, int | None] = field(default_factory=dict)  # identity -> max_concurrent
     granted: list[str] = field(default_factory=list)  # grant order of tickets that got to use it
     released: list[str] = field(default_factory=list)
+    evicted: list[str] = field(default_factory=list)
+    last_model: str | None = None
     seq: int = 0
 
-    def enqueue(self, rid: str, base: int) -> str:
-        """'granted', 'full' or 'queued'."""
-        if len(self.held) < self.slots:
-            self.held.append(rid)
-            self.granted.append(rid)
-            return "granted"
-        if len(self.waiting) >= self.max_queue:
-            return "full"
-        self.seq += 1
-        self.waiting.append((base + self.rate * self.now / 60, self.seq, rid))
-        self.waiting.sort()
-        return "queued"
+    @classmethod
+    def of(cls, config: dict) -> Reference:
+        """The reference for a drawn configuration."""
+        keys = ("slots", "rate", "max_queue", "fair", "affinity", "max_delay")
+        return cls(*(config[k] for k in keys))
 
-    def release(self, rid: str) -> str | None:
-        """Free ``rid``'s slot; the best waiting ticket (returned) takes it."""
+    def active(self, who: str) -> int:
+        return sum(self.owner[rid] == who for rid in self.held)
+
+    def blocked(self, who: str) -> bool:
+        limit = self.limits.get(who)
+        return bool(who) and limit is not None and self.active(who) >= limit
+
+    def enqueue(
+        self,
+        rid: str,
+        base: int,
+        who: str = "",
+        model: str | None = None,
+        max_queued=None,
+        max_concurrent=None,
+    ) -> str:
+        """'granted', 'identity_full', 'full', 'queued' or 'evicted' (and self.evicted grows)."""
+        self.owner[rid] = who
+        if who:
+            self.limits[who] = max_concurrent
+            self.dispatch()  # a raised limit lets the identity's waiting tickets go first
+        mine = sum(w.who == who for w in self.waiting)
+        points = self.fair * (mine + self.active(who)) if who else 0
+        if not self.blocked(who) and len(self.held) < self.slots:
+            self._grant(rid, model)
+            return "granted"
+        if who and max_queued is not None and mine >= max_queued:
+            return "identity_full"
+        score = base + points + self.rate * self.now / 60
+        outcome = "queued"
+        if len(self.waiting) >= self.max_queue:
+            if not self.waiting or score >= self.waiting[-1].score:
+                return "full"
+            self.evicted.append(self.waiting.pop().rid)
+            outcome = "evicted"
+        self.seq += 1
+        self.waiting.append(Waiting(score, self.seq, rid, who, model))
+        self.waiting.sort(key=lambda w: (w.score, w.seq))
+        return outcome
+
+    def _grant(self, rid: str, model: str | None) -> None:
+        self.held.append(rid)
+        self.granted.append(rid)
+        self.last_model = model or self.last_model
+
+    def dispatch(self) -> list[str]:
+        """Fill free slots: the best eligible ticket, or one for the loaded model within the slack."""
+        out = []
+        while len(self.held) < self.slots:
+            eligible = [w for w in self.waiting if not self.blocked(w.who)]
+            if not eligible:
+                break
+            chosen = nxt = eligible[0]
+            overdue = nxt.passed_at is not None and self.now - nxt.passed_at >= self.max_delay
+            if self.affinity > 0 and self.max_delay > 0 and nxt.model != self.last_model and not overdue:
+                alts = [
+                    w for w in eligible if w.model == self.last_model and w.score <= nxt.score + self.affinity
+                ]
+                if alts:
+                    chosen = alts[0]
+                    if nxt.passed_at is None:
+                        nxt.passed_at = self.now
+            self.waiting.remove(chosen)
+            self._grant(chosen.rid, chosen.model)
+            out.append(chosen.rid)
+        return out
+
+    def release(self, rid: str) -> list[str]:
+        """Free ``rid``'s slot; returns the tickets granted in consequence, in order."""
         self.held.remove(rid)
-        if not self.waiting:
-            return None
-        nxt = self.waiting.pop(0)[2]
-        self.held.append(nxt)
-        return nxt
+        return self.dispatch()
 
     def remove(self, rid: str) -> None:
         """A waiting ticket leaves."""
-        self.waiting = [entry for entry in self.waiting if entry[2] != rid]
+        self.waiting = [w for w in self.waiting if w.rid != rid]
 
 
-async def run_local(slots: int, rate: Fraction, max_queue: int, ops: list[tuple[str, int]]) -> None:
+async def run_local(config: dict, policy: dict, ops: list[tuple]) -> None:
     """Apply ``ops`` to a LocalScheduler and to the reference, comparing after each step."""
     clock = FakeClock()
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500))) as client:
-        pool = BackendPool([Backend("http://gpu:11434", slots)], client)
-        config = make_settings(aging_per_minute=float(rate), max_queue=max_queue)
-        scheduler = LocalScheduler(config, pool, clock=clock)
-        ref = Reference(slots, rate, max_queue)
+        pool = BackendPool([Backend("http://gpu:11434", config["slots"])], client)
+        scheduler = LocalScheduler(make_settings(**overrides_for(config)), pool, clock=clock)
+        ref = Reference.of(config)
         tasks: dict[str, asyncio.Task] = {}
         grants: dict = {}
         actual_order: list[str] = []
 
+        def record(task: asyncio.Task) -> None:
+            # Tasks finish in the order their grants were made, so this is the grant order.
+            if not task.cancelled() and task.exception() is None:
+                grants[task.get_name()] = task.result()
+                actual_order.append(task.get_name())
+
         async def settle() -> None:
             for _ in range(4):
                 await asyncio.sleep(0)
-            for rid, task in tasks.items():
-                if rid not in grants and task.done() and not task.cancelled() and task.exception() is None:
-                    grants[rid] = task.result()
-                    actual_order.append(rid)
 
-        for number, (op, arg) in enumerate(ops):
-            if op == "enqueue":
+        for number, op in enumerate(ops):
+            if op[0] == "enqueue":
+                _, base, who, model = op
                 rid = f"r{number}"
-                expected = ref.enqueue(rid, arg)
-                tasks[rid] = asyncio.create_task(scheduler.acquire(Ticket(rid, arg, SOURCES[arg])))
+                max_queued, max_concurrent = policy.get(who, (None, None))
+                evicted_before = len(ref.evicted)
+                expected = ref.enqueue(rid, base, who, model, max_queued, max_concurrent)
+                ticket = Ticket(rid, base, SOURCES[base], model, who, max_queued, max_concurrent)
+                tasks[rid] = asyncio.create_task(scheduler.acquire(ticket), name=rid)
+                tasks[rid].add_done_callback(record)
                 await settle()
                 if expected == "full":
                     assert isinstance(tasks[rid].exception(), QueueFull)
-            elif op in ("release", "release_then_leave") and ref.held:
-                rid = ref.held[arg % len(ref.held)]
-                nxt = ref.release(rid)
+                elif expected == "identity_full":
+                    assert isinstance(tasks[rid].exception(), IdentityQueueFull)
+                    assert tasks[rid].exception().status == 429
+                else:
+                    assert not tasks[rid].done() or expected == "granted"
+                for victim in ref.evicted[evicted_before:]:
+                    assert isinstance(tasks[victim].exception(), Evicted)
+            elif op[0] in ("release", "release_then_leave") and ref.held:
+                rid = ref.held[op[1] % len(ref.held)]
                 ref.released.append(rid)
                 scheduler.release(grants[rid])
-                if nxt is not None and op == "release_then_leave":
-                    tasks[nxt].cancel()  # granted, but its client leaves before its task runs
-                    nxt = ref.release(nxt)  # so the slot goes on to the next in line
-                if nxt is not None:
-                    ref.granted.append(nxt)
-            elif op == "leave_then_release" and ref.waiting:
+                granted = ref.release(rid)
+                if granted and op[0] == "release_then_leave":
+                    gone = granted[0]
+                    tasks[gone].cancel()
+                    ref.granted.remove(gone)
+                    ref.release(gone)
+            elif op[0] == "leave_then_release" and ref.waiting and ref.held:
                 # The client leaves and, before its task runs again, a slot frees.
-                rid = ref.waiting[arg % len(ref.waiting)][2]
+                rid = ref.waiting[op[1] % len(ref.waiting)].rid
                 ref.remove(rid)
                 tasks[rid].cancel()
-                held = ref.held[arg % len(ref.held)]
-                nxt = ref.release(held)
+                held = ref.held[op[1] % len(ref.held)]
                 ref.released.append(held)
                 scheduler.release(grants[held])
-                if nxt is not None:
-                    ref.granted.append(nxt)
-            elif op == "release_again" and ref.released:
-                scheduler.release(grants[ref.released[arg % len(ref.released)]])
-            elif op in ("leave", "revoke") and ref.waiting:
-                rid = ref.waiting[arg % len(ref.waiting)][2]
+                ref.release(held)
+            elif op[0] == "release_again" and ref.released:
+                scheduler.release(grants[ref.released[op[1] % len(ref.released)]])
+            elif op[0] in ("leave", "revoke") and ref.waiting:
+                rid = ref.waiting[op[1] % len(ref.waiting)].rid
                 ref.remove(rid)
-                if op == "leave":
+                if op[0] == "leave":
                     tasks[rid].cancel()
                 else:
                     assert scheduler.cancel(rid, Revoked("revoked"))
-            elif op == "advance":
-                clock.advance(15 * arg)
-                ref.now += 15 * arg
+                ref.dispatch()  # nothing changes: a departure frees no slot
+            elif op[0] == "advance":
+                clock.advance(15 * (op[1] % 4 + 1))
+                ref.now += 15 * (op[1] % 4 + 1)
             await settle()
             assert actual_order == ref.granted
-            positions = [scheduler.position(rid) for _, _, rid in ref.waiting]
+            positions = [scheduler.position(w.rid) for w in ref.waiting]
             assert positions == list(range(1, len(ref.waiting) + 1))
+            view = await scheduler.queue_view()
+            assert [row["request_id"] for row in view if row["state"] == "waiting"] == [
+                w.rid for w in ref.waiting
+            ]
+            assert sorted(row["request_id"] for row in view if row["state"] == "active") == sorted(ref.held)
             snap = scheduler.snapshot()
             assert snap["queue_length"] == len(ref.waiting)
             assert snap["active_requests"] == len(ref.held) == pool.backends[0].in_use
+            assert Counter(ref.owner[rid] for rid in ref.held) == Counter(
+                row["who"] for row in view if row["state"] == "active"
+            )
         for task in tasks.values():
             task.cancel()
         await asyncio.gather(*tasks.values(), return_exceptions=True)
@@ -160,11 +295,6 @@ async def run_local(slots: int, rate: Fraction, max_queue: int, ops: list[tuple[
 
 @pytest.mark.slow  # 400 generated schedules
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    slots=st.integers(1, 2),
-    rate=st.sampled_from([Fraction(0), Fraction(1, 4), Fraction(1, 2), Fraction(1), Fraction(2)]),
-    max_queue=st.sampled_from([3, 1000]),
-    ops=operations,
-)
-def test_the_grant_order_matches_the_reference_model(slots, rate, max_queue, ops):
-    asyncio.run(run_local(slots, rate, max_queue, ops))
+@given(config=configs, policy=limits, ops=operations)
+def test_the_grant_order_matches_the_reference_model(config, policy, ops):
+    asyncio.run(run_local(config, policy, ops))

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 import uuid
-from fractions import Fraction
 from pathlib import Path
 
 import httpx
@@ -18,12 +17,20 @@ from redis.asyncio import Redis
 
 from common.settings import Backend
 from proxy_app.backends import BackendPool
-from proxy_app.scheduler import QueueFull, QueueTimeout, Revoked, SchedulerError, Ticket
+from proxy_app.scheduler import (
+    Evicted,
+    IdentityQueueFull,
+    QueueFull,
+    QueueTimeout,
+    Revoked,
+    SchedulerError,
+    Ticket,
+)
 from proxy_app.scheduler_redis import RedisScheduler
 from tests.conftest import require_service
 from tests.live import free_port
 from tests.proxy.test_scheduler import FakeClock, make_settings, tags_handler
-from tests.proxy.test_scheduler_model import SOURCES, Reference
+from tests.proxy.test_scheduler_model import SOURCES, Reference, configs, limits, overrides_for, step
 
 pytestmark = pytest.mark.scaleout
 ROOT = Path(__file__).resolve().parents[2]
@@ -290,69 +297,68 @@ async def test_a_crashed_instance_gives_its_slot_back_when_its_lease_runs_out(cl
     survivor.release(grant)
 
 
-redis_operations = st.lists(
-    st.one_of(
-        st.tuples(st.just("enqueue"), st.sampled_from(sorted(SOURCES)), st.integers(0, 1)),
-        st.tuples(st.just("enqueue"), st.sampled_from(sorted(SOURCES)), st.integers(0, 1)),
-        st.tuples(st.just("release"), st.integers(0, 7), st.just(0)),
-        st.tuples(st.just("leave"), st.integers(0, 7), st.just(0)),
-        st.tuples(st.just("revoke"), st.integers(0, 7), st.just(0)),
-        st.tuples(st.just("advance"), st.integers(1, 240), st.just(0)),
-    ),
-    min_size=8,
-    max_size=25,
-)
-
-
-async def run_redis(url: str, slots: int, rate: Fraction, max_queue: int, ops) -> None:
+async def run_redis(url: str, config: dict, policy: dict, ops) -> None:
     """The reference-model check against two instances sharing one Redis queue."""
     cluster, clock = Cluster(url), FakeClock(0.0)
     tasks, owner, grants, order = {}, {}, {}, []
     try:
-        overrides = {"aging_per_minute": float(rate), "max_queue": max_queue}
-        instances = [await cluster.add(slots, clock=clock, **overrides) for _ in range(2)]
-        ref = Reference(slots, rate, max_queue)
+        overrides = overrides_for(config)
+        instances = [await cluster.add(config["slots"], clock=clock, **overrides) for _ in range(2)]
+        ref = Reference.of(config)
 
-        def collect() -> bool:
-            for rid, task in tasks.items():
-                if rid not in grants and task.done() and not task.cancelled() and task.exception() is None:
-                    grants[rid] = task.result()
-                    order.append(rid)
-            return order == ref.granted
+        def record(task: asyncio.Task) -> None:
+            if not task.cancelled() and task.exception() is None:
+                grants[task.get_name()] = task.result()
+                order.append(task.get_name())
 
-        for number, (op, arg, which) in enumerate(ops):
-            if op == "enqueue":
-                rid = f"r{number}"
-                expected = ref.enqueue(rid, arg)
-                owner[rid] = instances[which]
-                tasks[rid] = await enqueue(instances[which], Ticket(rid, arg, SOURCES[arg]))
+        for number, op in enumerate(ops):
+            if op[0] == "enqueue":
+                _, base, who, model = op
+                rid, instance = f"r{number}", instances[number % 2]
+                max_queued, max_concurrent = policy.get(who, (None, None))
+                evicted_before = len(ref.evicted)
+                expected = ref.enqueue(rid, base, who, model, max_queued, max_concurrent)
+                owner[rid] = instance
+                ticket = Ticket(rid, base, SOURCES[base], model, who, max_queued, max_concurrent)
+                tasks[rid] = await enqueue(instance, ticket)
+                tasks[rid].set_name(rid)
+                tasks[rid].add_done_callback(record)
+                await asyncio.sleep(0)
                 if expected == "full":
                     assert isinstance(tasks[rid].exception(), QueueFull)
-                elif expected == "queued":
+                elif expected == "identity_full":
+                    assert isinstance(tasks[rid].exception(), IdentityQueueFull)
+                elif expected in ("queued", "evicted"):
                     assert not tasks[rid].done()
-            elif op == "release" and ref.held:
-                rid = ref.held[arg % len(ref.held)]
-                nxt = ref.release(rid)
+                for victim in ref.evicted[evicted_before:]:
+                    await wait_until(lambda v=victim: tasks[v].done())
+                    assert isinstance(tasks[victim].exception(), Evicted)
+            elif op[0] == "release" and ref.held:
+                rid = ref.held[op[1] % len(ref.held)]
+                ref.release(rid)
                 owner[rid].release(grants[rid])
-                if nxt is not None:
-                    ref.granted.append(nxt)
-            elif op in ("leave", "revoke") and ref.waiting:
-                rid = ref.waiting[arg % len(ref.waiting)][2]
+            elif op[0] in ("leave", "revoke") and ref.waiting:
+                rid = ref.waiting[op[1] % len(ref.waiting)].rid
                 ref.remove(rid)
-                if op == "leave":
+                if op[0] == "leave":
                     tasks[rid].cancel()
                 else:
                     assert owner[rid].cancel(rid, Revoked("revoked"))
-            elif op == "advance":
-                clock.advance(15 * arg)
-                ref.now += 15 * arg
+            elif op[0] == "advance":
+                clock.advance(15 * (op[1] % 4 + 1))
+                ref.now += 15 * (op[1] % 4 + 1)
             # Releases and departures reach Redis from background tasks (the interface's
             # release() and cancel() are synchronous): let them land before the next step.
             for instance in instances:
                 await instance.flush()
-            await wait_until(collect)
+            await wait_until(lambda: order == ref.granted)
+            view = await instances[number % 2].queue_view()
+            assert [row["request_id"] for row in view if row["state"] == "waiting"] == [
+                w.rid for w in ref.waiting
+            ]
+            assert sorted(row["request_id"] for row in view if row["state"] == "active") == sorted(ref.held)
         await asyncio.sleep(0.1)
-        assert collect(), "no late grant beyond the reference"
+        assert order == ref.granted, "no late grant beyond the reference"
         await wait_until(lambda: instances[0].snapshot()["queue_length"] == len(ref.waiting))
     finally:
         for task in tasks.values():
@@ -361,16 +367,11 @@ async def run_redis(url: str, slots: int, rate: Fraction, max_queue: int, ops) -
         await cluster.close()
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    slots=st.integers(1, 2),
-    rate=st.sampled_from([Fraction(0), Fraction(1, 4), Fraction(1)]),
-    max_queue=st.sampled_from([3, 1000]),
-    ops=redis_operations,
-)
-def test_the_shared_grant_order_matches_the_reference_model(slots, rate, max_queue, ops):
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config=configs, policy=limits, ops=st.lists(step, min_size=8, max_size=30))
+def test_the_shared_grant_order_matches_the_reference_model(config, policy, ops):
     url = require_service("SEADRAGON_TEST_REDIS_URL")
-    asyncio.run(run_redis(url, slots, rate, max_queue, ops))
+    asyncio.run(run_redis(url, config, policy, ops))
 
 
 async def test_an_unreachable_redis_answers_503_with_retry_after():
