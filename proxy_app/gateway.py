@@ -27,6 +27,7 @@ from proxy_app.classify import Principal, identify
 from proxy_app.identity_cache import REFRESH_INTERVAL, IdentityCache, Snapshot
 from proxy_app.live_stats import LiveStats
 from proxy_app.metrics import Metrics
+from proxy_app.policy_gate import PolicyGate, make_limits
 from proxy_app.request_log import RequestLogWriter, RequestRecord
 from proxy_app.scheduler import LocalScheduler, Revoked, Scheduler
 from proxy_app.upstream import Upstream, make_client, make_transport
@@ -79,6 +80,7 @@ class Gateway:
         self.live = LiveStats()
         self.metrics = Metrics(self.stats_snapshot, writer, upstream.open_connections)
         cache.on_refresh(self._recheck_waiting)
+        self.policies = PolicyGate(cache, make_limits(redis), engine)  # docs/contract.md §7
         self._sampler = asyncio.create_task(self._sample_every_second())
 
     @classmethod
@@ -93,11 +95,11 @@ class Gateway:
         redis = _redis(settings)
         scheduler = _make_scheduler(settings, pool, redis)
         upstream = Upstream(transport, settings, functools.partial(_connect_failed, pool))
-        cache = IdentityCache(engine, interval=options.identity_refresh)
+        cache = IdentityCache(engine, settings, interval=options.identity_refresh)
         await scheduler.start()
         await cache.start()
         await writer.start()
-        return cls(
+        gateway = cls(
             settings,
             engine=engine,
             writer=writer,
@@ -108,12 +110,15 @@ class Gateway:
             cache=cache,
             redis=redis,
         )
+        await gateway.policies.start()
+        return gateway
 
     async def close(self) -> None:
         """Fail the waiting, stop the loops, flush the log and usage, close the clients."""
         self._sampler.cancel()
         await asyncio.gather(self._sampler, return_exceptions=True)
         await self.scheduler.close()
+        await self.policies.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.writer.close()
@@ -132,6 +137,7 @@ class Gateway:
     def finish(self, record: RequestRecord, *, live: bool) -> None:
         """A request ended: one request-log row, and (for generations) the live numbers."""
         self.writer.record(record)
+        self.policies.spent(record)
         self.metrics.observe(record)
         if live:
             self.live.observe(record)
