@@ -127,3 +127,24 @@ async def test_a_request_counts_once_and_seeded_spends_count(limits, clock):
     await spend(limits, "key:1", "old", clock.now - 7200, 40)
     assert await limits.tokens_retry_after("key:1", 41, 0.0) is None  # 40: the day-old one is gone
     assert await limits.tokens_retry_after("key:1", 40, 0.0) == TOKENS_WINDOW - 7200
+
+
+async def test_redis_keys_expire_after_their_window():
+    from redis.asyncio import Redis
+
+    from proxy_app.limits_redis import RedisLimits
+
+    redis = Redis.from_url(fresh_redis_url(12))
+    counters = RedisLimits(redis)
+    try:
+        await counters.take_request("key:1", 5, 0.0, "r1")
+        counters.spend(Spend("key:1", "r1", START, 10))
+        await counters.close()
+        rpm_ttl = await redis.pttl("seadragon:limits:rpm:key:1")
+        token_ttls = [
+            await redis.pttl(f"seadragon:limits:{name}:key:1") for name in ("tokens", "tokens-meta")
+        ]
+    finally:
+        await redis.aclose()
+    assert 0 < rpm_ttl <= (RPM_WINDOW + 1) * 1000
+    assert all(TOKENS_WINDOW * 1000 < ttl <= (TOKENS_WINDOW + 60) * 1000 for ttl in token_ttls)
