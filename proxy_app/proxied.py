@@ -108,7 +108,7 @@ class ProxiedRequest:
     def admit(self, identity: Identity, principal: Principal | None = None) -> None:
         """Who is calling and whether they may; ``principal`` lets a waiting request be re-checked.
 
-        Per-identity policy checks belong here, after the permission check.
+        The identity's policy (``identity.policy``) is applied by :meth:`serve`, once the body is read.
         """
         self.identity, self.principal = identity, principal
         if principal is not None:
