@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from common.network import IPAddress, Whitelist
+from common.policies import Policy
 from common.security import API_KEY_PREFIX, hash_secret, looks_like_api_key
 
 
@@ -68,6 +69,25 @@ class Identity:
     user_id: int | None = None
     is_admin: bool = False
     label: str = ""
+    policy: Policy = Policy()  # docs/contract.md §7; attached from the gateway's identity cache
+
+    @property
+    def who(self) -> str:
+        """The identity's name for limits and fair share: ``key:3``, ``ip:7`` or ``user:12``."""
+        return who_of(self.api_key_id, self.whitelist_entry_id, self.user_id) or ""
+
+
+def who_of(
+    api_key_id: int | None = None, whitelist_entry_id: int | None = None, user_id: int | None = None
+) -> str | None:
+    """``key:<id>``, ``ip:<whitelist entry id>`` or ``user:<id>`` (an identity or a request-log row)."""
+    if api_key_id is not None:
+        return f"key:{api_key_id}"
+    if whitelist_entry_id is not None:
+        return f"ip:{whitelist_entry_id}"
+    if user_id is not None:
+        return f"user:{user_id}"
+    return None
 
 
 CREDENTIAL_HEADERS = ("X-API-Key", "Authorization")

@@ -7,7 +7,8 @@ whitelist entry removed while it waits refuses it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from quart import Request
 
@@ -15,8 +16,16 @@ from common.network import IPAddress, resolve_client_ip
 from common.security import hash_secret
 from common.sessions import SESSION_COOKIE_NAME, read_session_cookie
 from common.settings import Settings
-from common.sources import Credentials, Identity, UserInfo, classify, parse_credentials, single_credential
-from proxy_app.identity_cache import Snapshot
+from common.sources import (
+    ClassificationError,
+    Credentials,
+    Identity,
+    UserInfo,
+    classify,
+    parse_credentials,
+    single_credential,
+)
+from proxy_app.identity_cache import NO_POLICY, Snapshot
 
 
 @dataclass(frozen=True)
@@ -66,8 +75,11 @@ def _first(found: dict[bytes, list[str]], name: bytes) -> str | None:
 
 
 def identify(principal: Principal, snapshot: Snapshot, settings: Settings) -> Identity:
-    """Classify against the current snapshot; raises ``ClassificationError`` to refuse."""
-    return classify(
+    """Classify against the current snapshot, with the identity's policy; ``ClassificationError`` refuses.
+
+    An expired key is refused here, before anything else (docs/contract.md §7).
+    """
+    identity = classify(
         principal.credentials,
         principal.client_ip,
         principal.origin,
@@ -79,6 +91,12 @@ def identify(principal: Principal, snapshot: Snapshot, settings: Settings) -> Id
         direct_priority=settings.direct_priority,
         webchat_priority=settings.webchat_priority,
     )
+    policy = snapshot.policy_of(identity.who)
+    if policy is NO_POLICY:
+        return identity  # most callers: nothing to attach
+    if policy.expired(datetime.now(UTC)):
+        raise ClassificationError(401, "API key expired")
+    return replace(identity, policy=policy)
 
 
 def logged_in_user(principal: Principal, snapshot: Snapshot) -> UserInfo | None:

@@ -30,6 +30,7 @@ from proxy_app.identity_cache import REFRESH_INTERVAL, IdentityCache, Snapshot
 from proxy_app.live_stats import LiveStats
 from proxy_app.log_retention import PRUNE_INTERVAL, prune_periodically
 from proxy_app.metrics import Metrics
+from proxy_app.policy_gate import PolicyGate, make_limits
 from proxy_app.refusal_log import RefusalLog
 from proxy_app.request_log import RequestLogWriter, RequestRecord
 from proxy_app.scheduler import LocalScheduler, Revoked, Scheduler
@@ -87,6 +88,7 @@ class Gateway:
         self.refusals = RefusalLog(writer, max_ips=settings.refusal_log_max_ips)
         self.access_log = AccessLog(settings.access_log)
         cache.on_refresh(self._recheck_waiting)
+        self.policies = PolicyGate(cache, make_limits(redis), engine)  # docs/contract.md §7
         self._sampler = asyncio.create_task(self._sample_every_second())
         self._pruner = asyncio.create_task(
             prune_periodically(engine, settings.log_retention_days, prune_interval), name="request-log-pruner"
@@ -104,11 +106,11 @@ class Gateway:
         redis = _redis(settings)
         scheduler = _make_scheduler(settings, pool, redis)
         upstream = Upstream(transport, settings, functools.partial(_connect_failed, pool))
-        cache = IdentityCache(engine, interval=options.identity_refresh)
+        cache = IdentityCache(engine, settings, interval=options.identity_refresh)
         await scheduler.start()
         await cache.start()
         await writer.start()
-        return cls(
+        gateway = cls(
             settings,
             engine=engine,
             writer=writer,
@@ -120,6 +122,8 @@ class Gateway:
             redis=redis,
             prune_interval=options.prune_interval,
         )
+        await gateway.policies.start()
+        return gateway
 
     async def close(self) -> None:
         """Fail the waiting, stop the loops, flush the log and usage, close the clients."""
@@ -127,6 +131,7 @@ class Gateway:
         self._pruner.cancel()
         await asyncio.gather(self._sampler, self._pruner, return_exceptions=True)
         await self.scheduler.close()
+        await self.policies.close()
         if self.redis is not None:
             await self.redis.aclose()
         self.refusals.flush()
@@ -147,6 +152,7 @@ class Gateway:
         """A request ended: its log row and access-log line, and (for generations) the live numbers."""
         self.refusals.record(record)  # the row, or a count on its IP's row (proxy_app/refusal_log.py)
         write_access_line(self.access_log, record, identity)
+        self.policies.spent(record)
         self.metrics.observe(record)
         if live:
             self.live.observe(record)

@@ -19,13 +19,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.models import AccessToken, APIKey, User, WhitelistEntry, utcnow
 from common.network import Whitelist, WhitelistRule, normalise_network
+from common.policies import Policy, effective_user_policy
 from common.security import hash_secret, looks_like_api_key
 from common.sessions import parse_user_reference
-from common.sources import Credentials, KeyInfo, UserInfo
+from common.settings import Settings
+from common.sources import Credentials, KeyInfo, UserInfo, who_of
 
 log = logging.getLogger("seadragon.gateway")
 
-REFRESH_INTERVAL = 0.5  # seconds; revocations must bite within 1 s
+REFRESH_INTERVAL = 0.5  # seconds; revocations and policy changes must bite within 1 s
+NO_POLICY = Policy()
+# The policy columns (docs/contract.md §7) read with each key, whitelist entry and user.
+_KEY_POLICY = (APIKey.models, APIKey.rpm, APIKey.max_queued, APIKey.max_concurrent, APIKey.daily_tokens)
+_ENTRY_POLICY = tuple(getattr(WhitelistEntry, column.key) for column in _KEY_POLICY)
+_USER_POLICY = tuple(getattr(User, column.key) for column in _KEY_POLICY)
 USAGE_FLUSH_INTERVAL = 5.0  # seconds between batched last_used writes
 
 
@@ -57,6 +64,12 @@ class Snapshot:
     whitelist: Whitelist = field(default_factory=lambda: Whitelist(()))
     users: dict[int, UserRecord] = field(default_factory=dict)
     tokens: dict[str, TokenRecord] = field(default_factory=dict)
+    # Only identities with a policy: "key:3", "ip:7", "user:12" (common.sources.who_of).
+    policies: dict[str, Policy] = field(default_factory=dict)
+
+    def policy_of(self, who: str) -> Policy:
+        """The policy of an identity (a user's with WEBCHAT_* filled in); no limits if it has none."""
+        return self.policies.get(who, NO_POLICY)
 
     def find_key(self, key_hash: str) -> KeyInfo | None:
         """An active key by the SHA-256 of its secret."""
@@ -83,17 +96,33 @@ class Snapshot:
         return UserInfo(id=user.id, username=user.username, is_admin=user.is_admin)
 
 
-async def load_snapshot(engine: AsyncEngine) -> Snapshot:
-    """Read the four tables into a fresh :class:`Snapshot`."""
+def _policy(row: sa.Row, *, user_of: Settings | None = None) -> Policy:
+    policy = Policy.of(row)
+    # A user's unset rpm / daily_tokens are WEBCHAT_RPM / WEBCHAT_DAILY_TOKENS (docs/contract.md §7).
+    return effective_user_policy(policy, user_of) if user_of is not None else policy
+
+
+def _with_policy(policies: dict[str, Policy], who: str | None, policy: Policy) -> None:
+    if who is not None and policy != NO_POLICY:
+        policies[who] = policy
+
+
+async def load_snapshot(engine: AsyncEngine, settings: Settings) -> Snapshot:
+    """Read the four tables, with each identity's policy, into a fresh :class:`Snapshot`."""
+    policies: dict[str, Policy] = {}
     async with engine.connect() as conn:
         keys = await conn.execute(
-            sa.select(APIKey.id, APIKey.key_hash, APIKey.priority, APIKey.name).where(
-                APIKey.is_active.is_(True), APIKey.revoked_at.is_(None)
-            )
+            sa.select(
+                APIKey.id, APIKey.key_hash, APIKey.priority, APIKey.name, APIKey.expires_at, *_KEY_POLICY
+            ).where(APIKey.is_active.is_(True), APIKey.revoked_at.is_(None))
         )
-        entries = await conn.execute(sa.select(WhitelistEntry.id, WhitelistEntry.ip, WhitelistEntry.priority))
+        entries = await conn.execute(
+            sa.select(WhitelistEntry.id, WhitelistEntry.ip, WhitelistEntry.priority, *_ENTRY_POLICY)
+        )
         users = await conn.execute(
-            sa.select(User.id, User.username, User.is_admin, User.is_active, User.session_version)
+            sa.select(
+                User.id, User.username, User.is_admin, User.is_active, User.session_version, *_USER_POLICY
+            )
         )
         tokens = await conn.execute(
             sa.select(
@@ -104,32 +133,45 @@ async def load_snapshot(engine: AsyncEngine) -> Snapshot:
             ).where(AccessToken.expires_at > utcnow())
         )
         rules = []
-        for entry_id, ip, priority in entries:
+        for entry in entries:
             try:
-                rules.append(WhitelistRule(entry_id, normalise_network(ip), priority))
+                rules.append(WhitelistRule(entry.id, normalise_network(entry.ip), entry.priority))
             except ValueError:
-                log.warning("whitelist entry %s has an unreadable address %r; ignored", entry_id, ip)
+                log.warning("whitelist entry %s has an unreadable address %r; ignored", entry.id, entry.ip)
+                continue
+            _with_policy(policies, who_of(whitelist_entry_id=entry.id), _policy(entry))
+        key_infos = {}
+        for key in keys:
+            key_infos[key.key_hash] = KeyInfo(key.id, key.priority, key.name)
+            _with_policy(policies, who_of(api_key_id=key.id), _policy(key))
+        user_records = {}
+        for user in users:
+            user_records[user.id] = UserRecord(*user[:5])
+            _with_policy(policies, who_of(user_id=user.id), _policy(user, user_of=settings))
         return Snapshot(
-            keys={row.key_hash: KeyInfo(row.id, row.priority, row.name) for row in keys},
+            keys=key_infos,
             whitelist=Whitelist(rules),
-            users={row.id: UserRecord(*row) for row in users},
+            users=user_records,
             tokens={row.token_hash: TokenRecord(*row[1:]) for row in tokens},
+            policies=policies,
         )
 
 
-async def _load_key(engine: AsyncEngine, key_hash: str) -> KeyInfo | None:
+async def _load_key(engine: AsyncEngine, key_hash: str) -> tuple[KeyInfo, Policy] | None:
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                sa.select(APIKey.id, APIKey.priority, APIKey.name).where(
+                sa.select(APIKey.id, APIKey.priority, APIKey.name, APIKey.expires_at, *_KEY_POLICY).where(
                     APIKey.key_hash == key_hash, APIKey.is_active.is_(True), APIKey.revoked_at.is_(None)
                 )
             )
         ).first()
-    return None if row is None else KeyInfo(row.id, row.priority, row.name)
+    return None if row is None else (KeyInfo(row.id, row.priority, row.name), _policy(row))
 
 
-async def _load_token(engine: AsyncEngine, token_hash: str) -> tuple[TokenRecord, UserRecord] | None:
+async def _load_token(
+    engine: AsyncEngine, token_hash: str, settings: Settings
+) -> tuple[TokenRecord, UserRecord, Policy] | None:
     async with engine.connect() as conn:
         row = (
             await conn.execute(
@@ -141,6 +183,7 @@ async def _load_token(engine: AsyncEngine, token_hash: str) -> tuple[TokenRecord
                     User.is_admin,
                     User.is_active,
                     User.session_version.label("user_version"),
+                    *_USER_POLICY,
                 )
                 .join(User, User.id == AccessToken.user_id)
                 .where(AccessToken.token_hash == token_hash, AccessToken.expires_at > utcnow())
@@ -149,7 +192,8 @@ async def _load_token(engine: AsyncEngine, token_hash: str) -> tuple[TokenRecord
     if row is None:
         return None
     token = TokenRecord(row.user_id, row.session_version, row.expires_at)
-    return token, UserRecord(row.user_id, row.username, row.is_admin, row.is_active, row.user_version)
+    user = UserRecord(row.user_id, row.username, row.is_admin, row.is_active, row.user_version)
+    return token, user, _policy(row, user_of=settings)
 
 
 class IdentityCache:
@@ -158,6 +202,7 @@ class IdentityCache:
     def __init__(
         self,
         engine: AsyncEngine,
+        settings: Settings,
         *,
         interval: float = REFRESH_INTERVAL,
         flush_interval: float = USAGE_FLUSH_INTERVAL,
@@ -167,6 +212,7 @@ class IdentityCache:
         self.snapshot = Snapshot()
         self.loaded = False
         self._engine = engine  # the caller's: closed by whoever made it
+        self._settings = settings  # WEBCHAT_RPM / WEBCHAT_DAILY_TOKENS: users' default limits
         self._tasks: list[asyncio.Task] = []
         self._listeners: list[Callable[[Snapshot], Awaitable[None] | None]] = []
         self._usage: dict[int, datetime] = {}
@@ -195,7 +241,7 @@ class IdentityCache:
     async def refresh(self) -> None:
         """Replace the snapshot from the database; on failure keep the last good one."""
         try:
-            snapshot = await load_snapshot(self._engine)
+            snapshot = await load_snapshot(self._engine, self._settings)
         except sa.exc.SQLAlchemyError as exc:
             if not self._failing:
                 log.error("cannot refresh identities from the database: %s", exc)
@@ -220,18 +266,31 @@ class IdentityCache:
             if key is not None and looks_like_api_key(key):
                 digest = hash_secret(key)
                 if digest not in self.snapshot.keys and (found := await _load_key(self._engine, digest)):
-                    self.snapshot = replace(self.snapshot, keys={**self.snapshot.keys, digest: found})
+                    info, policy = found
+                    self.snapshot = replace(
+                        self.snapshot,
+                        keys={**self.snapshot.keys, digest: info},
+                        policies=self._policies_with(who_of(api_key_id=info.id), policy),
+                    )
             elif token is not None:
                 digest = hash_secret(token)
-                if digest not in self.snapshot.tokens and (pair := await _load_token(self._engine, digest)):
-                    record, user = pair
+                if digest not in self.snapshot.tokens and (
+                    found_token := await _load_token(self._engine, digest, self._settings)
+                ):
+                    record, user, policy = found_token
                     self.snapshot = replace(
                         self.snapshot,
                         tokens={**self.snapshot.tokens, digest: record},
                         users={**self.snapshot.users, user.id: user},
+                        policies=self._policies_with(who_of(user_id=user.id), policy),
                     )
         except sa.exc.SQLAlchemyError as exc:
             log.error("cannot look up a credential: %s", exc)
+
+    def _policies_with(self, who: str | None, policy: Policy) -> dict[str, Policy]:
+        policies = dict(self.snapshot.policies)
+        _with_policy(policies, who, policy)
+        return policies
 
     def touch_key(self, key_id: int) -> None:
         """Note that a key was used now; written with the next batch."""

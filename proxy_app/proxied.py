@@ -17,8 +17,8 @@ The path of one request (``proxy_app.views.api``)::
 
 Where later features plug in:
 
-* Per-identity policy (limits, model allow-lists): in :meth:`admit`, after the
-  permission check; raise a :class:`~proxy_app.errors.ProxyError` to refuse.
+* Per-identity policy (docs/contract.md §7): ``proxy_app.policy_gate``, called by
+  :meth:`serve` once the body names the model; ``expires_at`` at classification.
 * The web chat (another Quart endpoint, with a session identity it already
   checked) serves a generation with the same object: construct it with its
   own request id, ``route_to(resolve("POST", "/api/chat"))``, ``admit(identity)``
@@ -44,6 +44,7 @@ from quart import Response
 from common.models import utcnow
 from common.security import presented_key_prefix
 from common.sources import Identity, RequestSource
+from proxy_app.bodies import parse_object
 from proxy_app.classify import Principal
 from proxy_app.errors import KNOWN_ERRORS, Forbidden, ProxyError, as_proxy_error
 from proxy_app.gateway import Gateway
@@ -112,7 +113,7 @@ class ProxiedRequest:
     def admit(self, identity: Identity, principal: Principal | None = None) -> None:
         """Who is calling and whether they may; ``principal`` lets a waiting request be re-checked.
 
-        Per-identity policy checks belong here, after the permission check.
+        The identity's policy (``identity.policy``) is applied by :meth:`serve`, once the body is read.
         """
         self.identity, self.principal = identity, principal
         if principal is not None:
@@ -141,9 +142,11 @@ class ProxiedRequest:
     async def serve(self, content: Content, headers: list[tuple[str, str]]) -> Response:
         """Answer the request: queue it for a slot (generations) or relay it at once."""
         with self.recording_errors():
+            payload = parse_object(content) if isinstance(content, bytes) else {}
+            await self.gw.policies.admit(self, payload)  # docs/contract.md §7: models, rpm, daily_tokens
             if self.route.lane is Lane.QUEUED:
-                return await serve_queued(self, content, headers)
-            return await serve_unqueued(self, content, headers)
+                return await serve_queued(self, content, payload, headers)
+            return await self.gw.policies.listed(self, await serve_unqueued(self, content, payload, headers))
 
     def enqueue(self, model: str | None) -> asyncio.Task[Grant]:
         """Ask the scheduler for a slot for ``model``, in the background (see :meth:`wait_for_slot`)."""
@@ -153,7 +156,15 @@ class ProxiedRequest:
         self.model = model
         self.stage = "queued"
         ticket = Ticket(
-            self.request_id, identity.priority, identity.source.value, model, principal=self.principal
+            self.request_id,
+            identity.priority,
+            identity.source.value,
+            model,
+            who=identity.who,
+            max_queued=identity.policy.max_queued,
+            max_concurrent=identity.policy.max_concurrent,
+            endpoint=self.endpoint,
+            principal=self.principal,
         )
         self.task = asyncio.ensure_future(self.gw.scheduler.acquire(ticket))
         return self.task

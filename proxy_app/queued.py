@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from quart import Response
 
-from proxy_app.bodies import model_of, parse_object
+from proxy_app.bodies import model_of
 from proxy_app.errors import ProxyError
 from proxy_app.headers import returned_headers
 from proxy_app.routes import wants_stream
@@ -30,12 +30,13 @@ POSITION_POLL = 0.5  # seconds between queue-position checks for SSE comments
 COMMENT_REPEAT = 10.0  # seconds after which an unchanged position is repeated (keeps proxies awake)
 
 
-async def serve_queued(proxied: ProxiedRequest, content: Content, headers: list[tuple[str, str]]) -> Response:
-    """Queue a generation and answer with Ollama's response (or a queue error)."""
+async def serve_queued(
+    proxied: ProxiedRequest, content: Content, payload: dict, headers: list[tuple[str, str]]
+) -> Response:
+    """Queue a generation (``payload``: its body parsed) and answer with Ollama's response."""
     if not isinstance(content, bytes):
         raise TypeError("a queued request's body is read whole before it queues")
     route = proxied.route
-    payload = parse_object(content)
     stream = wants_stream(route, payload)
     task = proxied.enqueue(model_of(payload))
     sse = stream and route.name.startswith("/v1/")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from quart import Response
 
 from proxy_app.backends import BackendState, model_key
-from proxy_app.bodies import model_of, parse_object
+from proxy_app.bodies import model_of
 from proxy_app.errors import BadGateway, ProxyError, Unavailable
 from proxy_app.gateway import Gateway
 from proxy_app.headers import returned_headers
@@ -30,11 +30,10 @@ BACKEND_HEADER = "X-Seadragon-Backend"
 
 
 async def serve_unqueued(
-    proxied: ProxiedRequest, content: Content, headers: list[tuple[str, str]]
+    proxied: ProxiedRequest, content: Content, payload: dict, headers: list[tuple[str, str]]
 ) -> Response:
     """Relay a fast-lane or model-management request to one backend (or merge the lists)."""
     route = proxied.route
-    payload = parse_object(content) if isinstance(content, bytes) else {}
     if route.merge is not Merge.NONE and route.method == "GET":
         backends = proxied.gw.healthy_backends()
         if len(backends) > 1:

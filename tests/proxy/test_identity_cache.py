@@ -20,7 +20,7 @@ async def cache_world(settings, accounts):
     """A started cache (no background loops needed: refreshed by hand) and the accounts behind it."""
     db = accounts(settings)
     engine = make_async_engine(settings.database_url)
-    cache = IdentityCache(engine, interval=3600, flush_interval=3600)
+    cache = IdentityCache(engine, settings, interval=3600, flush_interval=3600)
     await cache.start()
     yield cache, db
     await cache.close()

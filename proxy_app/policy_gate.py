@@ -1,0 +1,191 @@
+"""Per-identity policies enforced on requests (docs/contract.md §7), in one place.
+
+``ProxiedRequest.serve`` calls :meth:`PolicyGate.admit` once the request's body (and so its model)
+is known, before it is queued or relayed, and passes the fast lane's answers through
+:meth:`PolicyGate.listed`; ``Gateway.finish`` hands every finished request to
+:meth:`PolicyGate.spent`. What each field does:
+
+* ``models`` — a generation for another model: 403 ``model '<name>' is not allowed for this key``
+  (never forwarded); ``/api/show`` or ``/v1/models/{id}`` of another: 404; ``/api/tags``,
+  ``/api/ps`` and ``/v1/models`` list only the allowed ones.
+* ``daily_tokens``, then ``rpm`` — queued-lane requests only: 429 with ``Retry-After``
+  (counters: :mod:`proxy_app.limits`). A request refused for tokens does not use up a request.
+* ``expires_at`` is checked when the request is classified (``proxy_app.classify.identify``);
+  ``max_queued`` / ``max_concurrent`` by the scheduler, which gets them on the ticket.
+
+Limits count from the moment they are set: the gateway notes when it sees an identity's ``rpm``
+or ``daily_tokens`` change (within a refresh of the identity cache, 0.5 s); at start-up, when the
+audit log last recorded such a change in the last day. Older requests are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from quart import Response
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.policies import DAILY_TOKENS, RPM, Policy, model_allowed
+from common.routes import Lane, Merge
+from common.sources import Identity, who_of
+from proxy_app.bodies import model_of
+from proxy_app.errors import BadGateway, Forbidden, NotFound, ProxyError
+from proxy_app.identity_cache import NO_POLICY, IdentityCache, Snapshot
+from proxy_app.limit_history import limit_changes, recent_spends
+from proxy_app.limits import TOKENS_WINDOW, Clock, Limits, LocalLimits, Spend
+from proxy_app.request_log import RequestRecord
+
+if TYPE_CHECKING:  # the request object calls this module; it only names it
+    from proxy_app.proxied import ProxiedRequest
+
+# Fast-lane endpoints that describe one model: another model's is "not found" (docs/contract.md §7).
+ONE_MODEL_ENDPOINTS = frozenset({"/api/show", "/v1/models/{id}"})
+# How refusals name the identity, by the kind in its ``who``.
+WHOSE = {"key": "this key", "ip": "this address", "user": "this account"}
+
+
+class TooManyRequests(ProxyError):
+    """A rate or token limit is reached (429 with ``Retry-After``)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(429, message, {"Retry-After": str(retry_after)})
+
+
+def make_limits(redis: Any | None) -> Limits:
+    """The counters: shared through Redis with ``REDIS_URL``, in this process otherwise."""
+    if redis is None:
+        return LocalLimits()
+    from proxy_app.limits_redis import RedisLimits  # only scale-out needs it
+
+    return RedisLimits(redis)
+
+
+class PolicyGate:
+    """Admission by policy, model-list filtering, and the token counting behind ``daily_tokens``."""
+
+    def __init__(
+        self, cache: IdentityCache, limits: Limits, engine: AsyncEngine, *, clock: Clock = time.time
+    ) -> None:
+        self.cache = cache
+        self.limits = limits
+        self.clock = clock
+        self._engine = engine
+        # (who, "rpm" | "daily_tokens") -> when that limit was set (epoch s); absent: count everything.
+        self._since: dict[tuple[str, str], float] = {}
+        self._seen: dict[str, tuple[int | None, int | None]] = {}
+
+    async def start(self) -> None:
+        """Read back when limits were set and the last day's tokens; then follow policy changes."""
+        snapshot = self.cache.snapshot
+        self._seen = _limit_values(snapshot)
+        after = self.clock() - TOKENS_WINDOW
+        self._since = await limit_changes(self._engine, after)
+        limited = {who for who, policy in snapshot.policies.items() if policy.daily_tokens is not None}
+        await self.limits.seed(await recent_spends(self._engine, after, limited))
+        self.cache.on_refresh(self._note_changes)
+
+    async def close(self) -> None:
+        """Finish the counters' pending writes."""
+        await self.limits.close()
+
+    async def admit(self, proxied: ProxiedRequest, payload: dict) -> None:
+        """Refuse the request if its identity's policy says so (403, 404 or 429); else count it."""
+        identity, route = proxied.identity, proxied.route
+        if identity is None:
+            raise RuntimeError("ProxiedRequest.admit() first")
+        policy = identity.policy
+        if policy is NO_POLICY:
+            return
+        if route.lane is Lane.QUEUED:
+            model = model_of(payload)
+            if model is not None and not model_allowed(policy, model):
+                raise Forbidden(f"model '{model}' is not allowed for {_whose(identity)}")
+            await self._check_limits(identity, policy, proxied.request_id)
+        elif route.name in ONE_MODEL_ENDPOINTS:
+            model = route.model or model_of(payload)
+            if model is not None and not model_allowed(policy, model):
+                raise NotFound(f"model '{model}' not found")
+
+    async def listed(self, proxied: ProxiedRequest, response: Response) -> Response:
+        """``/api/tags``, ``/api/ps`` and ``/v1/models`` with only the models the identity may use."""
+        identity, route = proxied.identity, proxied.route
+        if (
+            identity is None
+            or not identity.policy.models
+            or route.merge is Merge.NONE
+            or route.method != "GET"
+            or response.status_code != 200
+        ):
+            return response  # passed through untouched (byte for byte from one backend)
+        try:
+            data = json.loads(await response.get_data())
+        except ValueError:
+            data = None
+        items = data.get(route.merge.value) if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(items, list):
+            raise proxied.fail(BadGateway("Ollama's model list could not be read"))
+        policy = identity.policy
+        data[route.merge.value] = [item for item in items if _item_allowed(policy, item, route.merge)]
+        response.set_data(json.dumps(data, separators=(",", ":")))
+        return response
+
+    def spent(self, record: RequestRecord) -> None:
+        """Count a finished request's tokens against its identity's ``daily_tokens`` (if it has one)."""
+        tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+        who = who_of(record.api_key_id, record.whitelist_entry_id, record.user_id)
+        if who is None or tokens <= 0 or self.cache.snapshot.policy_of(who).daily_tokens is None:
+            return
+        self.limits.spend(Spend(who, record.request_id, record.created_at.timestamp(), tokens))
+
+    def since(self, who: str, field: str) -> float:
+        """When ``who``'s ``field`` limit was set (epoch seconds; 0 when earlier than anything counted)."""
+        return self._since.get((who, field), 0.0)
+
+    async def _check_limits(self, identity: Identity, policy: Policy, request_id: str) -> None:
+        who = identity.who
+        if policy.daily_tokens is not None:
+            wait = await self.limits.tokens_retry_after(
+                who, policy.daily_tokens, self.since(who, DAILY_TOKENS)
+            )
+            if wait is not None:
+                raise TooManyRequests(
+                    f"daily token limit of {policy.daily_tokens} reached for {_whose(identity)}", wait
+                )
+        if policy.rpm is not None:
+            wait = await self.limits.take_request(who, policy.rpm, self.since(who, RPM), request_id)
+            if wait is not None:
+                raise TooManyRequests(
+                    f"rate limit of {policy.rpm} requests per minute reached for {_whose(identity)}", wait
+                )
+
+    def _note_changes(self, snapshot: Snapshot) -> None:
+        # Runs right after the cache swaps snapshots, before any request sees the new one.
+        now = self.clock()
+        seen = _limit_values(snapshot)
+        for who in seen.keys() | self._seen.keys():
+            old, new = self._seen.get(who, (None, None)), seen.get(who, (None, None))
+            for field, before, after in ((RPM, old[0], new[0]), (DAILY_TOKENS, old[1], new[1])):
+                if before != after:
+                    self._since[(who, field)] = now
+        self._seen = seen
+
+
+def _limit_values(snapshot: Snapshot) -> dict[str, tuple[int | None, int | None]]:
+    return {
+        who: (policy.rpm, policy.daily_tokens)
+        for who, policy in snapshot.policies.items()
+        if policy.rpm is not None or policy.daily_tokens is not None
+    }
+
+
+def _whose(identity: Identity) -> str:
+    return WHOSE[identity.who.partition(":")[0]]
+
+
+def _item_allowed(policy: Policy, item: object, merge: Merge) -> bool:
+    if not isinstance(item, dict):
+        return False
+    name = item.get("id") if merge is Merge.OPENAI_MODELS else item.get("name") or item.get("model")
+    return isinstance(name, str) and model_allowed(policy, name)
