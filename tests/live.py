@@ -31,7 +31,7 @@ class LiveServer:
         self.process: subprocess.Popen | None = None
         self.log_path = Path(env.get("SEADRAGON_INSTANCE_DIR", "/tmp")) / f"server-{self.port}.log"
 
-    def start(self, timeout: float = 30.0) -> LiveServer:
+    def start(self, timeout: float = 60.0) -> LiveServer:
         """Start ``python asgi.py`` and wait until it answers."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # The child keeps its own copy of the descriptor; ours is closed at once.
