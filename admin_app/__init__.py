@@ -76,11 +76,23 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from admin_app import api, apikeys, auth, dashboard, docs, requests_log, tokens, users, whitelist
+    from admin_app import (
+        api,
+        apikeys,
+        auth,
+        chat,
+        dashboard,
+        docs,
+        home,
+        requests_log,
+        tokens,
+        users,
+        whitelist,
+    )
     from admin_app.cli import register_commands
     from admin_app.errors import register_error_handlers
 
-    for module in (auth, dashboard, whitelist, tokens, apikeys, users, requests_log, api, docs):
+    for module in (auth, dashboard, whitelist, tokens, apikeys, users, requests_log, api, docs, chat, home):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     register_commands(app)

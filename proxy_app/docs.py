@@ -14,7 +14,7 @@ from typing import Any
 
 from quart import Quart
 
-from proxy_app import monitor, views
+from proxy_app import chat_stream, monitor, views
 from proxy_app.routes import ALIAS_PREFIX, TABLE, Lane, MethodNotAllowed, Route, resolve
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -231,6 +231,7 @@ def _blueprint_paths() -> dict[str, dict[str, Any]]:
     app = Quart(__name__)
     app.register_blueprint(views.bp)
     app.register_blueprint(monitor.bp)
+    app.register_blueprint(chat_stream.bp)
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
         if rule.endpoint in ("static", "gateway.api"):

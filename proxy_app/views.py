@@ -9,10 +9,11 @@ from quart import Blueprint, Response, g, request
 
 from common.models import utcnow
 from common.sources import ClassificationError, Identity, RequestSource
-from proxy_app.classify import identify, principal_of
+from proxy_app.classify import identify, logged_in_user, principal_of
 from proxy_app.direct import serve_direct
 from proxy_app.errors import Forbidden, ProxyError
 from proxy_app.gateway import gateway, on_request_end
+from proxy_app.pages import browser_root, wants_html
 from proxy_app.queued import CLIENT_LEFT, serve_queued
 from proxy_app.routes import Lane, resolve
 from proxy_app.stats import RequestRecord
@@ -39,9 +40,16 @@ async def identify_response(response: Response) -> Response:
 
 
 @bp.get("/")
-async def index() -> dict:
-    """Who answers here."""
-    return {"message": "Seadragon LLM Server"}
+async def index() -> dict | Response:
+    """Who answers here; a browser is sent on to the chat or the login page (§9)."""
+    if not wants_html(request):
+        return {"message": "Seadragon LLM Server"}
+    gw = gateway()
+    try:
+        signed_in = logged_in_user(principal_of(request, gw.settings), gw.cache.snapshot) is not None
+    except ClassificationError:
+        signed_in = False
+    return browser_root(signed_in)
 
 
 @bp.route("/api", methods=ALL_METHODS, defaults={"rest": ""}, provide_automatic_options=False)

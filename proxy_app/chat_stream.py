@@ -1,0 +1,272 @@
+"""The web chat's answers (docs/contract.md §9): one queued ``/api/chat`` generation per reply.
+
+``POST /chat/api/reply`` with ``{"conversation_id", "content", "model"}`` stores the
+user's message, sends the whole conversation through the gateway's queued path
+(classification from the session cookie alone, so the source is always
+``web_chat``; the user's queue place, slot and one request-log row), and streams
+NDJSON events to the browser:
+
+    {"type": "queued", "position": 2, "eta_s": null}   while waiting (eta_s null when unknown)
+    {"type": "started"}                                 a slot is granted, Ollama answers
+    {"type": "token", "content": "Hel"}                 the answer as it comes
+    {"type": "done", "status": "complete"|"stopped"|"error", "error": null, "message_id": 7}
+
+The assistant's message is stored when the stream ends — the partial answer when
+the browser stops it (the fetch is aborted: the request leaves the queue or its
+upstream closes, as for any client that leaves) or when it breaks off. Prompts and
+answers go only to the conversation tables, never to the request log.
+
+:class:`QueuedChat` is the only code here that touches the queued path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+from quart import Blueprint, Request, Response, g, request
+
+from common import chat
+from common.db import make_async_sessionmaker
+from common.models import utcnow
+from common.sessions import (
+    SESSION_COOKIE_NAME,
+    SESSION_LIFETIME_SECONDS,
+    csrf_token_valid,
+    read_session_cookie,
+)
+from common.sources import Credentials, Identity
+from proxy_app.bodies import parse_object, read_body
+from proxy_app.classify import Principal, identify, principal_of
+from proxy_app.errors import ProxyError
+from proxy_app.gateway import Gateway, gateway, on_request_end
+from proxy_app.queued import CLIENT_LEFT, Flight
+from proxy_app.routes import resolve
+from proxy_app.stats import RequestRecord
+
+bp = Blueprint("chat_stream", __name__)
+
+POSITION_POLL = 0.25  # seconds between queue-position checks while waiting
+CHAT_PATH = "/api/chat"
+
+
+def event(kind: str, **fields: object) -> bytes:
+    """One NDJSON event line."""
+    return json.dumps({"type": kind, **fields}).encode() + b"\n"
+
+
+class QueuedChat:
+    """One chat generation on the gateway's queued path (a :class:`proxy_app.queued.Flight`)."""
+
+    def __init__(
+        self, gw: Gateway, identity: Identity, principal: Principal, payload: dict, record: RequestRecord
+    ) -> None:
+        self.gw = gw
+        self.flight = Flight(
+            gw,
+            request_id=record.request_id,
+            route=resolve("POST", CHAT_PATH),
+            identity=identity,
+            principal=principal,
+            model=payload["model"],
+            body=json.dumps(payload).encode(),
+            headers=[("Content-Type", "application/json")],
+            record=record,
+            arrived=time.monotonic(),
+        )
+
+    async def chunks(self) -> AsyncIterator[tuple[str, object]]:
+        """``("queued", position)`` while waiting, ``("started", None)``, then Ollama's bytes.
+
+        Raises :class:`ProxyError` when the queue or Ollama refuses.
+        """
+        flight = self.flight
+        flight.enqueue()
+        assert flight.task is not None and self.gw.scheduler is not None
+        last = None
+        while not flight.task.done():
+            position = self.gw.scheduler.position(flight.request_id)
+            if position is not None and position != last:
+                last = position
+                yield "queued", position
+            await asyncio.wait({flight.task}, timeout=POSITION_POLL)
+        await flight.wait_for_slot()
+        exchange = await flight.open()
+        if not 200 <= exchange.status_code < 300:
+            error, body = await exchange.refusal()
+            if error is None:
+                error = ProxyError(exchange.status_code, _error_text(body) or f"HTTP {exchange.status_code}")
+            raise flight.fail(error)
+        yield "started", None
+        async for chunk in flight.relay():
+            yield "bytes", chunk
+
+    async def close(self) -> None:
+        """Leave the queue or close the upstream, release the slot, fill the log record."""
+        await self.flight.close()
+
+
+def _error_text(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data.get("error") if isinstance(data, dict) and isinstance(data.get("error"), str) else None
+
+
+class Answer:
+    """The assistant's answer as it accumulates, stored once however the stream ends."""
+
+    def __init__(self, gw: Gateway, conversation_id: int) -> None:
+        self.gw = gw
+        self.conversation_id = conversation_id
+        self.parts: list[str] = []
+        self.status = "stopped"  # until the stream says otherwise, the browser left
+        self.error: str | None = None
+        self.message_id: int | None = None
+        self._stored = False
+
+    def feed(self, line: bytes) -> str:
+        """Take one NDJSON line of Ollama's stream; return the new text in it."""
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return ""
+        if not isinstance(data, dict):
+            return ""
+        if isinstance(data.get("error"), str):
+            self.status, self.error = "error", data["error"]
+            return ""
+        message = data.get("message")
+        text = message.get("content") if isinstance(message, dict) else None
+        if data.get("done") is True:
+            self.status = "complete"
+        if isinstance(text, str) and text:
+            self.parts.append(text)
+            return text
+        return ""
+
+    async def store(self) -> None:
+        """Write the assistant message (once)."""
+        if self._stored:
+            return
+        self._stored = True
+        assert self.gw.engine is not None
+        async with make_async_sessionmaker(self.gw.engine)() as session:
+            message = await chat.store_answer(
+                session, self.conversation_id, "".join(self.parts), self.status, self.error
+            )
+            self.message_id = message.id
+
+
+def _same_origin(req: Request) -> bool:
+    """The browser's ``Origin`` is this very site (the chat page calling its own gateway)."""
+    origin = req.headers.get("Origin")
+    if not origin:
+        return True
+    parts = urlsplit(origin)
+    return parts.netloc.lower() == req.host.lower() and parts.scheme in ("http", "https")
+
+
+def _chat_principal(req: Request, gw: Gateway) -> Principal:
+    """What the chat is classified by: the session cookie alone (CSRF-checked), never a key or IP."""
+    settings = gw.settings
+    session = read_session_cookie(req.cookies.get(SESSION_COOKIE_NAME), settings.secret_key)
+    if session is None:
+        raise ProxyError(401, "sign in to use the chat")
+    token = req.headers.get("X-CSRFToken")
+    if not csrf_token_valid(token, session, settings.secret_key, SESSION_LIFETIME_SECONDS):
+        raise ProxyError(400, "CSRF check failed: send the page's token in the X-CSRFToken header")
+    principal = principal_of(req, settings)
+    return dataclasses.replace(
+        principal,
+        credentials=Credentials(),
+        client_ip=None,  # a whitelisted address would make it direct_api; the chat is web_chat
+        origin=None if _same_origin(req) else principal.origin,
+    )
+
+
+@bp.post("/chat/api/reply")
+async def reply() -> Response:
+    """Store the user's message and stream the model's answer as NDJSON events."""
+    gw = gateway()
+    principal = _chat_principal(request, gw)
+    identity = identify(principal, gw.cache.snapshot, gw.settings)
+    data = parse_object(await read_body(request, gw.settings.max_body))
+    try:
+        conversation_id = chat.check_id(data.get("conversation_id"))
+        content = chat.check_content(data.get("content"))
+        model = chat.check_model(data.get("model"))
+        if model is None:
+            raise chat.ChatError("model is required")
+        assert gw.engine is not None and identity.user_id is not None
+        async with make_async_sessionmaker(gw.engine)() as session:
+            history = await chat.start_turn(session, conversation_id, identity.user_id, content, model)
+    except chat.ChatError as exc:
+        raise ProxyError(exc.status, exc.message) from None
+
+    peer = (request.scope.get("client") or (None, None))[0]
+    record = RequestRecord(
+        request_id=g.request_id,
+        method="POST",
+        endpoint=CHAT_PATH,
+        status=CLIENT_LEFT,
+        created_at=utcnow(),
+        source=identity.source.value,
+        user_id=identity.user_id,
+        client_ip=peer,
+        model=model,
+    )
+    g.source = record.source
+    payload = {"model": model, "messages": history, "stream": True}
+    generation = QueuedChat(gw, identity, principal, payload, record)
+    answer = Answer(gw, conversation_id)
+
+    async def log_request() -> None:
+        gw.finish(record, live=True)
+
+    # However the request ends (even a browser gone before the body started): the
+    # generation is closed, the answer stored, then the one request-log row written.
+    on_request_end(request.scope, log_request)
+    on_request_end(request.scope, answer.store)
+    on_request_end(request.scope, generation.close)
+    response = Response(
+        _events(generation, answer),
+        status=200,
+        content_type="application/x-ndjson",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut a long answer silently
+    return response
+
+
+async def _events(generation: QueuedChat, answer: Answer) -> AsyncIterator[bytes]:
+    buffer = b""
+    try:
+        async for kind, value in generation.chunks():
+            if kind == "queued":
+                yield event("queued", position=value, eta_s=None)
+            elif kind == "started":
+                yield event("started")
+            else:
+                buffer += value  # type: ignore[operator]
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    text = answer.feed(line)
+                    if text:
+                        yield event("token", content=text)
+        if buffer.strip():
+            text = answer.feed(buffer)
+            if text:
+                yield event("token", content=text)
+        if answer.status == "stopped":  # the stream ended without Ollama's done
+            answer.status, answer.error = "error", answer.error or "the answer ended early"
+    except ProxyError as exc:
+        answer.status, answer.error = "error", exc.message
+    await generation.close()
+    await answer.store()
+    yield event("done", status=answer.status, error=answer.error, message_id=answer.message_id)
