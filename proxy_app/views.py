@@ -9,7 +9,7 @@ from quart import Blueprint, Response, g, request
 
 from common.models import utcnow
 from common.sources import ClassificationError, Identity, RequestSource
-from proxy_app.classify import identify, logged_in_user, principal_of
+from proxy_app.classify import identify, principal_of
 from proxy_app.direct import serve_direct
 from proxy_app.errors import Forbidden, ProxyError
 from proxy_app.gateway import gateway, on_request_end
@@ -44,12 +44,13 @@ async def index() -> dict | Response:
     """Who answers here; a browser is sent on to the chat or the login page (§9)."""
     if not wants_html(request):
         return {"message": "Seadragon LLM Server"}
-    gw = gateway()
     try:
-        signed_in = logged_in_user(principal_of(request, gw.settings), gw.cache.snapshot) is not None
+        principal = principal_of(request, gateway().settings)
     except ClassificationError:
-        signed_in = False
-    return browser_root(signed_in)
+        return browser_root(signed_in=False)
+    # A genuine session names its user: /chat checks that the login is still good (and the
+    # gateway's identity cache may not know an account made half a second ago).
+    return browser_root(signed_in=principal.session_reference is not None)
 
 
 @bp.route("/api", methods=ALL_METHODS, defaults={"rest": ""}, provide_automatic_options=False)

@@ -33,9 +33,14 @@
 
   // -- models -----------------------------------------------------------------
 
-  async function loadModels() {
+  async function loadModels(retry = true) {
     try {
       const response = await fetch("/api/tags", { credentials: "same-origin" });
+      // The gateway learns a brand-new account within a second (its identity refresh): ask again once.
+      if (response.status === 401 && retry) {
+        await new Promise((resolve) => window.setTimeout(resolve, 1200));
+        return loadModels(false);
+      }
       const data = await response.json();
       if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
       const names = (data.models || []).map((m) => m.name).filter((n) => typeof n === "string");

@@ -17,8 +17,9 @@
 
   function inline(parent, text) {
     let last = 0;
-    INLINE.lastIndex = 0;
-    for (let match = INLINE.exec(text); match; match = INLINE.exec(text)) {
+    // A fresh scanner per call: the recursion for bold, italic and link text must not move ours.
+    const scanner = new RegExp(INLINE.source, "g");
+    for (let match = scanner.exec(text); match; match = scanner.exec(text)) {
       if (match.index > last) parent.appendChild(document.createTextNode(text.slice(last, match.index)));
       if (match[1]) {
         parent.appendChild(el("code", null, match[2]));
@@ -39,7 +40,7 @@
           parent.appendChild(document.createTextNode(match[0]));
         }
       }
-      last = INLINE.lastIndex;
+      last = scanner.lastIndex;
     }
     if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
   }
