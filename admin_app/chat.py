@@ -36,7 +36,7 @@ def signed_in_only():
 @bp.get("")
 def page():
     """The chat page; the script loads conversations and models from the APIs."""
-    return render_template("chat/index.html", message_max=chat.MESSAGE_MAX)
+    return render_template("chat/index.html")
 
 
 def _body() -> dict:

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from common.models import ChatMessage, Conversation, iso, utcnow
 
 TITLE_MAX = 80  # characters of the first message kept as the title
-MESSAGE_MAX = 100_000  # characters of one user message
 ROLES = ("user", "assistant")
 STATUSES = ("complete", "stopped", "error")
 
@@ -56,11 +55,9 @@ def check_id(value: object) -> int:
 
 
 def check_content(value: object) -> str:
-    """A user message: a non-blank string of at most MESSAGE_MAX characters."""
+    """A user message: a non-blank string (its size is bounded by MAX_BODY, as any request's)."""
     if not isinstance(value, str) or not value.strip():
         raise ChatError("content must be a non-empty string")
-    if len(value) > MESSAGE_MAX:
-        raise ChatError(f"content must be at most {MESSAGE_MAX} characters long")
     return value
 
 
