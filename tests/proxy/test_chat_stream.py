@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import httpx
 import pytest
@@ -229,3 +230,69 @@ def test_conversations_table_is_the_only_place_prompts_live(world):
         engine.dispose()
     rows = wait_until(lambda: log_rows(settings) or None)
     assert all("7731" not in " ".join(str(value) for value in row) for row in rows)
+
+
+class OpenReply:
+    """A reply stream read event by event, kept open until :meth:`stop` (as a browser's fetch)."""
+
+    def __init__(self, server, browser: Browser, conversation_id: int, content: str) -> None:
+        self.client = httpx.Client(timeout=30)
+        body = {"conversation_id": conversation_id, "content": content, "model": "llama3.2"}
+        url = server.url + "/chat/api/reply"
+        request = self.client.build_request("POST", url, json=body, headers=browser.headers())
+        self.response = self.client.send(request, stream=True)
+        # One iterator for the whole stream: dropping an httpx line iterator closes the connection.
+        self.lines = self.response.iter_lines()
+        self.seen: list[dict] = []
+
+    def until(self, wanted: str) -> dict:
+        """Read events up to the first of type ``wanted``."""
+        for line in self.lines:
+            if line.strip():
+                self.seen.append(json.loads(line))
+                if self.seen[-1]["type"] == wanted:
+                    return self.seen[-1]
+        raise AssertionError(f"no {wanted!r} event in {self.seen}")
+
+    def stop(self) -> None:
+        """Abort, as the browser's Stop does."""
+        self.response.close()
+        self.client.close()
+
+
+def test_stop_while_streaming_closes_the_upstream_and_keeps_the_partial_answer(world, sim):
+    settings, server, admin, _ = world
+    sim.configure(tokens=2000, token_delay=0.02)
+    bob = Browser(admin, "bob")
+    conversation_id = bob.new_conversation()
+    story = OpenReply(server, bob, conversation_id, "a long story")
+    story.until("token")
+    time.sleep(0.3)
+    assert sim.stats()["active_inference"] == 1
+    story.stop()
+    stopped = time.monotonic()
+    sim.wait_for(lambda stats: stats["active_inference"] == 0, timeout=5)
+    assert time.monotonic() - stopped < 1.5  # the contract's 1 s, with a margin for a loaded machine
+    message = wait_until(lambda: (stored(settings, conversation_id) + [None])[1])
+    assert message.status == "stopped" and message.content.startswith(story.seen[-1]["content"])
+    row = wait_until(lambda: log_rows(settings) or None)[0]
+    assert (row.status, row.stage, row.source) == (499, "streaming", "web_chat")
+
+
+def test_a_waiting_reply_shows_its_place_and_leaves_the_queue_when_stopped(world, sim):
+    settings, server, admin, _ = world
+    sim.configure(tokens=2000, token_delay=0.02)
+    bob, carol = Browser(admin, "bob"), Browser(admin, "carol")
+    holder = OpenReply(server, bob, bob.new_conversation(), "hold the slot")
+    holder.until("token")
+    waiting_id = carol.new_conversation()
+    waiting = OpenReply(server, carol, waiting_id, "me next")
+    assert waiting.until("queued") == {"type": "queued", "position": 1, "eta_s": None}
+    assert server.snapshot()["queue_length"] == 1
+    waiting.stop()
+    stopped = time.monotonic()
+    wait_until(lambda: server.snapshot()["queue_length"] == 0, timeout=5)
+    assert time.monotonic() - stopped < 1.5
+    message = wait_until(lambda: (stored(settings, waiting_id) + [None])[1])
+    assert (message.status, message.content) == ("stopped", "")
+    holder.stop()
