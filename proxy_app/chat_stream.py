@@ -155,21 +155,30 @@ class Answer:
         if self._stored:
             return
         self._stored = True
+        # Shielded: a browser leaving while this commits must not lose the answer.
+        self.message_id = await asyncio.shield(self._write())
+
+    async def _write(self) -> int:
         assert self.gw.engine is not None
         async with make_async_sessionmaker(self.gw.engine)() as session:
             message = await chat.store_answer(
                 session, self.conversation_id, "".join(self.parts), self.status, self.error
             )
-            self.message_id = message.id
+            return message.id
 
 
-def _same_origin(req: Request) -> bool:
-    """The browser's ``Origin`` is this very site (the chat page calling its own gateway)."""
+def _same_origin(req: Request, public_url: str | None) -> bool:
+    """The browser's ``Origin`` is this very site: its ``Host``, or PUBLIC_URL behind a proxy."""
     origin = req.headers.get("Origin")
     if not origin:
         return True
     parts = urlsplit(origin)
-    return parts.netloc.lower() == req.host.lower() and parts.scheme in ("http", "https")
+    if parts.scheme not in ("http", "https"):
+        return False
+    public = urlsplit(public_url) if public_url else None
+    if public is not None and (parts.scheme, parts.netloc.lower()) == (public.scheme, public.netloc.lower()):
+        return True
+    return parts.netloc.lower() == req.host.lower()
 
 
 def _chat_principal(req: Request, gw: Gateway) -> Principal:
@@ -186,7 +195,7 @@ def _chat_principal(req: Request, gw: Gateway) -> Principal:
         principal,
         credentials=Credentials(),
         client_ip=None,  # a whitelisted address would make it direct_api; the chat is web_chat
-        origin=None if _same_origin(req) else principal.origin,
+        origin=None if _same_origin(req, settings.public_url) else principal.origin,
     )
 
 

@@ -296,3 +296,14 @@ def test_a_waiting_reply_shows_its_place_and_leaves_the_queue_when_stopped(world
     message = wait_until(lambda: (stored(settings, waiting_id) + [None])[1])
     assert (message.status, message.content) == ("stopped", "")
     holder.stop()
+
+
+def test_the_page_s_own_origin_is_welcome_and_a_foreign_one_is_refused(world):
+    settings, server, admin, _ = world
+    bob = Browser(admin, "bob")
+    conversation_id = bob.new_conversation()
+    foreign = reply(server, bob, conversation_id, "hi", Origin="https://evil.example")
+    assert foreign.status_code == 403 and foreign.json() == {"error": "origin not allowed"}
+    assert stored(settings, conversation_id) == []
+    own = reply(server, bob, conversation_id, "hi", Origin=server.url)
+    assert own.status_code == 200 and events(own)[-1]["status"] == "complete"
