@@ -16,7 +16,7 @@ document.addEventListener("DOMContentLoaded", () => {
     .then((tags) => {
       const first = tags && Array.isArray(tags.models) && tags.models[0];
       if (first && typeof first.name === "string") {
-        example.value = example.value.replace('"model": "MODEL"', JSON.stringify({ model: first.name }).slice(1, -1));
+        example.value = example.value.replace('"model": "MODEL"', '"model": ' + JSON.stringify(first.name));
       }
     })
     .catch(() => {});
