@@ -139,6 +139,13 @@
     drawList();
   }
 
+  // The list as stored, and the open conversation's title from it.
+  async function syncList(id) {
+    await refreshList();
+    const fresh = state.conversations.find((c) => c.id === id);
+    if (fresh && state.current && state.current.id === fresh.id) setCurrent({ ...state.current, ...fresh });
+  }
+
   function newChat() {
     if (state.streaming) return;
     messages.querySelectorAll(".chat-message").forEach((node) => node.remove());
@@ -181,6 +188,8 @@
         const data = await response.json().catch(() => ({}));
         throw new Error(data.error || `HTTP ${response.status}`);
       }
+      // The message is stored and titles the conversation before the answer starts: list it now.
+      syncList(conversation.id).catch(() => {});
       await readEvents(response, box, answer);
     } catch (error) {
       if (controller.signal.aborted) {
@@ -197,10 +206,16 @@
       state.streaming = null;
       sendButton.disabled = false;
       stopButton.disabled = true;
-      await refreshList().catch(() => {});
-      const fresh = state.conversations.find((c) => c.id === conversation.id);
-      if (fresh && state.current && state.current.id === fresh.id) setCurrent({ ...state.current, ...fresh });
+      await syncList(conversation.id).catch(() => {});
     }
+  }
+
+  // The scheduler's estimate is null until it has one: then only the place is shown.
+  function queueText(position, etaSeconds) {
+    const place = `Waiting in the queue: position ${position}`;
+    if (typeof etaSeconds !== "number" || !Number.isFinite(etaSeconds) || etaSeconds < 0) return `${place}.`;
+    const eta = etaSeconds < 60 ? `${Math.max(1, Math.round(etaSeconds))} s` : `${Math.round(etaSeconds / 60)} min`;
+    return `${place}, about ${eta}.`;
   }
 
   async function readEvents(response, box, answer) {
@@ -218,8 +233,7 @@
         if (!line.trim()) continue;
         const event = JSON.parse(line);
         if (event.type === "queued") {
-          const eta = event.eta_s == null ? "" : `, about ${event.eta_s} s`;
-          say(`Waiting in the queue: position ${event.position}${eta}.`);
+          say(queueText(event.position, event.eta_s));
         } else if (event.type === "started") {
           say("Answering…");
         } else if (event.type === "token") {

@@ -8,6 +8,7 @@ never runs as HTML. Screenshots at 1440 and 390 px, light and dark, go to
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -25,7 +26,7 @@ from tests.live import LiveServer
 
 pytestmark = pytest.mark.browser
 
-MODEL = "llama3.2:latest"
+NDJSON = "application/x-ndjson"
 QUICK = {"tokens": 12, "token_delay": 0.02}
 SLOW = {"tokens": 2000, "token_delay": 0.05}  # 100 s: only Stop ends it
 XSS_CORPUS = [
@@ -70,12 +71,11 @@ def configure(simulator: str, **changes) -> None:
 
 def invite(live_server: LiveServer) -> str:
     """A fresh registration token from the admin API."""
-    with httpx.Client(base_url=live_server.url, timeout=10) as client:
-        token = client.post("/auth/token", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
-        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        created = client.post("/api/admin/tokens", json={}, headers=headers)
-        assert created.status_code == 201, created.text
-        return created.json()["token"]
+    created = httpx.post(
+        f"{live_server.url}/api/admin/tokens", json={}, headers=admin_headers(live_server), timeout=10
+    )
+    assert created.status_code == 201, created.text
+    return created.json()["token"]
 
 
 def sign_up(page: Page, live_server: LiveServer, username: str) -> None:
@@ -128,6 +128,13 @@ def shoot(page: Page, name: str) -> None:
     """A screenshot of the viewport under test-artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"chat-{name}.png"))
+
+
+def admin_headers(live_server: LiveServer) -> dict[str, str]:
+    """An admin's bearer token for the JSON admin API."""
+    with httpx.Client(base_url=live_server.url, timeout=10) as client:
+        token = client.post("/auth/token", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
+        return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
 def log_rows(db_path: Path, username: str) -> list[sqlite3.Row]:
@@ -232,6 +239,49 @@ def test_rename_delete_and_export(context_factory, live_server, simulator):
     expect(page.locator('[data-role="user"]')).to_have_count(0)
 
 
+def test_a_waiting_answer_shows_its_place_and_stop_leaves_the_queue(context_factory, live_server, simulator):
+    configure(simulator, **SLOW)
+    holder = context_factory().new_page()
+    sign_up(holder, live_server, "lena")
+    open_chat(holder)
+    send(holder, "hold the only slot")
+    expect(holder.locator('[data-role="assistant"]').first).not_to_be_empty()
+    page = context_factory().new_page()
+    sign_up(page, live_server, "mo")
+    open_chat(page)
+    send(page, "me next")
+    # No estimate from the scheduler yet (eta_s null): the place alone.
+    expect(page.locator("#chat-status")).to_have_text("Waiting in the queue: position 1.")
+    expect(page.locator("#chat-title")).to_have_text("me next")  # listed while it waits
+    expect(page.locator("#chat-list li")).to_have_count(1)
+    shoot(page, "queued")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator('[data-role="assistant"]').first).to_contain_text("Stopped.")
+    headers, deadline = admin_headers(live_server), time.monotonic() + 3
+    while httpx.get(f"{live_server.url}/api/admin/stats", headers=headers, timeout=5).json()["queue_length"]:
+        assert time.monotonic() < deadline, "the stopped answer stayed in the queue"
+        time.sleep(0.05)
+    holder.get_by_role("button", name="Stop").click()
+    answered(holder, 1)
+    configure(simulator, **QUICK)
+
+
+@pytest.mark.parametrize(("eta_s", "shown"), [(42.4, "about 42 s"), (600, "about 10 min")])
+def test_the_queue_estimate_is_shown_when_the_gateway_sends_one(context_factory, live_server, eta_s, shown):
+    # The gateway sends eta_s null until the scheduler publishes an estimate; this drives the page
+    # with the event it will send then (the browser's fetch of the reply is answered by the test).
+    page = context_factory().new_page()
+    sign_up(page, live_server, f"nia{int(eta_s)}")
+    open_chat(page)
+    event = {"type": "queued", "position": 3, "eta_s": eta_s}
+    line = json.dumps(event) + "\n"
+    page.route(
+        "**/chat/api/reply", lambda route: route.fulfill(content_type="application/x-ndjson", body=line)
+    )
+    send(page, "when is it my turn?")
+    expect(page.locator("#chat-status")).to_have_text(f"Waiting in the queue: position 3, {shown}.")
+
+
 def test_the_renderer_never_runs_html_from_the_model(context_factory, live_server):
     page = context_factory().new_page()
     sign_up(page, live_server, "hana")
@@ -262,17 +312,9 @@ def test_the_renderer_never_runs_html_from_the_model(context_factory, live_serve
     expect(messages.get_by_role("button", name="Copy")).not_to_have_count(0)
 
 
-def simulator_says(simulator: str) -> bool:
-    """Whether this simulator answers ``!say TEXT`` with exactly TEXT (added by the simulator's owner)."""
-    body = {"model": MODEL, "stream": False, "messages": [{"role": "user", "content": "!say probe-42"}]}
-    response = httpx.post(f"{simulator}/api/chat", json=body, timeout=10)
-    return response.status_code == 200 and response.json()["message"]["content"] == "probe-42"
-
-
 def test_model_output_with_html_never_runs_in_the_chat(context_factory, live_server, simulator):
+    # The simulator answers "!say TEXT" with exactly TEXT ("\\n" as a newline).
     configure(simulator, **QUICK)
-    if not simulator_says(simulator):
-        pytest.skip("the simulator does not support '!say' yet (its owner adds it)")
     page = context_factory().new_page()
     sign_up(page, live_server, "ivan")
     open_chat(page)
@@ -283,7 +325,12 @@ def test_model_output_with_html_never_runs_in_the_chat(context_factory, live_ser
     messages = page.locator("#chat-messages")
     for tag in ("img", "script", "svg", "iframe"):
         expect(messages.locator(tag)).to_have_count(0)
-    expect(page.locator('[data-role="assistant"]').first).to_contain_text("onerror")
+    answers = page.locator('[data-role="assistant"] .chat-body')
+    # The model's HTML arrived and is shown as the text it is.
+    expect(answers.nth(0)).to_have_text(XSS_CORPUS[0])
+    expect(answers.nth(1)).to_have_text(XSS_CORPUS[1])
+    expect(answers.nth(5).locator(".code-block code")).to_contain_text("<img src=x onerror=window.__pwned=6>")
+    shoot(page, "model-html")
 
 
 def assert_fits(page: Page, width: int) -> None:

@@ -307,3 +307,28 @@ def test_the_page_s_own_origin_is_welcome_and_a_foreign_one_is_refused(world):
     assert stored(settings, conversation_id) == []
     own = reply(server, bob, conversation_id, "hi", Origin=server.url)
     assert own.status_code == 200 and events(own)[-1]["status"] == "complete"
+
+
+def test_a_waiting_reply_is_refused_when_its_user_is_signed_out_everywhere(world, sim, accounts):
+    # The reply queues with its session principal, so the gateway re-checks it at each identity refresh.
+    settings, server, admin, ids = world
+    sim.configure(tokens=2000, token_delay=0.02)
+    bob, carol = Browser(admin, "bob"), Browser(admin, "carol")
+    holder = OpenReply(server, bob, bob.new_conversation(), "hold the slot")
+    holder.until("token")
+    waiting_id = carol.new_conversation()
+    waiting = OpenReply(server, carol, waiting_id, "me next")
+    waiting.until("queued")
+    accounts(settings).end_sessions(ids["carol"])
+    ended_at = time.monotonic()
+    done = waiting.until("done")
+    assert time.monotonic() - ended_at < 2.0  # the contract's 1 s, with a margin for a loaded machine
+    assert done["status"] == "error" and done["error"]
+    assert server.snapshot()["queue_length"] == 0
+    waiting.stop()
+    holder.stop()
+    message = stored(settings, waiting_id)[-1]
+    assert (message.role, message.status, message.content) == ("assistant", "error", "")
+    rows = wait_until(lambda: [row for row in log_rows(settings) if row.user_id == ids["carol"]] or None)
+    assert len(rows) == 1 and rows[0].status == 401 and rows[0].stage == "queued"
+    assert rows[0].client_ip  # the row keeps the address the chat's principal leaves out
