@@ -279,14 +279,19 @@ def test_stop_while_streaming_closes_the_upstream_and_keeps_the_partial_answer(w
     assert (row.status, row.stage, row.source) == (499, "streaming", "web_chat")
 
 
-def test_a_waiting_reply_shows_its_place_and_leaves_the_queue_when_stopped(world, sim):
-    settings, server, admin, _ = world
+def queued_behind_another(server, admin: AdminApp, sim) -> tuple[OpenReply, OpenReply, int]:
+    """bob's long answer holds the one slot; carol's reply waits behind it (and its conversation id)."""
     sim.configure(tokens=2000, token_delay=0.02)
     bob, carol = Browser(admin, "bob"), Browser(admin, "carol")
     holder = OpenReply(server, bob, bob.new_conversation(), "hold the slot")
     holder.until("token")
     waiting_id = carol.new_conversation()
-    waiting = OpenReply(server, carol, waiting_id, "me next")
+    return holder, OpenReply(server, carol, waiting_id, "me next"), waiting_id
+
+
+def test_a_waiting_reply_shows_its_place_and_leaves_the_queue_when_stopped(world, sim):
+    settings, server, admin, _ = world
+    holder, waiting, waiting_id = queued_behind_another(server, admin, sim)
     assert waiting.until("queued") == {"type": "queued", "position": 1, "eta_s": None}
     assert server.snapshot()["queue_length"] == 1
     waiting.stop()
@@ -312,12 +317,7 @@ def test_the_page_s_own_origin_is_welcome_and_a_foreign_one_is_refused(world):
 def test_a_waiting_reply_is_refused_when_its_user_is_signed_out_everywhere(world, sim, accounts):
     # The reply queues with its session principal, so the gateway re-checks it at each identity refresh.
     settings, server, admin, ids = world
-    sim.configure(tokens=2000, token_delay=0.02)
-    bob, carol = Browser(admin, "bob"), Browser(admin, "carol")
-    holder = OpenReply(server, bob, bob.new_conversation(), "hold the slot")
-    holder.until("token")
-    waiting_id = carol.new_conversation()
-    waiting = OpenReply(server, carol, waiting_id, "me next")
+    holder, waiting, waiting_id = queued_behind_another(server, admin, sim)
     waiting.until("queued")
     accounts(settings).end_sessions(ids["carol"])
     ended_at = time.monotonic()
