@@ -96,11 +96,25 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from admin_app import api, apikeys, audit, auth, dashboard, docs, requests_log, tokens, users, whitelist
+    from admin_app import (
+        api,
+        apikeys,
+        audit,
+        auth,
+        chat,
+        dashboard,
+        docs,
+        home,
+        requests_log,
+        tokens,
+        users,
+        whitelist,
+    )
     from admin_app.cli import register_commands
     from admin_app.errors import register_error_handlers
 
-    for module in (auth, dashboard, whitelist, tokens, apikeys, users, audit, requests_log, api, docs):
+    modules = (auth, dashboard, whitelist, tokens, apikeys, users, audit, requests_log, api, docs, chat, home)
+    for module in modules:
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     register_commands(app)

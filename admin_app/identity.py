@@ -71,8 +71,8 @@ def client_ip() -> str:
 
 
 def home_url() -> str:
-    """Where a signed-in user belongs: the panel for admins, the account page for others."""
-    return url_for("dashboard.index") if current_user.is_admin else url_for("auth.account")
+    """Where a signed-in user belongs: the panel for admins, their home page (§9) for others."""
+    return url_for("dashboard.index") if current_user.is_admin else url_for("home.account")
 
 
 class BearerRefused(Exception):

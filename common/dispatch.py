@@ -10,10 +10,11 @@ ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
 # Paths served by the admin (Flask) app. /api/admin/stats stays with the
 # gateway: the live queue lives in the gateway's process.
-ADMIN_PREFIXES = ("/auth/", "/admin/", "/api/admin/", "/static/")
+ADMIN_PREFIXES = ("/auth/", "/admin/", "/api/admin/", "/static/", "/chat/")
 # The API documentation is generated from the admin app's url_map and the gateway's route table.
-ADMIN_EXACT = ("/auth", "/admin", "/api/admin", "/docs", "/openapi.json")
-GATEWAY_EXCEPTIONS = ("/api/admin/stats",)
+ADMIN_EXACT = ("/auth", "/admin", "/api/admin", "/docs", "/openapi.json", "/chat", "/account")
+# The chat's answers stream from the gateway: they go through its queue (docs/contract.md §9).
+GATEWAY_EXCEPTIONS = ("/api/admin/stats", "/chat/api/reply")
 
 
 def is_admin_path(path: str) -> bool:

@@ -2,9 +2,10 @@
 
 Paths under ``/api/`` and ``/v1/`` come from :data:`common.routes.TABLE` and its pattern entries
 (blobs, one model), so a route added there is documented at once; the gateway's own routes
-(``/``, ``/health``, ``/metrics``, ``/api/admin/stats``) are listed in :data:`OWN_ROUTES`
-(tests/proxy/test_docs_data.py holds them to the gateway's URL map and view docstrings). The
-admin app serves the whole document (see ``admin_app/docs.py``) without importing the gateway.
+(``/``, ``/health``, ``/metrics``, ``/api/admin/stats``, the web chat's ``/chat/api/reply``) are
+listed in :data:`OWN_ROUTES` (tests/proxy/test_docs_data.py holds them to the gateway's URL map and
+view docstrings). The admin app serves the whole document (see ``admin_app/docs.py``) without
+importing the gateway.
 """
 
 from __future__ import annotations
@@ -20,20 +21,32 @@ PATTERNS = {
     "/v1/models/{id}": "/v1/models/llama3.2:latest",
 }
 PATTERN_ENTRIES = {"/api/blobs/{digest}": BLOB_ENTRY, "/v1/models/{id}": MODEL_ENTRY}
-# The gateway's routes besides the proxied surface: path -> (endpoint, summary), GET only.
+# The gateway's routes besides the proxied surface: path -> (method, endpoint, summary).
 OWN_ROUTES = {
-    "/": ("gateway.index", "Who answers here"),
+    "/": (
+        "GET",
+        "gateway.index",
+        "Who answers here; a browser is sent on to the chat or the login page (§9)",
+    ),
     "/health": (
+        "GET",
         "monitor.health",
         "200 while the process lives: ``ok`` when every backend is up, else ``degraded``",
     ),
     "/metrics": (
+        "GET",
         "monitor.metrics",
         "Prometheus text for admins, or for ``Authorization: Bearer <METRICS_TOKEN>``",
     ),
     "/api/admin/stats": (
+        "GET",
         "monitor.admin_stats",
         "Queue, slots, rates and waits, live; for an admin's session cookie or access token",
+    ),
+    "/chat/api/reply": (
+        "POST",
+        "chat_stream.reply",
+        "Store the user's message and stream the model's answer as NDJSON events",
     ),
 }
 SUMMARIES = {
@@ -226,7 +239,10 @@ def _success(route: Entry, openai: bool, headers: dict) -> dict[str, Any]:
 
 def _own_paths() -> dict[str, dict[str, Any]]:
     """The gateway's own routes besides the proxied surface."""
-    return {path: {"get": _own_route(endpoint, summary)} for path, (endpoint, summary) in OWN_ROUTES.items()}
+    paths: dict[str, dict[str, Any]] = {}
+    for path, (method, endpoint, summary) in OWN_ROUTES.items():
+        paths.setdefault(path, {})[method.lower()] = _own_route(endpoint, summary)
+    return paths
 
 
 def _own_route(endpoint: str, summary: str) -> dict[str, Any]:

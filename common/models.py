@@ -206,3 +206,33 @@ class RequestLog(Base):
     repeats: Mapped[int] = mapped_column(default=1, server_default="1")
     # The display prefix of an API key that was refused (unknown, revoked, malformed); never the key.
     key_prefix: Mapped[str | None] = mapped_column(sa.String(16))
+
+
+class Conversation(Base):
+    """One user's chat (docs/contract.md §9): only its owner may ever read it."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(sa.String(200), default="")
+    model: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ChatMessage(Base):
+    """One message of a conversation; prompts and answers live here, never in the request log."""
+
+    __tablename__ = "chat_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(sa.String(16))  # user | assistant
+    content: Mapped[str] = mapped_column(sa.Text, default="")
+    # complete | stopped (the user pressed Stop or left) | error (the answer broke off)
+    status: Mapped[str] = mapped_column(sa.String(16), default="complete")
+    error: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

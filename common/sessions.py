@@ -8,6 +8,7 @@ user reference that Flask-Login keeps under ``_user_id``.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -49,3 +50,18 @@ def read_session_cookie(value: str | None, secret_key: str) -> dict | None:
     except (BadSignature, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def csrf_token_valid(token: str | None, session: dict | None, secret_key: str, max_age: int) -> bool:
+    """True if ``token`` is the Flask-WTF CSRF token of this (already verified) session.
+
+    Flask-WTF keeps a random value under ``csrf_token`` in the session and hands
+    pages that value signed with salt ``wtf-csrf-token``; the gateway checks it the same way.
+    """
+    if not token or not session or not isinstance(session.get("csrf_token"), str):
+        return False
+    try:
+        value = URLSafeTimedSerializer(secret_key, salt="wtf-csrf-token").loads(token, max_age=max_age)
+    except (BadSignature, ValueError):
+        return False
+    return isinstance(value, str) and hmac.compare_digest(session["csrf_token"], value)

@@ -6,8 +6,8 @@ import httpx
 from quart import Quart
 
 from common.settings import Settings
+from proxy_app import chat_stream, monitor, pages, views
 from proxy_app import gateway as gateway_module
-from proxy_app import monitor, views
 from proxy_app.cors import install_cors
 from proxy_app.errors import register_error_handlers
 from proxy_app.gateway import GatewayOptions
@@ -44,6 +44,8 @@ def create_app(
 
     app.register_blueprint(views.bp)
     app.register_blueprint(monitor.bp)
+    for browser_side in (chat_stream.bp, pages.bp):  # the web chat's answers; pages for browsers (§9)
+        app.register_blueprint(browser_side)
     register_error_handlers(app)
     install_cors(app, settings.cors_origins)
     gateway_module.install(

@@ -19,13 +19,10 @@ Where later features plug in:
 
 * Per-identity policy (docs/contract.md §7): ``proxy_app.policy_gate``, called by
   :meth:`serve` once the body names the model; ``expires_at`` at classification.
-* The web chat (another Quart endpoint, with a session identity it already
-  checked) serves a generation with the same object: construct it with its
-  own request id, ``route_to(resolve("POST", "/api/chat"))``, ``admit(identity)``
-  (no principal: nothing to re-classify while it waits), register
-  ``on_request_end(request.scope, proxied.close)`` and return
-  ``await proxied.serve(body_it_built, forward_headers([]))``: a streamed Response, the
-  row written as for any other request.
+* The web chat (``proxy_app.chat_stream``, another Quart endpoint that streams its
+  own events) serves a generation with the same object and its steps:
+  ``route_to``, ``admit(identity, principal)``, ``enqueue``, :meth:`queue_position`
+  while waiting, ``wait_for_slot``, ``open``, ``relay``; ``close`` writes its row.
 * Stream dialects: in-band errors are made by ``proxy_app.upstream.inband_error``
   and queue-position comments by ``proxy_app.queued.position_comments``, each
   in one place; a per-route dialect replaces those two calls.
@@ -168,6 +165,12 @@ class ProxiedRequest:
         )
         self.task = asyncio.ensure_future(self.gw.scheduler.acquire(ticket))
         return self.task
+
+    def queue_position(self) -> int | None:
+        """Its place in the queue (1 = next), or None when it is not waiting (never queued, or served)."""
+        if self.task is None or self.task.done():
+            return None
+        return self.gw.scheduler.position(self.request_id)
 
     async def wait_for_slot(self, task: asyncio.Task[Grant]) -> Grant:
         """The grant, or the scheduler's refusal as a :class:`ProxyError`."""

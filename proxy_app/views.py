@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 
 from quart import Blueprint, Response, g, request
 
+from common.sources import ClassificationError
 from proxy_app.bodies import read_body
 from proxy_app.classify import principal_of
 from proxy_app.gateway import gateway, on_request_end
 from proxy_app.headers import forward_headers
+from proxy_app.pages import browser_root, wants_html
 from proxy_app.proxied import Content, ProxiedRequest
 from proxy_app.routes import Route, resolve
 
@@ -36,9 +38,17 @@ async def identify_response(response: Response) -> Response:
 
 
 @bp.get("/")
-async def index() -> dict:
-    """Who answers here."""
-    return {"message": "Seadragon LLM Server"}
+async def index() -> dict | Response:
+    """Who answers here; a browser is sent on to the chat or the login page (§9)."""
+    if not wants_html(request):
+        return {"message": "Seadragon LLM Server"}
+    try:
+        principal = principal_of(request, gateway().settings)
+    except ClassificationError:
+        return browser_root(signed_in=False)
+    # A genuine session names its user: /chat checks that the login is still good (and the
+    # gateway's identity cache may not know an account made half a second ago).
+    return browser_root(signed_in=principal.session_reference is not None)
 
 
 @bp.route("/api", methods=ALL_METHODS, defaults={"rest": ""}, provide_automatic_options=False)

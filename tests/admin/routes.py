@@ -14,6 +14,7 @@ SAMPLE_ARGUMENTS = {
     "user_id": 1,
     "ident": "10.0.0.1",
     "verb": "enable",
+    "conversation_id": 1,
 }
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # Public by design: signing in, signing up, getting a bearer token, the API documentation.
@@ -26,6 +27,17 @@ PUBLIC_ENDPOINTS = {
     "auth.account",
     "docs.page",
     "docs.openapi",
+}
+# For every signed-in user, not only admins (docs/contract.md §9): tested in tests/admin/test_chat.py.
+USER_ENDPOINTS = {
+    "home.account",
+    "chat.page",
+    "chat.conversations_list",
+    "chat.conversations_create",
+    "chat.conversations_read",
+    "chat.conversations_update",
+    "chat.conversations_delete",
+    "chat.conversations_export",
 }
 
 
@@ -40,7 +52,7 @@ class Route:
     @property
     def is_api(self) -> bool:
         """JSON endpoints answer 401/403 in JSON instead of redirecting."""
-        return self.url.startswith("/api/")
+        return self.url.startswith(("/api/", "/chat/api/"))
 
     def __str__(self) -> str:
         return f"{self.method} {self.url} ({self.endpoint})"
@@ -52,7 +64,7 @@ def routes(app: Flask, *, methods: set[str] | None = None, include_public: bool 
     with app.test_request_context():
         adapter = app.url_map.bind("localhost")
         for rule in app.url_map.iter_rules():
-            if rule.endpoint in PUBLIC_ENDPOINTS and not include_public:
+            if rule.endpoint in PUBLIC_ENDPOINTS | USER_ENDPOINTS and not include_public:
                 continue
             if rule.endpoint == "static":
                 continue

@@ -93,8 +93,8 @@ def test_the_account_page_needs_a_login_but_not_admin_rights(client, bob):
     assert client.get("/admin/").status_code == 403
 
 
-def test_a_non_admin_lands_on_the_account_page_after_login(client, bob):
-    assert login(client, "bob").location == "/auth/account"
+def test_a_non_admin_lands_on_the_home_page_after_login(client, bob):
+    assert login(client, "bob").location == "/account"
 
 
 def test_an_admin_lands_on_the_dashboard_after_login(client, alice):

@@ -35,7 +35,7 @@ def test_a_token_creates_one_account_and_signs_it_in(app, admin_client):
     token = _new_token(admin_client)
     client = app.test_client()
     response = _sign_up(client, token, "dave")
-    assert response.status_code == 302 and response.location == "/auth/account"
+    assert response.status_code == 302 and response.location == "/account"
     assert client.get("/auth/account").status_code == 200
     listed = admin_client.get("/api/admin/tokens").get_json()[0]
     assert listed["status"] == "used" and listed["used_by"] == "dave"

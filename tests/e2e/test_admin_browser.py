@@ -120,7 +120,7 @@ def test_an_invited_person_signs_up_and_is_kept_out_of_the_panel(admin, new_page
     visitor.get_by_label("Password").fill("dora-password-1")
     screenshot(visitor, "08-register")
     visitor.get_by_role("button", name="Create account").click()
-    expect(visitor).to_have_url(re.compile(r"/auth/account$"))
+    expect(visitor).to_have_url(re.compile(r"/account$"))
     expect(visitor.locator(".flash-success")).to_contain_text("Welcome, dora")
     screenshot(visitor, "09-account")
     response = visitor.goto("/admin/")

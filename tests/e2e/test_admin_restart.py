@@ -60,7 +60,7 @@ def test_keys_tokens_whitelist_users_and_sessions_survive_a_restart(tmp_path):
         with httpx.Client(base_url=restarted.url, timeout=10, cookies=session_cookie) as browser:
             assert browser.get("/auth/account").status_code == 200  # the session is still good
         for username, password, home in (
-            ("erin", "erin-password-1", "/auth/account"),
+            ("erin", "erin-password-1", "/account"),
             (ADMIN_USER, ADMIN_PASSWORD, "/admin/"),
         ):
             with httpx.Client(base_url=restarted.url, timeout=10) as browser:

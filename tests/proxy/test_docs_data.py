@@ -9,12 +9,13 @@ from proxy_app import create_app
 def test_every_own_route_is_listed_with_its_view_and_docstring(settings):
     app = create_app(settings=settings)
     served = {
-        rule.rule: (rule.endpoint, app.view_functions[rule.endpoint])
+        rule.rule: (rule.methods or set(), rule.endpoint, app.view_functions[rule.endpoint])
         for rule in app.url_map.iter_rules()
         if rule.endpoint not in ("static", "gateway.api")
     }
     assert set(served) == set(OWN_ROUTES)
-    for path, (endpoint, summary) in OWN_ROUTES.items():
-        served_endpoint, view = served[path]
+    for path, (method, endpoint, summary) in OWN_ROUTES.items():
+        methods, served_endpoint, view = served[path]
+        assert methods - {"HEAD", "OPTIONS"} == {method}
         assert served_endpoint == endpoint
         assert (view.__doc__ or "").strip().splitlines()[0].rstrip(".") == summary

@@ -1,7 +1,7 @@
 """request log: repeats (collapsed refusals) and key_prefix (the refused key's prefix)
 
-Revision ID: 0006_log_repeats
-Revises: 0001
+Revision ID: 0005_log_repeats
+Revises: 0004_audit
 """
 
 from collections.abc import Sequence
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_log_repeats"
+revision: str = "0005_log_repeats"
 down_revision: str | Sequence[str] | None = "0004_audit"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
