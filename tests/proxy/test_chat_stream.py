@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from common.db import make_sessionmaker, make_sync_engine
-from common.models import ChatMessage, Conversation
+from common.models import ChatMessage, Conversation, User
 from common.sessions import (
     SESSION_COOKIE_NAME,
     SESSION_LIFETIME_SECONDS,
@@ -332,3 +332,27 @@ def test_a_waiting_reply_is_refused_when_its_user_is_signed_out_everywhere(world
     rows = wait_until(lambda: [row for row in log_rows(settings) if row.user_id == ids["carol"]] or None)
     assert len(rows) == 1 and rows[0].status == 401 and rows[0].stage == "queued"
     assert rows[0].client_ip  # the row keeps the address the chat's principal leaves out
+
+
+def test_the_chat_obeys_the_user_s_policy_like_any_request(gw_settings, accounts, serve, admin_app):
+    # docs/contract.md §9: the chat goes through the same policy as any request (§7).
+    settings = gw_settings(WEBCHAT_RPM="1")
+    db = accounts(settings)
+    user_id = db.user("bob")
+    with db.sessions.begin() as session:
+        session.execute(sa.update(User).where(User.id == user_id).values(models=["mistral*"]))
+    server = serve(settings)
+    bob = Browser(admin_app(settings), "bob")
+    conversation = bob.new_conversation()
+
+    refused = reply(server, bob, conversation, "hello")
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "model 'llama3.2' is not allowed for this account"}
+    assert stored(settings, conversation) == []  # a refused turn is not kept
+
+    body = {"conversation_id": conversation, "content": "hello", "model": "mistral"}
+    first = httpx.post(server.url + "/chat/api/reply", json=body, headers=bob.headers(), timeout=30)
+    assert first.status_code == 200 and events(first)[-1]["type"] == "done"
+    second = httpx.post(server.url + "/chat/api/reply", json=body, headers=bob.headers(), timeout=30)
+    assert second.status_code == 429 and int(second.headers["Retry-After"]) >= 1
+    assert [message.role for message in stored(settings, conversation)] == ["user", "assistant"]
