@@ -19,6 +19,7 @@ def token_json(token: RegistrationToken) -> dict:
         "expires_at": iso(token.expires_at),
         "status": token.status(),
         "used_by": token.used_by.username if token.used_by else None,
+        "note": token.note,
     }
 
 
@@ -30,13 +31,15 @@ def tokens_list():
 
 @bp.post("/tokens")
 def tokens_create():
-    """Create ``{"expires_in_days"?}`` → 201 with the token and sign-up link (on PUBLIC_URL), shown once."""
-    days = body().get("expires_in_days", service.TOKEN_DAYS_DEFAULT)
-    token, secret = service.create_registration_token(days, g.api_user)
+    """Create ``{"expires_in_days"?, "note"?}`` → 201 with the token and sign-up link, shown once."""
+    data = body()
+    days = data.get("expires_in_days", service.TOKEN_DAYS_DEFAULT)
+    token, secret = service.create_registration_token(days, g.api_user, data.get("note"))
     created = {
         "id": token.id,
         "token": secret,
         "expires_at": iso(token.expires_at),
+        "note": token.note,
         "register_url": public_link("auth.register", token=secret),
     }
     return created, 201
