@@ -139,7 +139,7 @@ DETAIL_MAX_ROWS = 20  # a client may reuse an X-Request-ID: the newest rows that
 
 @bp.get("/requests/<request_id>")
 def detail(request_id: str):
-    """One request by its ``X-Request-ID``: every field of its row, who sent it, its timings; 404 if unknown."""
+    """A request by its ``X-Request-ID``: every field of its row, who sent it, its timings; else 404."""
     rows = []
     if len(request_id) <= TEXT_MAX["request_id"]:
         query = (

@@ -37,7 +37,12 @@ def create_registration_token(
     )
     db.session.add(token)
     db.session.flush()
-    record(actor, "token.create", target(token), {"prefix": token.prefix, "expires_at": token.expires_at, "note": for_whom})
+    record(
+        actor,
+        "token.create",
+        target(token),
+        {"prefix": token.prefix, "expires_at": token.expires_at, "note": for_whom},
+    )
     db.session.commit()
     return token, secret
 

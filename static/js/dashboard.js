@@ -103,8 +103,8 @@
     );
     setLive(
       "backends",
-      backends.length ? `${up} up${down ? ` · ${down} down` : ""}` : "none",
-      `${number(inUse)} of ${plural(slots, "slot")} in use`,
+      backends.length ? `${up} up` : "none",
+      `${down ? `${number(down)} down · ` : ""}${number(inUse)} of ${plural(slots, "slot")} in use`,
     );
     board.querySelector('[data-kpi="backends"]').classList.toggle("is-alert", down > 0);
     board.querySelector('[data-kpi="queue_length"]').classList.toggle("is-busy", stats.queue_length > 0);

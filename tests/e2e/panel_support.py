@@ -99,9 +99,14 @@ def wait_for_rows(api: httpx.Client, request_ids: set[str], timeout: float = 15)
 
 
 def open_editor(row: Locator) -> Locator:
-    """Open a row's Edit box and return its form."""
+    """Open a row's Edit box and return its form (which the page shows in a full-width row below)."""
     row.locator("summary", has_text="Edit").click()
-    form = row.locator(".editor-form")
+    return open_form(row.page)
+
+
+def open_form(page: Page) -> Locator:
+    """The one open row editor of the page, in the full-width row under its table row."""
+    form = page.locator("tr.editor-row .editor-form")
     expect(form).to_be_visible()
     return form
 

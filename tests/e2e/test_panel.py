@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USER
-from tests.e2e.panel_support import admin_api, open_editor, sign_in, snap, wait_for_rows
+from tests.e2e.panel_support import admin_api, open_editor, open_form, sign_in, snap, wait_for_rows
 
 pytestmark = pytest.mark.browser
 
@@ -45,20 +45,22 @@ def test_an_api_key_is_created_edited_in_place_with_errors_by_the_field_and_revo
     editor = open_editor(row)
     editor.get_by_label("Requests per minute").fill("0")
     editor.get_by_role("button", name="Save").click()
-    row = admin.locator("tbody tr", has_text="panel-bot")
-    rpm = row.get_by_label("Requests per minute")
-    # The refusal sits under its own box, in the row, and is announced by it (no hover needed).
-    error = row.locator(".field-error")
+    editor = open_form(admin)  # the refused edit comes back open, under its row
+    rpm = editor.get_by_label("Requests per minute")
+    # The refusal sits under its own box and is announced by it (no hover needed), and has the focus.
+    error = editor.locator(".field-error")
     expect(error).to_be_visible()
     expect(error).to_contain_text("1 to 1000000")
+    expect(rpm).to_be_focused()
     assert rpm.get_attribute("aria-invalid") == "true"
     assert rpm.get_attribute("aria-describedby") == error.get_attribute("id")
+    assert admin.evaluate("document.documentElement.scrollWidth") <= 1366
     snap(admin, "apikeys-edit-error")
 
-    row.get_by_label("Name").fill("panel-bot-2")
-    row.get_by_label("Priority").fill("7")
+    editor.get_by_label("Name").fill("panel-bot-2")
+    editor.get_by_label("Priority").fill("7")
     rpm.fill("60")
-    row.get_by_role("button", name="Save").click()
+    editor.get_by_role("button", name="Save").click()
     expect(admin.locator(".flash-success")).to_contain_text("Saved the key 'panel-bot-2'")
     row = admin.locator("tbody tr", has_text="panel-bot-2")
     expect(row.locator("td.num").first).to_have_text("7")
@@ -137,9 +139,7 @@ def test_an_invite_carries_a_note_and_a_spent_link_says_so_instead_of_the_form(a
     expect(stranger.get_by_label("Password")).to_have_count(0)
 
 
-def test_a_users_policy_is_edited_in_place_and_nobody_may_demote_or_disable_themselves(
-    admin, new_page, api
-):
+def test_a_users_policy_is_edited_in_place_and_nobody_may_demote_or_disable_themselves(admin, new_page, api):
     created = api.post("/api/admin/tokens", json={"note": "Gina"}).json()
     visitor = new_page()
     visitor.goto(created["register_url"])

@@ -1,4 +1,4 @@
-"""docs/contract.md §11 in a real browser: a 390 px phone, text contrast ≥ 4.5:1, a skip link and a focus ring."""
+"""docs/contract.md §11 in a browser: a 390 px phone, text contrast ≥ 4.5:1, a skip link, a focus ring."""
 
 from __future__ import annotations
 
@@ -27,15 +27,19 @@ MIN_CONTRAST = 4.5  # WCAG 2.1 AA for body text
 
 @pytest.fixture(scope="module")
 def request_id(live_server) -> str:
-    """Something on every list: a key with limits, a whitelist entry, an invite, a refused and a failed request."""
+    """Something on every list: a key with limits, an entry, an invite, a refused and a failed request."""
     with admin_api(live_server) as api:
-        key = api.post("/api/admin/apikeys", json={"name": "a-key-with-a-long-descriptive-name", "priority": 9})
+        key = api.post(
+            "/api/admin/apikeys", json={"name": "a-key-with-a-long-descriptive-name", "priority": 9}
+        )
         api.patch(f"/api/admin/apikeys/{key.json()['id']}", json={"models": ["llama3.2", "qwen*"], "rpm": 60})
         api.post("/api/admin/whitelist", json={"ip": "10.20.0.0/16", "label": "office network"})
         api.post("/api/admin/tokens", json={"note": "Dora, accounting"})
         with httpx.Client(base_url=live_server.url, timeout=10) as client:
             failed = client.post(
-                "/api/chat", json={"model": "llama3.2", "messages": []}, headers={"X-API-Key": key.json()["key"]}
+                "/api/chat",
+                json={"model": "llama3.2", "messages": []},
+                headers={"X-API-Key": key.json()["key"]},
             )
             refused = client.get("/api/tags", headers={"X-API-Key": "sdk_wrong"})
         wait_for_rows(api, {failed.headers["X-Request-ID"], refused.headers["X-Request-ID"]})
@@ -123,7 +127,9 @@ def test_the_first_tab_lands_on_a_visible_skip_link_and_focus_is_drawn(phone_adm
         skip = page.get_by_role("link", name="Skip to content")
         expect(skip).to_be_focused()
         expect(skip).to_be_in_viewport()
-        outline = skip.evaluate("el => getComputedStyle(el).outlineStyle + ' ' + getComputedStyle(el).outlineWidth")
+        outline = skip.evaluate(
+            "el => getComputedStyle(el).outlineStyle + ' ' + getComputedStyle(el).outlineWidth"
+        )
         assert outline.startswith("solid") and not outline.endswith(" 0px"), outline
         page.keyboard.press("Enter")
         expect(page.locator("#content")).to_be_focused()  # the next Tab starts in the page, past the header
