@@ -19,8 +19,12 @@ def token_json(token: RegistrationToken) -> dict:
         "expires_at": iso(token.expires_at),
         "status": token.status(),
         "used_by": token.used_by.username if token.used_by else None,
-        "note": token.note,
-    }
+    } | _note(token)
+
+
+def _note(token: RegistrationToken) -> dict:
+    # Only when given: the contract's token shapes (docs/contract.md §3) stay exact without one.
+    return {"note": token.note} if token.note else {}
 
 
 @bp.get("/tokens")
@@ -39,9 +43,8 @@ def tokens_create():
         "id": token.id,
         "token": secret,
         "expires_at": iso(token.expires_at),
-        "note": token.note,
         "register_url": public_link("auth.register", token=secret),
-    }
+    } | _note(token)
     return created, 201
 
 

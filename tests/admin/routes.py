@@ -14,6 +14,7 @@ SAMPLE_ARGUMENTS = {
     "user_id": 1,
     "ident": "10.0.0.1",
     "verb": "enable",
+    "request_id": "req-sample",
 }
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # Public by design: signing in, signing up, getting a bearer token, the API documentation.
