@@ -205,11 +205,26 @@ TOKEN_PROBLEMS = {
 }
 
 
+def _find_token(token_hash: str) -> RegistrationToken | None:
+    return db.session.scalar(sa.select(RegistrationToken).where(RegistrationToken.token_hash == token_hash))
+
+
 def _token_problem(token_hash: str) -> str:
-    token = db.session.scalar(sa.select(RegistrationToken).where(RegistrationToken.token_hash == token_hash))
+    token = _find_token(token_hash)
     if token is None:
         return "This registration token is not valid."
     return TOKEN_PROBLEMS.get(token.status(), "This registration token cannot be used.")
+
+
+def invitation_problem(secret: str) -> str | None:
+    """Why a sign-up link is spent (used, expired, revoked); ``None`` for a live or unknown one.
+
+    An unknown token keeps the form (a mistyped link can be corrected there); submitting says why.
+    """
+    token = _find_token(hash_secret(secret.strip()))
+    if token is None or token.status() == "active":
+        return None
+    return TOKEN_PROBLEMS.get(token.status())
 
 
 def register(token: object, username: object, password: object) -> User:

@@ -73,7 +73,11 @@ def logout():
 def register():
     """Sign up with a registration token (``?token=`` fills it in)."""
     form = RegisterForm()
-    if request.method == "GET" and request.args.get("token"):
+    if request.method == "GET" and request.args.get("token", "").strip():
+        # A used, expired or revoked link says so at once, instead of a form that cannot succeed.
+        problem = accounts.invitation_problem(request.args["token"])
+        if problem is not None:
+            return render_template("auth/register.html", form=form, problem=problem), 410
         form.token.data = request.args["token"]
     status = 200
     if form.validate_on_submit():

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import flash
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, PasswordField, StringField
-from wtforms.validators import EqualTo, InputRequired, Length, NumberRange
+from wtforms.validators import EqualTo, InputRequired, Length, NumberRange, Optional
 
 from admin_app.accounts import PASSWORD_MAX, PASSWORD_MIN
 from admin_app.services import NAME_MAX, PRIORITY_MAX, PRIORITY_MIN, ServiceError
-from admin_app.services.tokens import TOKEN_DAYS_DEFAULT, TOKEN_DAYS_MAX, TOKEN_DAYS_MIN
+from admin_app.services.tokens import NOTE_MAX, TOKEN_DAYS_DEFAULT, TOKEN_DAYS_MAX, TOKEN_DAYS_MIN
 
 PASSWORD_LENGTH = Length(
     min=PASSWORD_MIN,
@@ -83,6 +83,10 @@ class TokenForm(FlaskForm):
             InputRequired(),
             NumberRange(TOKEN_DAYS_MIN, TOKEN_DAYS_MAX, message="Enter a number of days from 1 to 365."),
         ],
+    )
+    note = StringField(
+        "For whom",
+        validators=[Optional(), Length(max=NOTE_MAX, message=f"At most {NOTE_MAX} characters.")],
     )
 
 

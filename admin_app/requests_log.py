@@ -19,7 +19,7 @@ from admin_app.extensions import db
 from admin_app.forms import apply_error
 from admin_app.identity import accepts_bearer, admin_blueprint
 from admin_app.services import ServiceError
-from admin_app.services.request_log import FILTER_NAMES, parse_filters
+from admin_app.services.request_log import FILTER_NAMES, TEXT_MAX, parse_filters
 from common.models import APIKey, RequestLog, User, utcnow
 from common.sources import RequestSource
 from common.usage import (
@@ -132,6 +132,33 @@ def _render(form: RequestFilterForm, page, status: int = 200):
 
 def _log_size() -> int:
     return db.session.scalar(sa.select(sa.func.count(RequestLog.id))) or 0
+
+
+DETAIL_MAX_ROWS = 20  # a client may reuse an X-Request-ID: the newest rows that carry it
+
+
+@bp.get("/requests/<request_id>")
+def detail(request_id: str):
+    """A request by its ``X-Request-ID``: every field of its row, who sent it, its timings; else 404."""
+    rows = []
+    if len(request_id) <= TEXT_MAX["request_id"]:
+        query = (
+            sa.select(RequestLog)
+            .where(RequestLog.request_id == request_id)
+            .order_by(RequestLog.created_at.desc(), RequestLog.id.desc())
+            .limit(DETAIL_MAX_ROWS)
+        )
+        rows = list(db.session.scalars(query))
+    if not rows:
+        message = f"No request with the ID “{request_id[:64]}” is in the log."
+        return render_template("errors/error.html", code=404, title="Request not found", message=message), 404
+    return render_template(
+        "requests/detail.html",
+        request_id=request_id,
+        rows=rows,
+        who=identities_of(db.session, rows),
+        sources=SOURCE_LABELS,
+    )
 
 
 @bp.get("/requests.csv")

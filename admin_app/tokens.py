@@ -35,7 +35,9 @@ def create():
     if not form.validate():
         return _page(form, 400)
     try:
-        token, secret = service.create_registration_token(form.expires_in_days.data, current_user.user)
+        token, secret = service.create_registration_token(
+            form.expires_in_days.data, current_user.user, form.note.data
+        )
     except ServiceError as exc:
         apply_error(form, exc)
         return _page(form, exc.status)

@@ -91,6 +91,8 @@ class RegistrationToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     used_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Whom the invitation is for, so the list says which link went to whom (never the secret).
+    note: Mapped[str | None] = mapped_column(sa.String(200))
 
     used_by: Mapped[User | None] = relationship(foreign_keys=[used_by_id], lazy="joined")
 

@@ -156,6 +156,9 @@ class Gateway:
         self.metrics.observe(record)
         if live:
             self.live.observe(record)
+        elif record.status >= 400:
+            # The dashboard's answers count every refusal (a bad key on /api/tags too), not only generations.
+            self.live.refused(record.status)
 
     def stats_snapshot(self) -> dict:
         """The scheduler's queue and slot numbers."""

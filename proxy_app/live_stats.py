@@ -3,6 +3,7 @@
 Wiring::
 
     live.observe(rec)    # per finished request (a RequestRecord), sync, O(1)
+    live.refused(status) # another lane's refusal (401/403/404…): counted in status_counts only
     live.dispatched(request_id, source, wait_ms)   # at dispatch: the wait counts when it happened
     live.sample(scheduler.snapshot())               # every second: the charts' queue history
     live.payload(scheduler.snapshot())              # the /api/admin/stats body
@@ -125,6 +126,11 @@ class LiveStats:
         self._early_waits.pop(rec.request_id, None)
         self._second(now).add(rec, count_wait)
         self._chart_point(now).add(rec, count_wait)
+
+    def refused(self, status: int) -> None:
+        """Count a refusal outside the queued lane (a 401 on ``/api/tags``) in the answers only."""
+        tally = self._second(self._clock())
+        tally.statuses[status] = tally.statuses.get(status, 0) + 1
 
     def sample(self, snapshot: Mapping) -> None:
         """Record the scheduler's queue and active counts for the charts (call every second)."""

@@ -72,6 +72,10 @@ TIME, MAYBE_TIME = (
     {"type": "string", "format": "date-time"},
     {"type": ["string", "null"], "format": "date-time"},
 )
+TOKEN_NOTE = {
+    "type": "string",
+    "description": "For whom the invitation is (present only when one was given).",
+}
 PRIORITY = {"type": "integer", "minimum": 0, "maximum": 100, "description": "Lower is served first."}
 MAYBE_STRING, MAYBE_INTEGER = {"type": ["string", "null"]}, {"type": ["integer", "null"]}
 MAYBE_NUMBER = {"type": ["number", "null"]}
@@ -122,14 +126,20 @@ SCHEMAS = {
         expires_at=TIME,
         status={"type": "string", "enum": ["active", "used", "expired", "revoked"]},
         used_by={"type": ["string", "null"]},
+        note=TOKEN_NOTE,
     ),
-    "NewRegistrationToken": _input([], expires_in_days={"type": "integer", "minimum": 1, "maximum": 365}),
+    "NewRegistrationToken": _input(
+        [],
+        expires_in_days={"type": "integer", "minimum": 1, "maximum": 365},
+        note={**TOKEN_NOTE, "maxLength": 200},
+    ),
     "CreatedRegistrationToken": _object(
         ["id", "token", "expires_at", "register_url"],
         id=INTEGER,
         token={"type": "string", "description": "Shown once."},
         expires_at=TIME,
         register_url=STRING,
+        note=TOKEN_NOTE,
     ),
     "APIKey": _object(
         ["id", "name", "prefix", "priority", "created_at", "last_used", "is_active"],

@@ -19,7 +19,12 @@ def token_json(token: RegistrationToken) -> dict:
         "expires_at": iso(token.expires_at),
         "status": token.status(),
         "used_by": token.used_by.username if token.used_by else None,
-    }
+    } | _note(token)
+
+
+def _note(token: RegistrationToken) -> dict:
+    # Only when given: the contract's token shapes (docs/contract.md §3) stay exact without one.
+    return {"note": token.note} if token.note else {}
 
 
 @bp.get("/tokens")
@@ -30,15 +35,16 @@ def tokens_list():
 
 @bp.post("/tokens")
 def tokens_create():
-    """Create ``{"expires_in_days"?}`` → 201 with the token and sign-up link (on PUBLIC_URL), shown once."""
-    days = body().get("expires_in_days", service.TOKEN_DAYS_DEFAULT)
-    token, secret = service.create_registration_token(days, g.api_user)
+    """Create ``{"expires_in_days"?, "note"?}`` → 201 with the token and sign-up link, shown once."""
+    data = body()
+    days = data.get("expires_in_days", service.TOKEN_DAYS_DEFAULT)
+    token, secret = service.create_registration_token(days, g.api_user, data.get("note"))
     created = {
         "id": token.id,
         "token": secret,
         "expires_at": iso(token.expires_at),
         "register_url": public_link("auth.register", token=secret),
-    }
+    } | _note(token)
     return created, 201
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from admin_app.extensions import db
-from admin_app.services import check_int, get_or_not_found, newest_first
+from admin_app.services import check_int, check_text, get_or_not_found, newest_first
 from admin_app.services.audit import record
 from common.models import RegistrationToken, User, utcnow
 from common.security import REGISTRATION_TOKEN_PREFIX, display_prefix, hash_secret, new_secret
 
 TOKEN_DAYS_MIN, TOKEN_DAYS_MAX, TOKEN_DAYS_DEFAULT = 1, 365, 7
+NOTE_MAX = 200
 
 
 def target(token: RegistrationToken) -> str:
@@ -18,9 +19,12 @@ def target(token: RegistrationToken) -> str:
     return f"token:{token.id}"
 
 
-def create_registration_token(expires_in_days: object, actor: User | None) -> tuple[RegistrationToken, str]:
-    """A new single-use sign-up token; returns the row and the secret (shown once, never audited)."""
+def create_registration_token(
+    expires_in_days: object, actor: User | None, note: object = None
+) -> tuple[RegistrationToken, str]:
+    """A new single-use sign-up token, with an optional "for whom" note; the secret is shown once."""
     days = check_int(expires_in_days, "expires_in_days", TOKEN_DAYS_MIN, TOKEN_DAYS_MAX)
+    for_whom = check_text(note, "note", required=False, maximum=NOTE_MAX) or None
     secret = new_secret(REGISTRATION_TOKEN_PREFIX)
     now = utcnow()
     token = RegistrationToken(
@@ -29,10 +33,16 @@ def create_registration_token(expires_in_days: object, actor: User | None) -> tu
         created_at=now,
         expires_at=now + timedelta(days=days),
         created_by_id=actor.id if actor else None,
+        note=for_whom,
     )
     db.session.add(token)
     db.session.flush()
-    record(actor, "token.create", target(token), {"prefix": token.prefix, "expires_at": token.expires_at})
+    record(
+        actor,
+        "token.create",
+        target(token),
+        {"prefix": token.prefix, "expires_at": token.expires_at, "note": for_whom},
+    )
     db.session.commit()
     return token, secret
 

@@ -51,3 +51,45 @@ document.addEventListener("focusin", (event) => {
 if (document.querySelector("[data-secret-once]")) {
   window.history.replaceState(null, "", window.location.href);
 }
+
+// Edit in place: an open row editor is moved into a full-width row under its table row, so the
+// form is never squeezed into (or scrolled out of) the actions column. Without this script the
+// editor still works inside its cell.
+function placeEditor(details) {
+  const row = details.closest("tr");
+  const form = details.querySelector(".editor-form") || (row && row.nextElementSibling?.querySelector(".editor-form"));
+  if (!row || !form) {
+    return;
+  }
+  const next = row.nextElementSibling;
+  const holder = next && next.classList.contains("editor-row") ? next : null;
+  if (details.open) {
+    const line = holder || document.createElement("tr");
+    if (!holder) {
+      line.className = "editor-row";
+      const cell = document.createElement("td");
+      cell.colSpan = row.cells.length;
+      line.append(cell);
+      row.after(line);
+    }
+    line.cells[0].append(form);
+  } else if (holder) {
+    details.append(form);
+    holder.remove();
+  }
+}
+
+document.addEventListener("toggle", (event) => {
+  if (event.target.matches && event.target.matches("details.editor")) {
+    placeEditor(event.target);
+  }
+}, true);
+
+for (const details of document.querySelectorAll("details.editor[open]")) {
+  placeEditor(details);
+  // A refused edit comes back open: the field at fault takes the focus, its message read with it.
+  const invalid = details.closest("tr").nextElementSibling?.querySelector('[aria-invalid="true"]');
+  if (invalid) {
+    invalid.focus();
+  }
+}

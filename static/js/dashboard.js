@@ -54,8 +54,10 @@
     const steps = [30e3, 60e3, 120e3, 180e3, 300e3, 600e3];
     return steps.find((step) => span / step <= 6) || 600e3;
   }
+  // One time convention on the whole panel (docs/contract.md §11): UTC, as the tables show it.
   const clock = (ms, withSeconds) =>
     new Date(ms).toLocaleTimeString("en-GB", {
+      timeZone: "UTC",
       hour: "2-digit",
       minute: "2-digit",
       second: withSeconds ? "2-digit" : undefined,
@@ -92,15 +94,17 @@
     const waitNote = answered ? "last 5 minutes" : "no requests in 5 min";
     setLive("average_wait_time", answered ? seconds(stats.average_wait_time) : "—", waitNote);
     setLive("p95_wait_time", answered ? seconds(stats.p95_wait_time) : "—", waitNote);
+    // Only while something holds a slot: an idle server generates nothing, whatever the last minute did.
+    const generating = stats.active_requests > 0 && stats.tokens_per_second > 0;
     setLive(
       "tokens_per_second",
-      stats.tokens_per_second ? rate(stats.tokens_per_second) : "—",
-      stats.tokens_per_second ? "while generating" : "nothing generated lately",
+      generating ? rate(stats.tokens_per_second) : "—",
+      generating ? "while generating" : stats.active_requests > 0 ? "starting…" : "idle",
     );
     setLive(
       "backends",
-      backends.length ? `${up} up${down ? ` · ${down} down` : ""}` : "none",
-      `${number(inUse)} of ${plural(slots, "slot")} in use`,
+      backends.length ? `${up} up` : "none",
+      `${down ? `${number(down)} down · ` : ""}${number(inUse)} of ${plural(slots, "slot")} in use`,
     );
     board.querySelector('[data-kpi="backends"]').classList.toggle("is-alert", down > 0);
     board.querySelector('[data-kpi="queue_length"]').classList.toggle("is-busy", stats.queue_length > 0);
@@ -143,9 +147,16 @@
       meter.append(fill);
       const note = document.createElement("span");
       note.className = "backend-note";
-      const models = backend.models ? ` · ${plural(backend.models.length, "model")}` : "";
-      note.textContent = `${number(backend.in_use || 0)} of ${plural(backend.slots || 0, "slot")} in use${models}`;
-      item.append(head, meter, note);
+      note.textContent = `${number(backend.in_use || 0)} of ${plural(backend.slots || 0, "slot")} in use`;
+      const models = document.createElement("p");
+      models.className = "backend-models";
+      models.dataset.backendModels = "";
+      if (backend.models && backend.models.length) {
+        models.textContent = `Installed models: ${backend.models.join(", ")}`;
+      } else {
+        models.textContent = backend.models ? "No models installed" : "Models not known yet (backend not reached)";
+      }
+      item.append(head, meter, note, models);
       return item;
     });
     if (!items.length) {
@@ -441,7 +452,7 @@
         throw new Error(signedOut ? "your session has ended: reload the page to sign in" : `HTTP ${response.status}`);
       }
       render(await response.json());
-      setState("live", `Live · updated ${clock(Date.now(), true)}`);
+      setState("live", `Live · updated ${clock(Date.now(), true)} UTC`);
     } catch (error) {
       const reason = error && error.name === "TimeoutError" ? "no answer" : (error && error.message) || "unreachable";
       setState("down", `Live data unavailable (${reason}) — retrying`);

@@ -2,6 +2,15 @@
 "use strict";
 
 window.addEventListener("DOMContentLoaded", () => {
+  // Swagger UI's deep linking owns the URL hash: the skip link moves focus itself.
+  const skip = document.querySelector(".skip-link");
+  const content = document.getElementById("content");
+  if (skip && content) {
+    skip.addEventListener("click", (event) => {
+      event.preventDefault();
+      content.focus();
+    });
+  }
   const root = document.getElementById("swagger-ui");
   if (!root || !window.SwaggerUIBundle) {
     return;

@@ -15,6 +15,7 @@ SAMPLE_ARGUMENTS = {
     "ident": "10.0.0.1",
     "verb": "enable",
     "conversation_id": 1,
+    "request_id": "req-sample",
 }
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # Public by design: signing in, signing up, getting a bearer token, the API documentation.

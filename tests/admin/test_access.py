@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from admin_app.extensions import db
+from common.models import RequestLog
 from tests.admin.helpers import bearer_token, login
-from tests.admin.routes import routes
+from tests.admin.routes import SAMPLE_ARGUMENTS, routes
 
 EXPECTED_ENDPOINTS = {
     "dashboard.index",
+    "requests.index",
+    "requests.detail",
     "whitelist.index",
     "whitelist.add",
     "whitelist.remove",
@@ -76,6 +80,11 @@ def test_it_refuses_a_non_admin_bearer_token_with_403(client, bob):
 
 
 def test_it_lets_an_admin_in_everywhere(admin_client):
+    with admin_client.application.app_context():  # the request the detail view's sample URL names
+        db.session.add(
+            RequestLog(request_id=SAMPLE_ARGUMENTS["request_id"], method="GET", endpoint="/", status=200)
+        )
+        db.session.commit()
     wrong = []
     for route in routes(admin_client.application):
         response = _call(admin_client, route)

@@ -100,11 +100,12 @@ def test_the_dashboard_follows_the_queue_live_without_a_reload(new_page, live_se
     ]
     for thread in threads:
         thread.start()
-    seen_queue, seen_active = set(), set()
+    seen_queue, seen_active, seen_tokens = set(), set(), set()
     deadline = time.monotonic() + 30
     while any(thread.is_alive() for thread in threads) and time.monotonic() < deadline:
         seen_queue.add(card(page, "queue_length"))
         seen_active.add(card(page, "active_requests"))
+        seen_tokens.add(card(page, "tokens_per_second"))
         page.wait_for_timeout(200)
     for thread in threads:
         thread.join(5)
@@ -116,6 +117,14 @@ def test_the_dashboard_follows_the_queue_live_without_a_reload(new_page, live_se
     expect(page.locator('[data-live="requests_per_minute"]')).to_have_text(str(STREAMS))
     expect(page.locator('[data-live="queue_length"]')).to_have_text("0")
     expect(page.locator('[data-live="backends"]')).to_have_text("1 up")
+    # docs/contract.md §11: the Backends card names its models; tokens/s shows while generating,
+    # and is cleared once nothing holds a slot (not the last value forever).
+    expect(page.locator("[data-backend-models]")).to_have_text(
+        "Installed models: llama3.2:latest, qwen2.5-coder:7b"
+    )
+    assert any(re.fullmatch(r"[\d.,]+", value) for value in seen_tokens), seen_tokens
+    expect(page.locator('[data-live="tokens_per_second"]')).to_have_text("—")
+    expect(page.locator('[data-live-note="tokens_per_second"]')).to_have_text("idle")
     expect(page.locator("[data-status-counts]")).to_contain_text(f"200 × {STREAMS}")
     custom = page.locator('tr[data-source="custom_app"]')
     expect(custom.locator('[data-cell="requests_per_minute"]')).to_have_text(str(STREAMS))

@@ -217,3 +217,15 @@ def test_the_payload_is_plain_json(live):
 )
 def test_percentiles_are_nearest_rank(values, pct, expected):
     assert percentile(values, pct) == expected
+
+
+def test_a_refusal_outside_the_queued_lane_counts_in_the_answers_only(live, clock):
+    # docs/contract.md §11: the dashboard's answer chips count 401/403 (a bad key on /api/tags too).
+    live.refused(401)
+    live.refused(403)
+    live.observe(finished(status=200))
+    payload = live.payload(SNAPSHOT)
+    assert payload["status_counts"] == {"200": 1, "401": 1, "403": 1}
+    assert payload["requests_per_minute"] == 1
+    clock.now += 301
+    assert live.payload(SNAPSHOT)["status_counts"] == {}
