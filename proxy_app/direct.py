@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 from quart import Request, Response
 
 from proxy_app.backends import BackendState, model_key
-from proxy_app.bodies import model_of, parse_object, read_body
+from proxy_app.bodies import model_of, read_request_body
 from proxy_app.errors import BadGateway, ProxyError, Unavailable
 from proxy_app.gateway import Gateway, on_request_end
-from proxy_app.routes import Lane, Merge, Route, wants_stream
+from proxy_app.routes import Merge, Route, wants_stream
 from proxy_app.upstream import Exchange, forward_headers, returned_headers
 
 # Model management with several backends goes to the first healthy one unless
@@ -27,14 +26,7 @@ BACKEND_HEADER = "X-Seadragon-Backend"
 
 async def serve_direct(gw: Gateway, route: Route, request: Request) -> Response:
     """Relay a fast-lane or model-management request to one backend (or merge the lists)."""
-    payload: dict = {}
-    content: bytes | AsyncIterator[bytes] | None = None
-    if route.name == "/api/blobs":
-        # Model files are gigabytes: stream them through instead of holding them (admins only).
-        content = _body_stream(request) if route.method == "POST" else None
-    elif route.method in ("POST", "DELETE"):
-        content = await read_body(request, gw.settings.max_body)
-        payload = parse_object(content)
+    content, payload = await read_request_body(route, request, gw.settings.max_body)
     if route.merge is not Merge.NONE and route.method == "GET":
         backends = gw.healthy_backends()
         if len(backends) > 1:
@@ -62,16 +54,11 @@ async def serve_direct(gw: Gateway, route: Route, request: Request) -> Response:
     return Response(await exchange.read(), status=exchange.status_code, headers=headers)
 
 
-async def _body_stream(request: Request) -> AsyncIterator[bytes]:
-    async for chunk in request.body:
-        yield chunk
-
-
 def _choose(gw: Gateway, route: Route, model: str | None, request: Request) -> BackendState:
     healthy = gw.healthy_backends()
     if not healthy:
         raise Unavailable("no healthy Ollama backend")
-    if route.lane is Lane.MANAGE:
+    if route.admin_only:
         named = request.headers.get(BACKEND_HEADER)
         if named:
             for backend in healthy:

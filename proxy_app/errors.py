@@ -6,10 +6,11 @@ import json
 import logging
 from collections.abc import Mapping
 
-from quart import Quart, Response
+from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
 from common.sources import ClassificationError
+from proxy_app.dialects import refusal_response
 
 log = logging.getLogger("seadragon.gateway")
 
@@ -88,15 +89,15 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(ProxyError)
     async def proxy_error(error: ProxyError) -> Response:
-        return json_error(error.status, error.message, error.headers)
+        return refusal_response(request.path, error.status, error.message, error.headers)
 
     @app.errorhandler(ClassificationError)
     async def classification_error(error: ClassificationError) -> Response:
-        return json_error(error.status, error.message)
+        return refusal_response(request.path, error.status, error.message)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
-        response = json_error(error.code or 500, _http_message(error))
+        response = refusal_response(request.path, error.code or 500, _http_message(error))
         # Keep what the exception says about itself, e.g. Allow on a 405.
         for name, value in error.get_headers():
             if name.lower() != "content-type":
@@ -106,7 +107,7 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def unexpected_error(error: Exception) -> Response:
         log.exception("unhandled error", exc_info=error)
-        return json_error(500, "internal server error")
+        return refusal_response(request.path, 500, "internal server error")
 
 
 def _http_message(error: HTTPException) -> str:

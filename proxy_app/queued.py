@@ -19,8 +19,10 @@ from collections.abc import AsyncIterator
 from quart import Request, Response
 
 from common.sources import Identity
-from proxy_app.bodies import model_of, parse_object, read_body
+from proxy_app.bodies import model_of, read_request_body
 from proxy_app.classify import Principal
+from proxy_app.cloud_lane import serve_cloud
+from proxy_app.cloud_policy import check_cloud_access, is_cloud_model
 from proxy_app.errors import ProxyError
 from proxy_app.gateway import Gateway, on_request_end
 from proxy_app.routes import Route, wants_stream
@@ -75,7 +77,7 @@ class Flight:
         self.record = record
         self.record.model = model
         self.arrived = arrived
-        self.usage = UsageTracker("openai" if route.name.startswith("/v1/") else "ollama")
+        self.usage = UsageTracker(route.dialect.usage_kind)
         self.task: asyncio.Task[Grant] | None = None
         self.grant: Grant | None = None
         self.exchange: Exchange | None = None
@@ -166,7 +168,7 @@ class Flight:
         """Ollama's stream, chunk for chunk; the slot is freed when it ends."""
         assert self.exchange is not None
         try:
-            async for chunk in self.exchange.stream():
+            async for chunk in self.exchange.stream(self.route.dialect):
                 self.usage.feed(chunk)
                 yield chunk
             failure = self.exchange.failure
@@ -220,8 +222,11 @@ async def serve_queued(
     arrived: float,
 ) -> Response:
     """Queue a generation and answer with Ollama's response (or a queue error)."""
-    body = await read_body(request, gw.settings.max_body)
-    payload = parse_object(body)
+    body, payload = await read_request_body(route, request, gw.settings.max_body)
+    assert isinstance(body, bytes)  # queued routes are read whole (JSON or multipart)
+    if is_cloud_model(model_of(payload)):
+        check_cloud_access(gw.settings, identity)  # docs/contract.md §3: never on the GPU, never queued
+        return await serve_cloud(gw, route, request, record, body, payload, model_of(payload) or "")
     stream = wants_stream(route, payload)
     flight = Flight(
         gw,
@@ -290,7 +295,9 @@ async def _early_body(flight: Flight, sse: bool) -> AsyncIterator[bytes]:
                 raise await _refusal_in_band(exchange)
         except ProxyError as exc:
             flight.fail(exc)
-            yield inband_error(exc.message, sse=sse, tail=b"")
+            yield inband_error(
+                exc.message, sse=sse, tail=b"", dialect=flight.route.dialect, status=exc.status
+            )
             return
         async for chunk in flight.relay():
             yield chunk

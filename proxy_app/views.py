@@ -85,8 +85,8 @@ async def api(rest: str) -> Response:
         if identity.api_key_id is not None:
             gw.cache.touch_key(identity.api_key_id)
         queued = route.lane is Lane.QUEUED
-        if route.lane is Lane.MANAGE and not may_manage_models(identity):
-            raise Forbidden("model management is for admins and whitelisted IPs only")
+        if route.admin_only and not may_manage_models(identity):
+            raise Forbidden(route.admin_only)
         if queued:
             response = await serve_queued(gw, route, identity, principal, request, record, arrived)
         else:
