@@ -94,3 +94,28 @@ def serve() -> Iterator[Callable[..., GatewayServer]]:
 def admin_app() -> Callable[..., AdminApp]:
     """The real admin app on a settings object's database."""
     return AdminApp
+
+
+@pytest.fixture(scope="session")
+def agent_upstream():
+    """A fake Ollama on a real socket speaking /v1/messages, /v1/responses and transcriptions."""
+    from tests.proxy.agent_upstream import UpstreamServer
+
+    server = UpstreamServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def agents(agent_upstream, settings_factory, accounts, serve):
+    """Start a gateway in front of the agents' fake Ollama; returns (server, key, settings)."""
+    agent_upstream.app.requests.clear()
+    agent_upstream.app.delay = 0.0
+
+    def start(**overrides):
+        values = {"OLLAMA_URLS": f"{agent_upstream.url}=1", "TRUSTED_PROXIES": "127.0.0.1", **overrides}
+        settings = settings_factory(**values)
+        key = accounts(settings).key(priority=2)
+        return serve(settings), key, settings
+
+    return start
