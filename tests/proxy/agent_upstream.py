@@ -4,11 +4,13 @@ The bundled simulator gains /v1/messages and /v1/responses in another branch;
 until then these tests use this upstream. It answers as Ollama's
 ``middleware/anthropic.go`` and ``middleware/openai.go`` frame their answers,
 records every request (path, headers, body) and, asked with ``X-Fail-After: N``,
-drops the connection after N events (a mid-stream failure).
+drops the connection after N events (a mid-stream failure); ``X-Delay: S`` waits S
+seconds after each chunk (a request that holds its slot).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -145,7 +147,6 @@ class AgentOllama:
     """The ASGI app; ``requests`` lists what reached it (health checks left out)."""
 
     requests: list[Seen] = field(default_factory=list)
-    delay: float = 0.0  # seconds between stream events (to hold a slot)
 
     def last(self, path: str) -> Seen:
         """The last request to ``path``."""
@@ -176,12 +177,13 @@ class AgentOllama:
             }
         )
         fail_after = int(headers.get("x-fail-after", "-1"))
+        delay = float(headers.get("x-delay", "0"))  # seconds between chunks: holds a slot
         for index, chunk in enumerate(chunks):
             if index == fail_after:
                 raise ConnectionResetError("the fake Ollama drops the connection")
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if self.delay:
-                await _sleep(self.delay)
+            if delay:
+                await asyncio.sleep(delay)
         await send({"type": "http.response.body", "body": b""})
 
     def _answer(self, path: str, headers: dict, body: bytes) -> tuple[int, str, list[bytes]]:
@@ -218,12 +220,6 @@ class AgentOllama:
             }
             return 200, "application/x-ndjson", [json.dumps(final).encode() + b"\n"]
         return 404, "text/plain", [b"404 page not found"]
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 class UpstreamServer:

@@ -108,14 +108,16 @@ def agent_upstream():
 
 @pytest.fixture
 def agents(agent_upstream, settings_factory, accounts, serve):
-    """Start a gateway in front of the agents' fake Ollama; returns (server, key, settings)."""
+    """A gateway before the agents' fake Ollama (``whitelist``: an IP); returns (server, key, settings)."""
     agent_upstream.app.requests.clear()
-    agent_upstream.app.delay = 0.0
 
-    def start(**overrides):
+    def start(whitelist: str | None = None, **overrides):
         values = {"OLLAMA_URLS": f"{agent_upstream.url}=1", "TRUSTED_PROXIES": "127.0.0.1", **overrides}
         settings = settings_factory(**values)
-        key = accounts(settings).key(priority=2)
+        made = accounts(settings)
+        key = made.key(priority=2)
+        if whitelist:
+            made.whitelist(whitelist)
         return serve(settings), key, settings
 
     return start

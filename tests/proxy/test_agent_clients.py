@@ -21,9 +21,14 @@ from tests.proxy.support import log_rows, sse_events, wait_until
 HELLO = [{"role": "user", "content": "Say hello"}]
 
 
-def rows_for(settings, endpoint):
-    """The request-log rows of one endpoint, once written."""
-    return wait_until(lambda: [r for r in log_rows(settings) if r.endpoint == endpoint])
+def rows_for(settings, endpoint, count):
+    """The request-log rows of one endpoint, once ``count`` of them are written."""
+
+    def written():
+        rows = [row for row in log_rows(settings) if row.endpoint == endpoint]
+        return rows if len(rows) == count else None
+
+    return wait_until(written)
 
 
 # --- Anthropic Messages (Claude Code) -------------------------------------------------------------
@@ -39,9 +44,7 @@ def test_the_anthropic_sdk_gets_a_message_whole_and_streamed(agents):
             final = stream.get_final_message()
     assert streamed == "".join(TEXT)
     assert final.usage.output_tokens == OUTPUT_TOKENS
-    rows = wait_until(
-        lambda: len(rows_for(settings, "/v1/messages")) == 2 and rows_for(settings, "/v1/messages")
-    )
+    rows = rows_for(settings, "/v1/messages", 2)
     assert [(r.status, r.prompt_tokens, r.completion_tokens) for r in rows] == [
         (200, INPUT_TOKENS, OUTPUT_TOKENS),
         (200, INPUT_TOKENS, OUTPUT_TOKENS),
@@ -111,9 +114,7 @@ def test_the_openai_sdk_gets_a_response_whole_and_streamed(agents):
     assert whole.output_text == "".join(TEXT)
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "".join(TEXT)
     assert events[-1].type == "response.completed"
-    rows = wait_until(
-        lambda: len(rows_for(settings, "/v1/responses")) == 2 and rows_for(settings, "/v1/responses")
-    )
+    rows = rows_for(settings, "/v1/responses", 2)
     assert [(r.prompt_tokens, r.completion_tokens) for r in rows] == [(INPUT_TOKENS, OUTPUT_TOKENS)] * 2
 
 
@@ -165,12 +166,7 @@ def test_a_transcription_upload_reaches_ollama_byte_for_byte(agents, agent_upstr
     seen = agent_upstream.app.last("/v1/audio/transcriptions")
     assert seen.body == sent.content
     assert seen.headers["content-type"] == sent.headers["Content-Type"]
-    rows = wait_until(
-        lambda: (
-            len(rows_for(settings, "/v1/audio/transcriptions")) == 2
-            and rows_for(settings, "/v1/audio/transcriptions")
-        )
-    )
+    rows = rows_for(settings, "/v1/audio/transcriptions", 2)
     assert {r.model for r in rows} == {"whisper:small"}
 
 
