@@ -139,6 +139,10 @@ def responses_usage(body_or_event: bytes) -> Usage:
     return _usage_object(body_or_event, ("input_tokens", "output_tokens"), (_INPUT, _OUTPUT), "response")
 
 
+# The event whose usage is final: earlier ones (message_start) carry partial counts.
+_FINAL_EVENTS = {"anthropic": b'"message_delta"', "responses": b'"response.completed"'}
+HEAD_BYTES = 8 * 1024  # where an Anthropic stream's message_start is looked for
+
 _SSE_READERS = {"openai": openai_usage, "anthropic": anthropic_usage, "responses": responses_usage}
 
 
@@ -152,7 +156,16 @@ class UsageTracker:
     Anthropic stream's input count is read from ``message_start`` as it passes.
     """
 
-    __slots__ = ("kind", "_partial", "_partial_cut", "_last", "_tail", "_seen_data", "_started_input")
+    __slots__ = (
+        "kind",
+        "_partial",
+        "_partial_cut",
+        "_last",
+        "_tail",
+        "_seen_data",
+        "_started_input",
+        "_head",
+    )
 
     def __init__(self, kind: UsageKind) -> None:
         if kind not in ("ollama", *_SSE_READERS):
@@ -164,13 +177,14 @@ class UsageTracker:
         self._tail = bytearray()  # the last TAIL_BYTES of the whole stream (openai bodies)
         self._seen_data = False  # an SSE data line went by: this is a stream
         self._started_input: int | None = None  # message_start's input_tokens (anthropic)
+        self._head: bytearray | None = bytearray() if kind == "anthropic" else None
 
     def feed(self, chunk: bytes) -> None:
         """Take one chunk as it is passed on to the client."""
         if not chunk:
             return
-        if self.kind == "anthropic" and self._started_input is None and b'"message_start"' in chunk:
-            self._started_input = _last_match(_INPUT, chunk)
+        if self.kind == "anthropic" and self._head is not None:
+            self._read_message_start(chunk)
         if self.kind != "ollama":
             self._tail += chunk
             if len(self._tail) > TAIL_BYTES:
@@ -207,6 +221,18 @@ class UsageTracker:
             prompt = self._started_input
         return prompt, completion
 
+    def _read_message_start(self, chunk: bytes) -> None:
+        # The stream's first bytes, until message_start's line is whole (or HEAD_BYTES went by).
+        assert self._head is not None
+        self._head += chunk[:HEAD_BYTES]
+        start = self._head.find(b'"message_start"')
+        end = self._head.find(b"\n", start) if start >= 0 else -1
+        if end >= 0:
+            line_start = self._head.rfind(b"\n", 0, start) + 1
+            self._started_input, _ = anthropic_usage(bytes(self._head[line_start:end]))
+        if end >= 0 or len(self._head) >= HEAD_BYTES:
+            self._head = None
+
     def _last_interesting(self, chunk: bytes, low: int, high: int) -> bytes | None:
         # The lines strictly between the newlines at ``low`` and ``high``, last
         # first: the search stops at the first interesting one, so it is O(chunk).
@@ -232,7 +258,7 @@ class UsageTracker:
         if stripped.startswith(b"data:"):
             self._seen_data = True
             if self.kind != "openai":
-                return b'"usage"' in stripped
+                return _FINAL_EVENTS[self.kind] in stripped
             return stripped[5:].strip() != b"[DONE]"
         return False
 
