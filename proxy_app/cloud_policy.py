@@ -26,7 +26,7 @@ def is_cloud_model(name: str | None) -> bool:
 
 
 def admin_or_whitelisted(identity: Identity) -> bool:
-    """Admins and whitelisted IPs: who may act with the server owner's ollama.com account."""
+    """Admins and whitelisted IPs: who may manage models and act with the owner's ollama.com account."""
     return identity.source is RequestSource.DIRECT_API or identity.is_admin
 
 

@@ -224,9 +224,10 @@ async def serve_queued(
     """Queue a generation and answer with Ollama's response (or a queue error)."""
     body, payload = await read_request_body(route, request, gw.settings.max_body)
     assert isinstance(body, bytes)  # queued routes are read whole (JSON or multipart)
-    if is_cloud_model(model_of(payload)):
+    model = model_of(payload)
+    if model is not None and is_cloud_model(model):
         check_cloud_access(gw.settings, identity)  # docs/contract.md §3: never on the GPU, never queued
-        return await serve_cloud(gw, route, request, record, body, payload, model_of(payload) or "")
+        return await serve_cloud(gw, route, request, record, body, payload, model)
     stream = wants_stream(route, payload)
     flight = Flight(
         gw,
@@ -234,7 +235,7 @@ async def serve_queued(
         route=route,
         identity=identity,
         principal=principal,
-        model=model_of(payload),
+        model=model,
         body=body,
         headers=forward_headers(request.headers.items()),
         record=record,
@@ -324,5 +325,5 @@ async def _position_comments(flight: Flight) -> AsyncIterator[bytes]:
         now = time.monotonic()
         if position is not None and (position != last or now - said_at >= COMMENT_REPEAT):
             last, said_at = position, now
-            yield f": queued position={position}\n\n".encode()
+            yield flight.route.dialect.queue_comment(position)
         await asyncio.wait({flight.task}, timeout=POSITION_POLL)

@@ -8,8 +8,9 @@ import uuid
 from quart import Blueprint, Response, g, request
 
 from common.models import utcnow
-from common.sources import ClassificationError, Identity, RequestSource
+from common.sources import ClassificationError
 from proxy_app.classify import identify, principal_of
+from proxy_app.cloud_policy import admin_or_whitelisted
 from proxy_app.direct import serve_direct
 from proxy_app.errors import Forbidden, ProxyError
 from proxy_app.gateway import gateway, on_request_end
@@ -85,7 +86,7 @@ async def api(rest: str) -> Response:
         if identity.api_key_id is not None:
             gw.cache.touch_key(identity.api_key_id)
         queued = route.lane is Lane.QUEUED
-        if route.admin_only and not may_manage_models(identity):
+        if route.admin_only and not admin_or_whitelisted(identity):
             raise Forbidden(route.admin_only)
         if queued:
             response = await serve_queued(gw, route, identity, principal, request, record, arrived)
@@ -102,8 +103,3 @@ async def api(rest: str) -> Response:
         record.status = response.status_code
         record.stage = None
     return response
-
-
-def may_manage_models(identity: Identity) -> bool:
-    """Pull, push, create, copy, delete and blobs: whitelisted IPs and admin users."""
-    return identity.source is RequestSource.DIRECT_API or identity.is_admin

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import anthropic
 import httpx
 import pytest
 
@@ -158,3 +159,23 @@ def test_allowed_cloud_requests_never_wait_behind_gpu_work(agents, agent_upstrea
     assert [(r.status, r.prompt_tokens, r.completion_tokens) for r in rows] == [(200, 12, 2)] * 2
     metrics = httpx.get(server.url + "/metrics", headers={"Authorization": "Bearer scrape-me"}).text
     assert 'seadragon_cloud_requests_total{source="custom_app",status="200"} 2.0' in metrics
+
+
+def test_a_queued_anthropic_stream_hears_its_position_and_the_sdk_reads_through(agents):
+    server, key, _ = agents()
+    holder = held_slot(server, key)
+    body = {"model": "llama3.2", "max_tokens": 8, "messages": HELLO, "stream": True}
+    try:
+        waiting = httpx.post(server.url + "/v1/messages", json=body, headers={"X-API-Key": key}, timeout=60)
+    finally:
+        holder.join(30)
+    events = waiting.content.decode().split("\n\n")
+    assert events[0] == ": queued position=1"
+    assert events[-2].startswith("event: message_stop")
+    holder = held_slot(server, key)
+    try:
+        with anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0) as client:
+            with client.messages.stream(model="llama3.2", max_tokens=8, messages=HELLO) as stream:
+                assert "".join(stream.text_stream) == "Hello there"
+    finally:
+        holder.join(30)
