@@ -15,13 +15,14 @@ from typing import Any
 from quart import Quart
 
 from proxy_app import monitor, views
-from proxy_app.routes import ALIAS_PREFIX, TABLE, Lane, MethodNotAllowed, Route, resolve
+from proxy_app.routes import ALIAS_PREFIX, TABLE, Body, Lane, MethodNotAllowed, Route, resolve
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # Path templates the table matches by pattern, each with a concrete path that resolve() accepts.
 PATTERNS = {
     "/api/blobs/{digest}": "/api/blobs/sha256:" + "0" * 64,
     "/v1/models/{id}": "/v1/models/llama3.2:latest",
+    "/api/user/keys/{key}": "/api/user/keys/c3NoLWVkMjU1MTk",
 }
 SUMMARIES = {
     "/api/generate": "Generate a completion",
@@ -42,13 +43,33 @@ SUMMARIES = {
     "/api/create": "Create a model",
     "/api/copy": "Copy a model",
     "/api/delete": "Delete a model",
-    "/api/blobs/{digest}": "Check for or upload a model blob",
+    "/api/blobs/{digest}": "Check for or upload a model blob (`sha256:` or `sha256-` + 64 hex)",
+    "/v1/messages": "Anthropic Messages (Claude Code)",
+    "/v1/responses": "OpenAI Responses (Codex)",
+    "/v1/audio/transcriptions": "Transcribe audio (multipart, never streams)",
+    "/api/status": "Ollama's status",
+    "/api/experimental/model-recommendations": "Ollama's model recommendations",
+    "/api/me": "The server owner's ollama.com account",
+    "/api/signout": "Sign the server out of ollama.com",
+    "/api/user/keys/{key}": "Remove a key from the server owner's ollama.com account",
+    "/api/experimental/web_search": "Web search with the server owner's ollama.com account",
+    "/api/experimental/web_fetch": "Web fetch with the server owner's ollama.com account",
 }
 LANES = {
     Lane.QUEUED: "**Queued**: waits for a backend slot in priority order (lower first, aging with time); "
     "a full queue, a timeout or no healthy backend answers 503 with `Retry-After`.",
     Lane.FAST: "**Fast lane**: answered at once, never behind a generation.",
     Lane.MANAGE: "**Model management**: admin users and whitelisted IPs only; anyone else gets 403.",
+    Lane.ACCOUNT: "**The server owner's ollama.com account**: admin users and whitelisted IPs only; "
+    "anyone else gets 403. Never queued.",
+}
+TAGS = {Lane.MANAGE: "Model management", Lane.ACCOUNT: "ollama.com account"}
+_PASS_THROUGH = {"application/json": {"schema": {"$ref": "#/components/schemas/PassThrough"}}}
+REQUEST_BODIES = {
+    Body.JSON: {"required": True, "content": _PASS_THROUGH},
+    Body.OPTIONAL_JSON: {"content": _PASS_THROUGH},
+    Body.MULTIPART: {"required": True, "content": {"multipart/form-data": {"schema": {"type": "object"}}}},
+    Body.RAW: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}},
 }
 # Whoever may call the Ollama/OpenAI surface: a key, an access token, a session, or a whitelisted IP
 # (no credentials at all, hence the empty requirement).
@@ -171,9 +192,7 @@ def _proxied(path: str, route: Route) -> dict[str, Any]:
     openai = path.startswith("/v1/")
     queued = route.lane is Lane.QUEUED
     operation: dict[str, Any] = {
-        "tags": [
-            "Model management" if route.lane is Lane.MANAGE else "OpenAI API" if openai else "Ollama API"
-        ],
+        "tags": [TAGS.get(route.lane) or ("OpenAI API" if openai else "Ollama API")],
         "summary": SUMMARIES.get(path, path),
         "description": LANES[route.lane] + " Bodies and streams pass through unchanged.",
         "operationId": re.sub(r"\W+", "_", f"{route.method} {path}").strip("_").lower(),
@@ -195,13 +214,8 @@ def _proxied(path: str, route: Route) -> dict[str, Any]:
         operation["parameters"] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names
         ]
-    if route.method in ("POST", "PUT", "PATCH", "DELETE") and not path.startswith("/api/blobs"):
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref("PassThrough")}},
-        }
-    elif path.startswith("/api/blobs") and route.method == "POST":
-        operation["requestBody"] = {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}
+    if route.body in REQUEST_BODIES:
+        operation["requestBody"] = REQUEST_BODIES[route.body]
     return operation
 
 
@@ -209,9 +223,9 @@ def _success(route: Route, openai: bool, headers: dict) -> dict[str, Any]:
     content: dict[str, Any] = {"application/json": {"schema": _ref("PassThrough")}}
     if route.can_stream:
         if openai:
-            content["text/event-stream"] = {
-                "schema": {"type": "string", "description": "SSE ending `data: [DONE]`."}
-            }
+            named = route.dialect.name in ("anthropic", "responses")
+            ending = "named events, no `[DONE]`" if named else "ending `data: [DONE]`"
+            content["text/event-stream"] = {"schema": {"type": "string", "description": f"SSE, {ending}."}}
         else:
             content["application/x-ndjson"] = {
                 "schema": {"type": "string", "description": "One JSON object a line."}
