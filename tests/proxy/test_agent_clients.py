@@ -101,6 +101,8 @@ def test_refusals_reach_the_anthropic_sdk_with_the_gateways_message(agents, stat
     assert raised.value.body["type"] == "error"
     assert raised.value.body["error"]["type"] == error_type
     assert raised.value.body["error"]["message"] in str(raised.value)
+    if status == 403:
+        assert raised.value.body["error"]["message"] == "cloud models are disabled on this gateway"
 
 
 # --- OpenAI Responses (Codex) ---------------------------------------------------------------------
