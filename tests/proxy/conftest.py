@@ -106,3 +106,30 @@ def gateway(gw_settings, accounts, serve):
 def admin_app() -> Callable[..., AdminApp]:
     """The real admin app on a settings object's database."""
     return AdminApp
+
+
+@pytest.fixture(scope="session")
+def agent_upstream():
+    """A fake Ollama on a real socket speaking /v1/messages, /v1/responses and transcriptions."""
+    from tests.proxy.agent_upstream import UpstreamServer
+
+    server = UpstreamServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def agents(agent_upstream, settings_factory, accounts, serve):
+    """A gateway before the agents' fake Ollama (``whitelist``: an IP); returns (server, key, settings)."""
+    agent_upstream.app.requests.clear()
+
+    def start(whitelist: str | None = None, **overrides):
+        values = {"OLLAMA_URLS": f"{agent_upstream.url}=1", "TRUSTED_PROXIES": "127.0.0.1", **overrides}
+        settings = settings_factory(**values)
+        made = accounts(settings)
+        key = made.key(priority=2)
+        if whitelist:
+            made.whitelist(whitelist)
+        return serve(settings), key, settings
+
+    return start
