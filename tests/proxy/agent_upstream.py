@@ -1,7 +1,11 @@
 """A fake Ollama on a real socket speaking the agents' protocols: /v1/messages, /v1/responses, transcriptions.
 
-The bundled simulator gains /v1/messages and /v1/responses in another branch;
-until then these tests use this upstream. It answers as Ollama's
+The SDK, body and byte-identity tests run against the bundled simulator, which
+speaks these protocols too. This upstream stays for what the simulator cannot
+do: record each request's raw bytes and method as received (blob uploads in
+every digest form, account calls answered 200 as a signed-in Ollama would) and
+fixed event lists that tests/proxy/test_protocols.py parses for usage; it is
+used by tests/proxy/test_agent_lanes.py and test_protocols.py. It answers as Ollama's
 ``middleware/anthropic.go`` and ``middleware/openai.go`` frame their answers,
 records every request (path, headers, body) and, asked with ``X-Fail-After: N``,
 drops the connection after N events (a mid-stream failure); ``X-Delay: S`` waits S

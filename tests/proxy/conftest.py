@@ -108,6 +108,17 @@ def admin_app() -> Callable[..., AdminApp]:
     return AdminApp
 
 
+@pytest.fixture
+def sim_agents(gw_settings, accounts, serve):
+    """A gateway before the simulator for the agents' protocols; returns (server, key, settings)."""
+
+    def start(**overrides):
+        settings = gw_settings(**overrides)
+        return serve(settings), accounts(settings).key(priority=2), settings
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def agent_upstream():
     """A fake Ollama on a real socket speaking /v1/messages, /v1/responses and transcriptions."""

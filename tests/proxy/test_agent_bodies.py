@@ -1,4 +1,7 @@
-"""Compressed request bodies through the gateway (docs/contract.md §3): gzip and zstd as Codex sends them."""
+"""Compressed request bodies through the gateway (docs/contract.md §3): gzip and zstd as Codex sends them.
+
+The upstream is the simulator, whose request log holds each body as it arrived (parsed, and its size).
+"""
 
 from __future__ import annotations
 
@@ -18,8 +21,8 @@ COMPRESS = {"gzip": gzip.compress, "zstd": lambda data: zstandard.ZstdCompressor
 
 @pytest.mark.parametrize("encoding", ["zstd", "gzip"])
 @pytest.mark.parametrize(("path", "body"), [("/v1/responses", RESPONSES_BODY), ("/api/chat", CHAT_BODY)])
-def test_a_compressed_body_is_forwarded_decompressed(agents, agent_upstream, encoding, path, body):
-    server, key, _ = agents()
+def test_a_compressed_body_is_forwarded_decompressed(sim_agents, sim, encoding, path, body):
+    server, key, _ = sim_agents()
     raw = json.dumps(body).encode()
     response = httpx.post(
         server.url + path,
@@ -28,13 +31,13 @@ def test_a_compressed_body_is_forwarded_decompressed(agents, agent_upstream, enc
         timeout=30,
     )
     assert response.status_code == 200, response.text
-    seen = agent_upstream.app.last(path)
-    assert seen.body == raw
-    assert "content-encoding" not in seen.headers
+    [seen] = sim.entries(path)
+    assert (seen["body"], seen["body_size"]) == (body, len(raw))
+    assert "content-encoding" not in seen["headers"]
 
 
-def test_another_encoding_is_415_and_never_forwarded(agents, agent_upstream):
-    server, key, settings = agents()
+def test_another_encoding_is_415_and_never_forwarded(sim_agents, sim):
+    server, key, settings = sim_agents()
     response = httpx.post(
         server.url + "/v1/responses",
         content=b"\x1b\x00",
@@ -43,12 +46,12 @@ def test_another_encoding_is_415_and_never_forwarded(agents, agent_upstream):
     )
     assert response.status_code == 415
     assert "br" in response.json()["error"]
-    assert not agent_upstream.app.requests
+    assert not sim.entries("/v1/responses")
     assert wait_until(lambda: [r.status for r in log_rows(settings)]) == [415]
 
 
-def test_a_corrupt_compressed_body_is_400(agents):
-    server, key, _ = agents()
+def test_a_corrupt_compressed_body_is_400(sim_agents, sim):
+    server, key, _ = sim_agents()
     response = httpx.post(
         server.url + "/api/chat",
         content=b"\x28\xb5\x2f\xfd not really zstd",
@@ -56,11 +59,12 @@ def test_a_corrupt_compressed_body_is_400(agents):
         timeout=30,
     )
     assert response.status_code == 400 and "zstd" in response.json()["error"]
+    assert not sim.entries("/api/chat")
 
 
-def test_a_zstd_bomb_is_413_without_being_expanded(agents, agent_upstream):
+def test_a_zstd_bomb_is_413_without_being_expanded(sim_agents, sim):
     # 1 GiB of zeros in a few dozen KB: refused once the output passes MAX_BODY (1 MiB here).
-    server, key, _ = agents(MAX_BODY="1MiB")
+    server, key, _ = sim_agents(MAX_BODY="1MiB")
     compressor = zstandard.ZstdCompressor(level=3)
     chunk = b"\0" * (1 << 20)
     writer = compressor.compressobj()
@@ -74,4 +78,4 @@ def test_a_zstd_bomb_is_413_without_being_expanded(agents, agent_upstream):
     )
     assert response.status_code == 413
     assert "1048576" in response.json()["error"]
-    assert not agent_upstream.app.requests
+    assert not sim.entries("/v1/responses")

@@ -2,8 +2,10 @@
 
 Claude Code speaks Anthropic Messages (``anthropic``), Codex the OpenAI
 Responses API with zstd bodies (``openai``), transcription clients multipart.
-The upstream is :mod:`tests.proxy.agent_upstream` until the simulator speaks
-/v1/messages and /v1/responses.
+The upstream is the bundled simulator (README "The bundled Ollama simulator"),
+which speaks both as Ollama does; a ``!say`` line fixes the answer's text and
+``X-Sim-Fault: drop_mid`` cuts a stream. Byte identity with a direct request is
+in tests/proxy/test_real_clients.py.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import httpx
 import openai
 import pytest
 
-from tests.proxy.agent_upstream import INPUT_TOKENS, OUTPUT_TOKENS, TEXT
 from tests.proxy.support import log_rows, sse_events, wait_until
 
-HELLO = [{"role": "user", "content": "Say hello"}]
+TEXT = "Hello there, agent"
+HELLO = [{"role": "user", "content": f"Say hello\n!say {TEXT}"}]
+DROP = {"X-Sim-Fault": "drop_mid,after=3"}  # the simulator closes the connection after 3 chunks
 
 
 def rows_for(settings, endpoint, count):
@@ -34,28 +37,24 @@ def rows_for(settings, endpoint, count):
 # --- Anthropic Messages (Claude Code) -------------------------------------------------------------
 
 
-def test_the_anthropic_sdk_gets_a_message_whole_and_streamed(agents):
-    server, key, settings = agents()
+def test_the_anthropic_sdk_gets_a_message_whole_and_streamed(sim_agents):
+    server, key, settings = sim_agents()
     with anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0) as client:
         whole = client.messages.create(model="llama3.2", max_tokens=64, messages=HELLO)
-        assert whole.content[0].text == "".join(TEXT)
+        assert whole.content[0].text == TEXT
         with client.messages.stream(model="llama3.2", max_tokens=64, messages=HELLO) as stream:
             streamed = "".join(stream.text_stream)
             final = stream.get_final_message()
-    assert streamed == "".join(TEXT)
-    assert final.usage.output_tokens == OUTPUT_TOKENS
+    assert streamed == TEXT
+    usage = (final.usage.input_tokens, final.usage.output_tokens)
+    assert usage == (whole.usage.input_tokens, whole.usage.output_tokens) and min(usage) > 0
     rows = rows_for(settings, "/v1/messages", 2)
-    assert [(r.status, r.prompt_tokens, r.completion_tokens) for r in rows] == [
-        (200, INPUT_TOKENS, OUTPUT_TOKENS),
-        (200, INPUT_TOKENS, OUTPUT_TOKENS),
-    ]
+    assert [(r.status, r.prompt_tokens, r.completion_tokens) for r in rows] == [(200, *usage)] * 2
 
 
-def test_a_broken_anthropic_stream_ends_with_an_error_event_the_sdk_raises(agents):
-    server, key, _ = agents()
-    with anthropic.Anthropic(
-        base_url=server.url, api_key=key, max_retries=0, default_headers={"X-Fail-After": "4"}
-    ) as client:
+def test_a_broken_anthropic_stream_ends_with_an_error_event_the_sdk_raises(sim_agents):
+    server, key, _ = sim_agents()
+    with anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0, default_headers=DROP) as client:
         with pytest.raises(anthropic.APIStatusError) as raised:
             with client.messages.stream(model="llama3.2", max_tokens=64, messages=HELLO) as stream:
                 for _ in stream.text_stream:
@@ -65,11 +64,11 @@ def test_a_broken_anthropic_stream_ends_with_an_error_event_the_sdk_raises(agent
     assert "Ollama dropped the connection" in raised.value.body["error"]["message"]
 
 
-def test_a_broken_anthropic_stream_never_fakes_its_end(agents):
-    server, key, _ = agents()
+def test_a_broken_anthropic_stream_never_fakes_its_end(sim_agents):
+    server, key, _ = sim_agents()
     body = {"model": "llama3.2", "max_tokens": 64, "messages": HELLO, "stream": True}
     response = httpx.post(
-        server.url + "/v1/messages", json=body, headers={"X-API-Key": key, "X-Fail-After": "4"}, timeout=30
+        server.url + "/v1/messages", json=body, headers={"X-API-Key": key, **DROP}, timeout=30
     )
     events = sse_events(response.content)
     assert events[-1].startswith("event: error\n")
@@ -85,12 +84,14 @@ def test_a_broken_anthropic_stream_never_fakes_its_end(agents):
         (503, anthropic.InternalServerError, "overloaded_error"),
     ],
 )
-def test_refusals_reach_the_anthropic_sdk_with_the_gateways_message(agents, status, error_class, error_type):
+def test_refusals_reach_the_anthropic_sdk_with_the_gateways_message(
+    sim_agents, status, error_class, error_type
+):
     # 403: a cloud model with CLOUD_MODELS=off; 413: over MAX_BODY; 503: no healthy backend.
     overrides = {"MAX_BODY": "2KiB", "CLOUD_MODELS": "off"}
     if status == 503:
         overrides["OLLAMA_URLS"] = "http://127.0.0.1:9=1"
-    server, key, _ = agents(**overrides)
+    server, key, _ = sim_agents(**overrides)
     model = "gpt-oss:120b-cloud" if status == 403 else "llama3.2"
     content = "x" * 4096 if status == 413 else "hi"
     api_key = "sdk_" + "x" * 43 if status == 401 else key
@@ -108,22 +109,25 @@ def test_refusals_reach_the_anthropic_sdk_with_the_gateways_message(agents, stat
 # --- OpenAI Responses (Codex) ---------------------------------------------------------------------
 
 
-def test_the_openai_sdk_gets_a_response_whole_and_streamed(agents):
-    server, key, settings = agents()
+def test_the_openai_sdk_gets_a_response_whole_and_streamed(sim_agents):
+    server, key, settings = sim_agents()
+    prompt = f"Say hello\n!say {TEXT}"
     with openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0) as client:
-        whole = client.responses.create(model="llama3.2", input="Say hello")
-        events = list(client.responses.create(model="llama3.2", input="Say hello", stream=True))
-    assert whole.output_text == "".join(TEXT)
-    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "".join(TEXT)
+        whole = client.responses.create(model="llama3.2", input=prompt)
+        events = list(client.responses.create(model="llama3.2", input=prompt, stream=True))
+    assert whole.output_text == TEXT
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == TEXT
     assert events[-1].type == "response.completed"
+    usage = (events[-1].response.usage.input_tokens, events[-1].response.usage.output_tokens)
+    assert usage == (whole.usage.input_tokens, whole.usage.output_tokens) and min(usage) > 0
     rows = rows_for(settings, "/v1/responses", 2)
-    assert [(r.prompt_tokens, r.completion_tokens) for r in rows] == [(INPUT_TOKENS, OUTPUT_TOKENS)] * 2
+    assert [(r.prompt_tokens, r.completion_tokens) for r in rows] == [usage] * 2
 
 
-def test_a_broken_responses_stream_ends_failed_never_completed(agents):
-    server, key, _ = agents()
+def test_a_broken_responses_stream_ends_failed_never_completed(sim_agents):
+    server, key, _ = sim_agents()
     with openai.OpenAI(
-        base_url=server.url + "/v1", api_key=key, max_retries=0, default_headers={"X-Fail-After": "2"}
+        base_url=server.url + "/v1", api_key=key, max_retries=0, default_headers=DROP
     ) as client:
         events = list(client.responses.create(model="llama3.2", input="Say hello", stream=True))
     types = [event.type for event in events]
@@ -133,8 +137,8 @@ def test_a_broken_responses_stream_ends_failed_never_completed(agents):
     assert events[-1].response.error.message == events[-2].message
 
 
-def test_a_responses_refusal_is_ollamas_json_error(agents):
-    server, _, _ = agents()
+def test_a_responses_refusal_is_ollamas_json_error(sim_agents):
+    server, _, _ = sim_agents()
     with openai.OpenAI(base_url=server.url + "/v1", api_key="sdk_" + "y" * 43, max_retries=0) as client:
         with pytest.raises(openai.AuthenticationError) as raised:
             client.responses.create(model="llama3.2", input="hi")
@@ -145,17 +149,18 @@ def test_a_responses_refusal_is_ollamas_json_error(agents):
 # --- Transcriptions (multipart) -------------------------------------------------------------------
 
 
-def test_a_transcription_upload_reaches_ollama_byte_for_byte(agents, agent_upstream):
-    server, key, settings = agents()
+def test_a_transcription_upload_reaches_ollama_byte_for_byte(sim_agents, sim):
+    server, key, settings = sim_agents()
     audio = bytes(range(256)) * 64
+    upload = ("clip.wav", audio, "audio/wav")
     with openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0) as client:
-        result = client.audio.transcriptions.create(
-            model="whisper:small", file=("clip.wav", audio, "audio/wav")
-        )
-    assert result.text == "hello from the audio"
+        result = client.audio.transcriptions.create(model="llama3.2", file=upload)
+    with openai.OpenAI(base_url=sim.url + "/v1", api_key="unused", max_retries=0) as client:
+        direct = client.audio.transcriptions.create(model="llama3.2", file=upload)
+    assert result.text == direct.text != ""  # the simulator's text depends only on the audio bytes
     files = {"file": ("clip.wav", audio, "audio/wav")}
     sent = httpx.Request(
-        "POST", server.url + "/v1/audio/transcriptions", data={"model": "whisper:small"}, files=files
+        "POST", server.url + "/v1/audio/transcriptions", data={"model": "llama3.2"}, files=files
     )
     sent.read()
     relayed = httpx.post(
@@ -164,48 +169,25 @@ def test_a_transcription_upload_reaches_ollama_byte_for_byte(agents, agent_upstr
         headers={"Content-Type": sent.headers["Content-Type"], "X-API-Key": key},
         timeout=30,
     )
-    assert relayed.status_code == 200
-    seen = agent_upstream.app.last("/v1/audio/transcriptions")
-    assert seen.body == sent.content
-    assert seen.headers["content-type"] == sent.headers["Content-Type"]
+    assert relayed.status_code == 200 and relayed.json()["text"] == direct.text
+    seen = sim.entries("/v1/audio/transcriptions")[-1]
+    assert seen["body_size"] == len(sent.content)
+    assert seen["headers"]["content-type"] == sent.headers["Content-Type"]
     rows = rows_for(settings, "/v1/audio/transcriptions", 2)
-    assert {r.model for r in rows} == {"whisper:small"}
+    assert {r.model for r in rows} == {"llama3.2"}
 
 
-def test_a_transcription_without_multipart_is_400(agents, agent_upstream):
-    server, key, _ = agents()
+def test_a_transcription_without_multipart_is_400(sim_agents, sim):
+    server, key, _ = sim_agents()
     response = httpx.post(
         server.url + "/v1/audio/transcriptions", json={"model": "x"}, headers={"X-API-Key": key}
     )
     assert response.status_code == 400 and "multipart" in response.json()["error"]
-    assert not [r for r in agent_upstream.app.requests if r.path == "/v1/audio/transcriptions"]
+    assert not sim.entries("/v1/audio/transcriptions")
 
 
-# --- Byte identity: the new streams pass through unchanged ----------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/v1/messages", {"model": "llama3.2", "max_tokens": 8, "messages": HELLO, "stream": True}),
-        ("/v1/messages", {"model": "llama3.2", "max_tokens": 8, "messages": HELLO}),
-        ("/v1/responses", {"model": "llama3.2", "input": "hi", "stream": True}),
-        ("/v1/responses", {"model": "llama3.2", "input": "hi"}),
-    ],
-)
-def test_agent_bodies_are_byte_identical_to_ollamas(agents, agent_upstream, path, body):
-    server, key, _ = agents()
-    direct = httpx.post(agent_upstream.url + path, json=body, timeout=30)
-    relayed = httpx.post(server.url + path, json=body, headers={"X-API-Key": key}, timeout=30)
-    assert relayed.status_code == direct.status_code == 200
-    assert relayed.headers["content-type"] == direct.headers["content-type"]
-    assert relayed.content == direct.content
-    if body.get("stream"):
-        assert b"[DONE]" not in relayed.content and sse_events(relayed.content)[0].startswith("event: ")
-
-
-def test_the_anthropic_sdk_may_send_its_key_either_way(agents):
-    server, key, _ = agents()
+def test_the_anthropic_sdk_may_send_its_key_either_way(sim_agents):
+    server, key, _ = sim_agents()
     body = {"model": "llama3.2", "max_tokens": 8, "messages": HELLO}
     for headers in ({"x-api-key": key}, {"Authorization": f"Bearer {key}"}):
         response = httpx.post(server.url + "/v1/messages", json=body, headers=headers, timeout=30)
