@@ -163,6 +163,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "average_wait_time": {"type": "number"},
             "p95_wait_time": {"type": "number"},
             "tokens_per_second": {"type": "number"},
+            "cloud": {
+                "type": "object",
+                "description": "Requests for cloud models (never on the GPU; not in `tokens_per_second`).",
+                "properties": {"requests_per_minute": {"type": "integer"}},
+            },
             "by_source": {"type": "object", "additionalProperties": {"type": "object"}},
             "backends": {"type": "array", "items": {"$ref": "#/components/schemas/Backend"}},
             "status_counts": {"type": "object", "additionalProperties": {"type": "integer"}},

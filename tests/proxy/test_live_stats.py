@@ -217,3 +217,15 @@ def test_the_payload_is_plain_json(live):
 )
 def test_percentiles_are_nearest_rank(values, pct, expected):
     assert percentile(values, pct) == expected
+
+
+def test_cloud_requests_are_counted_apart_and_not_as_gpu_tokens(live, clock):
+    live.observe(finished(model="llama3.2", completion_tokens=30, duration_ms=1000.0))
+    live.observe(finished(model="gpt-oss:120b-cloud", completion_tokens=900, duration_ms=1000.0))
+    live.observe(finished(model="qwen3-coder:cloud", status=403))
+    payload = live.payload(SNAPSHOT)
+    assert payload["cloud"] == {"requests_per_minute": 2}
+    assert payload["requests_per_minute"] == 3
+    assert payload["tokens_per_second"] == 30.0
+    clock.now += 61
+    assert live.payload(SNAPSHOT)["cloud"] == {"requests_per_minute": 0}
