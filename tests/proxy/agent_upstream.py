@@ -1,20 +1,19 @@
-"""A fake Ollama on a real socket speaking the agents' protocols: /v1/messages, /v1/responses, transcriptions.
+"""Fixed Anthropic and Responses answers as Ollama frames them, and a recording upstream for blobs.
 
-The SDK, body and byte-identity tests run against the bundled simulator, which
-speaks these protocols too. This upstream stays for what the simulator cannot
-do: record each request's raw bytes and method as received (blob uploads in
-every digest form, account calls answered 200 as a signed-in Ollama would) and
-fixed event lists that tests/proxy/test_protocols.py parses for usage; it is
-used by tests/proxy/test_agent_lanes.py and test_protocols.py. It answers as Ollama's
-``middleware/anthropic.go`` and ``middleware/openai.go`` frame their answers,
-records every request (path, headers, body) and, asked with ``X-Fail-After: N``,
-drops the connection after N events (a mid-stream failure); ``X-Delay: S`` waits S
-seconds after each chunk (a request that holds its slot).
+Everything else about the agents' protocols runs against the bundled simulator.
+This module keeps what the simulator cannot do:
+
+- fixed event lists and bodies (``anthropic_events``, ``responses_events``, ...)
+  that tests/proxy/test_protocols.py parses for usage, framed as Ollama's
+  ``middleware/anthropic.go`` and ``middleware/openai.go`` frame them;
+- an upstream that accepts a blob under any digest form Ollama accepts
+  (``sha256:``/``sha256-``, hex of either case) and records each request's
+  method and raw bytes as received (tests/proxy/test_agent_lanes.py); the
+  simulator checks a real lower-case ``sha256:`` digest.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
@@ -172,7 +171,7 @@ class AgentOllama:
         path = scope["path"]
         if path != "/api/tags":
             self.requests.append(Seen(scope["method"], path, headers, body))
-        status, content_type, chunks = self._answer(path, headers, body)
+        status, content_type, chunks = self._answer(path)
         await send(
             {
                 "type": "http.response.start",
@@ -180,49 +179,19 @@ class AgentOllama:
                 "headers": [(b"content-type", content_type.encode())],
             }
         )
-        fail_after = int(headers.get("x-fail-after", "-1"))
-        delay = float(headers.get("x-delay", "0"))  # seconds between chunks: holds a slot
-        for index, chunk in enumerate(chunks):
-            if index == fail_after:
-                raise ConnectionResetError("the fake Ollama drops the connection")
+        for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if delay:
-                await asyncio.sleep(delay)
         await send({"type": "http.response.body", "body": b""})
 
-    def _answer(self, path: str, headers: dict, body: bytes) -> tuple[int, str, list[bytes]]:
+    def _answer(self, path: str) -> tuple[int, str, list[bytes]]:
         if path == "/api/tags":
             return (
                 200,
                 "application/json",
                 [json.dumps({"models": [{"name": "llama3.2:latest", "model": "llama3.2:latest"}]}).encode()],
             )
-        if path == "/v1/audio/transcriptions":
-            return 200, "application/json", [json.dumps({"text": "hello from the audio"}).encode()]
-        if path in ("/api/status", "/api/experimental/model-recommendations", "/api/me", "/api/signout"):
+        if path.startswith("/api/blobs/"):
             return 200, "application/json", [json.dumps({"path": path}).encode()]
-        if path.startswith(("/api/user/keys/", "/api/experimental/", "/api/blobs/")):
-            return 200, "application/json", [json.dumps({"path": path}).encode()]
-        payload = json.loads(body) if body else {}
-        model = payload.get("model", "")
-        stream = payload.get("stream") is True
-        if path == "/v1/messages":
-            if stream:
-                return 200, "text/event-stream", anthropic_events(model)
-            return 200, "application/json", [json.dumps(anthropic_body(model)).encode()]
-        if path == "/v1/responses":
-            if stream:
-                return 200, "text/event-stream", responses_events(model)
-            return 200, "application/json", [json.dumps(responses_body(model)).encode()]
-        if path == "/api/chat":
-            final = {
-                "model": model,
-                "message": {"role": "assistant", "content": ""},
-                "done": True,
-                "prompt_eval_count": 3,
-                "eval_count": 1,
-            }
-            return 200, "application/x-ndjson", [json.dumps(final).encode() + b"\n"]
         return 404, "text/plain", [b"404 page not found"]
 
 

@@ -109,34 +109,11 @@ def admin_app() -> Callable[..., AdminApp]:
 
 
 @pytest.fixture
-def sim_agents(gw_settings, accounts, serve):
-    """A gateway before the simulator for the agents' protocols; returns (server, key, settings)."""
-
-    def start(**overrides):
-        settings = gw_settings(**overrides)
-        return serve(settings), accounts(settings).key(priority=2), settings
-
-    return start
-
-
-@pytest.fixture(scope="session")
-def agent_upstream():
-    """A fake Ollama on a real socket speaking /v1/messages, /v1/responses and transcriptions."""
-    from tests.proxy.agent_upstream import UpstreamServer
-
-    server = UpstreamServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def agents(agent_upstream, settings_factory, accounts, serve):
-    """A gateway before the agents' fake Ollama (``whitelist``: an IP); returns (server, key, settings)."""
-    agent_upstream.app.requests.clear()
+def agents(gw_settings, accounts, serve):
+    """A gateway before the simulator (``whitelist``: an IP to whitelist); returns (server, key, settings)."""
 
     def start(whitelist: str | None = None, **overrides):
-        values = {"OLLAMA_URLS": f"{agent_upstream.url}=1", "TRUSTED_PROXIES": "127.0.0.1", **overrides}
-        settings = settings_factory(**values)
+        settings = gw_settings(**overrides)
         made = accounts(settings)
         key = made.key(priority=2)
         if whitelist:
@@ -144,3 +121,13 @@ def agents(agent_upstream, settings_factory, accounts, serve):
         return serve(settings), key, settings
 
     return start
+
+
+@pytest.fixture(scope="session")
+def agent_upstream():
+    """A recording upstream for blob uploads under any digest form (tests/proxy/agent_upstream.py)."""
+    from tests.proxy.agent_upstream import UpstreamServer
+
+    server = UpstreamServer().start()
+    yield server
+    server.stop()

@@ -21,8 +21,8 @@ COMPRESS = {"gzip": gzip.compress, "zstd": lambda data: zstandard.ZstdCompressor
 
 @pytest.mark.parametrize("encoding", ["zstd", "gzip"])
 @pytest.mark.parametrize(("path", "body"), [("/v1/responses", RESPONSES_BODY), ("/api/chat", CHAT_BODY)])
-def test_a_compressed_body_is_forwarded_decompressed(sim_agents, sim, encoding, path, body):
-    server, key, _ = sim_agents()
+def test_a_compressed_body_is_forwarded_decompressed(agents, sim, encoding, path, body):
+    server, key, _ = agents()
     raw = json.dumps(body).encode()
     response = httpx.post(
         server.url + path,
@@ -36,8 +36,8 @@ def test_a_compressed_body_is_forwarded_decompressed(sim_agents, sim, encoding, 
     assert "content-encoding" not in seen["headers"]
 
 
-def test_another_encoding_is_415_and_never_forwarded(sim_agents, sim):
-    server, key, settings = sim_agents()
+def test_another_encoding_is_415_and_never_forwarded(agents, sim):
+    server, key, settings = agents()
     response = httpx.post(
         server.url + "/v1/responses",
         content=b"\x1b\x00",
@@ -50,8 +50,8 @@ def test_another_encoding_is_415_and_never_forwarded(sim_agents, sim):
     assert wait_until(lambda: [r.status for r in log_rows(settings)]) == [415]
 
 
-def test_a_corrupt_compressed_body_is_400(sim_agents, sim):
-    server, key, _ = sim_agents()
+def test_a_corrupt_compressed_body_is_400(agents, sim):
+    server, key, _ = agents()
     response = httpx.post(
         server.url + "/api/chat",
         content=b"\x28\xb5\x2f\xfd not really zstd",
@@ -62,9 +62,9 @@ def test_a_corrupt_compressed_body_is_400(sim_agents, sim):
     assert not sim.entries("/api/chat")
 
 
-def test_a_zstd_bomb_is_413_without_being_expanded(sim_agents, sim):
+def test_a_zstd_bomb_is_413_without_being_expanded(agents, sim):
     # 1 GiB of zeros in a few dozen KB: refused once the output passes MAX_BODY (1 MiB here).
-    server, key, _ = sim_agents(MAX_BODY="1MiB")
+    server, key, _ = agents(MAX_BODY="1MiB")
     compressor = zstandard.ZstdCompressor(level=3)
     chunk = b"\0" * (1 << 20)
     writer = compressor.compressobj()

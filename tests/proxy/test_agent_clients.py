@@ -37,8 +37,8 @@ def rows_for(settings, endpoint, count):
 # --- Anthropic Messages (Claude Code) -------------------------------------------------------------
 
 
-def test_the_anthropic_sdk_gets_a_message_whole_and_streamed(sim_agents):
-    server, key, settings = sim_agents()
+def test_the_anthropic_sdk_gets_a_message_whole_and_streamed(agents):
+    server, key, settings = agents()
     with anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0) as client:
         whole = client.messages.create(model="llama3.2", max_tokens=64, messages=HELLO)
         assert whole.content[0].text == TEXT
@@ -52,8 +52,8 @@ def test_the_anthropic_sdk_gets_a_message_whole_and_streamed(sim_agents):
     assert [(r.status, r.prompt_tokens, r.completion_tokens) for r in rows] == [(200, *usage)] * 2
 
 
-def test_a_broken_anthropic_stream_ends_with_an_error_event_the_sdk_raises(sim_agents):
-    server, key, _ = sim_agents()
+def test_a_broken_anthropic_stream_ends_with_an_error_event_the_sdk_raises(agents):
+    server, key, _ = agents()
     with anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0, default_headers=DROP) as client:
         with pytest.raises(anthropic.APIStatusError) as raised:
             with client.messages.stream(model="llama3.2", max_tokens=64, messages=HELLO) as stream:
@@ -64,8 +64,8 @@ def test_a_broken_anthropic_stream_ends_with_an_error_event_the_sdk_raises(sim_a
     assert "Ollama dropped the connection" in raised.value.body["error"]["message"]
 
 
-def test_a_broken_anthropic_stream_never_fakes_its_end(sim_agents):
-    server, key, _ = sim_agents()
+def test_a_broken_anthropic_stream_never_fakes_its_end(agents):
+    server, key, _ = agents()
     body = {"model": "llama3.2", "max_tokens": 64, "messages": HELLO, "stream": True}
     response = httpx.post(
         server.url + "/v1/messages", json=body, headers={"X-API-Key": key, **DROP}, timeout=30
@@ -84,14 +84,12 @@ def test_a_broken_anthropic_stream_never_fakes_its_end(sim_agents):
         (503, anthropic.InternalServerError, "overloaded_error"),
     ],
 )
-def test_refusals_reach_the_anthropic_sdk_with_the_gateways_message(
-    sim_agents, status, error_class, error_type
-):
+def test_refusals_reach_the_anthropic_sdk_with_the_gateways_message(agents, status, error_class, error_type):
     # 403: a cloud model with CLOUD_MODELS=off; 413: over MAX_BODY; 503: no healthy backend.
     overrides = {"MAX_BODY": "2KiB", "CLOUD_MODELS": "off"}
     if status == 503:
         overrides["OLLAMA_URLS"] = "http://127.0.0.1:9=1"
-    server, key, _ = sim_agents(**overrides)
+    server, key, _ = agents(**overrides)
     model = "gpt-oss:120b-cloud" if status == 403 else "llama3.2"
     content = "x" * 4096 if status == 413 else "hi"
     api_key = "sdk_" + "x" * 43 if status == 401 else key
@@ -109,8 +107,8 @@ def test_refusals_reach_the_anthropic_sdk_with_the_gateways_message(
 # --- OpenAI Responses (Codex) ---------------------------------------------------------------------
 
 
-def test_the_openai_sdk_gets_a_response_whole_and_streamed(sim_agents):
-    server, key, settings = sim_agents()
+def test_the_openai_sdk_gets_a_response_whole_and_streamed(agents):
+    server, key, settings = agents()
     prompt = f"Say hello\n!say {TEXT}"
     with openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0) as client:
         whole = client.responses.create(model="llama3.2", input=prompt)
@@ -124,8 +122,8 @@ def test_the_openai_sdk_gets_a_response_whole_and_streamed(sim_agents):
     assert [(r.prompt_tokens, r.completion_tokens) for r in rows] == [usage] * 2
 
 
-def test_a_broken_responses_stream_ends_failed_never_completed(sim_agents):
-    server, key, _ = sim_agents()
+def test_a_broken_responses_stream_ends_failed_never_completed(agents):
+    server, key, _ = agents()
     with openai.OpenAI(
         base_url=server.url + "/v1", api_key=key, max_retries=0, default_headers=DROP
     ) as client:
@@ -137,8 +135,8 @@ def test_a_broken_responses_stream_ends_failed_never_completed(sim_agents):
     assert events[-1].response.error.message == events[-2].message
 
 
-def test_a_responses_refusal_is_ollamas_json_error(sim_agents):
-    server, _, _ = sim_agents()
+def test_a_responses_refusal_is_ollamas_json_error(agents):
+    server, _, _ = agents()
     with openai.OpenAI(base_url=server.url + "/v1", api_key="sdk_" + "y" * 43, max_retries=0) as client:
         with pytest.raises(openai.AuthenticationError) as raised:
             client.responses.create(model="llama3.2", input="hi")
@@ -149,8 +147,8 @@ def test_a_responses_refusal_is_ollamas_json_error(sim_agents):
 # --- Transcriptions (multipart) -------------------------------------------------------------------
 
 
-def test_a_transcription_upload_reaches_ollama_byte_for_byte(sim_agents, sim):
-    server, key, settings = sim_agents()
+def test_a_transcription_upload_reaches_ollama_byte_for_byte(agents, sim):
+    server, key, settings = agents()
     audio = bytes(range(256)) * 64
     upload = ("clip.wav", audio, "audio/wav")
     with openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0) as client:
@@ -177,8 +175,8 @@ def test_a_transcription_upload_reaches_ollama_byte_for_byte(sim_agents, sim):
     assert {r.model for r in rows} == {"llama3.2"}
 
 
-def test_a_transcription_without_multipart_is_400(sim_agents, sim):
-    server, key, _ = sim_agents()
+def test_a_transcription_without_multipart_is_400(agents, sim):
+    server, key, _ = agents()
     response = httpx.post(
         server.url + "/v1/audio/transcriptions", json={"model": "x"}, headers={"X-API-Key": key}
     )
@@ -186,8 +184,8 @@ def test_a_transcription_without_multipart_is_400(sim_agents, sim):
     assert not sim.entries("/v1/audio/transcriptions")
 
 
-def test_the_anthropic_sdk_may_send_its_key_either_way(sim_agents):
-    server, key, _ = sim_agents()
+def test_the_anthropic_sdk_may_send_its_key_either_way(agents):
+    server, key, _ = agents()
     body = {"model": "llama3.2", "max_tokens": 8, "messages": HELLO}
     for headers in ({"x-api-key": key}, {"Authorization": f"Bearer {key}"}):
         response = httpx.post(server.url + "/v1/messages", json=body, headers=headers, timeout=30)

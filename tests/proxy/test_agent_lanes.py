@@ -1,4 +1,8 @@
-"""Every new route in its lane (docs/contract.md §3): account endpoints, status, blobs, cloud models."""
+"""Every new route in its lane (docs/contract.md §3): account endpoints, status, blobs, cloud models.
+
+The upstream is the simulator, but for blob digests in every form Ollama accepts
+(the simulator checks a real digest): those reach tests/proxy/agent_upstream.py.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ ACCOUNT_CALLS = [
     ("POST", "/api/experimental/web_search", {"query": "ollama"}),
     ("POST", "/api/experimental/web_fetch", {"url": "https://ollama.com"}),
 ]
-HELLO = [{"role": "user", "content": "hi"}]
+HELLO = [{"role": "user", "content": "hi\n!say Hello there"}]
 
 
 @pytest.fixture
@@ -29,9 +33,14 @@ def whitelisted_agents(agents):
 
 
 def held_slot(server, key):
-    """Hold the gateway's only slot with a slow stream; returns the thread to join."""
-    body = {"model": "llama3.2", "max_tokens": 8, "messages": HELLO, "stream": True}
-    headers = {"X-API-Key": key, "X-Delay": "0.6"}
+    """Hold the gateway's only slot with a slow stream (5 tokens, 1 s apart); returns the thread to join."""
+    body = {
+        "model": "llama3.2",
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+    }
+    headers = {"X-API-Key": key, "X-Sim-Delay": "1.0"}
     thread = threading.Thread(
         target=httpx.post,
         args=(server.url + "/v1/messages",),
@@ -48,36 +57,37 @@ def call(server, method, path, body=None, **headers):
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ACCOUNT_CALLS)
-def test_account_endpoints_are_refused_to_a_key_holder(agents, agent_upstream, method, path, body):
+def test_account_endpoints_are_refused_to_a_key_holder(agents, sim, method, path, body):
     server, key, _ = agents()
     response = call(server, method, path, body, **{"X-API-Key": key})
     assert response.status_code == 403
     assert "ollama.com account" in response.json()["error"]
-    assert not agent_upstream.app.requests
+    assert not [entry for entry in sim.entries() if entry["path"] != "/api/tags"]  # tags: health checks
 
 
-def test_account_endpoints_serve_a_whitelisted_ip_without_queueing(whitelisted_agents, agent_upstream):
+def test_account_endpoints_serve_a_whitelisted_ip_without_queueing(whitelisted_agents, sim):
     server, key, _ = whitelisted_agents()
     holder = held_slot(server, key)
     try:
         for method, path, body in ACCOUNT_CALLS:
+            direct = httpx.request(method, sim.url + path, json=body, timeout=30)
             started = time.monotonic()
             response = call(server, method, path, body, **WHITELISTED)
-            assert response.status_code == 200, (path, response.text)
-            assert response.json() == {"path": path}
+            # The simulator is signed out of ollama.com: its refusal passes through as it was.
+            assert (response.status_code, response.json()) == (direct.status_code, direct.json())
             assert time.monotonic() - started < 2.5  # the held stream lasts about 5 s
-            assert agent_upstream.app.last(path).method == method
+            assert [entry["method"] for entry in sim.entries(path)] == [method, method]
     finally:
         holder.join(30)
 
 
 @pytest.mark.parametrize("path", ["/api/status", "/api/experimental/model-recommendations"])
-def test_status_and_recommendations_take_the_fast_lane(agents, path):
+def test_status_and_recommendations_take_the_fast_lane(agents, sim, path):
     server, key, _ = agents()
     holder = held_slot(server, key)
     try:
         response = call(server, "GET", path, **{"X-API-Key": key})
-        assert response.status_code == 200 and response.json() == {"path": path}
+        assert response.status_code == 200 and response.json() == httpx.get(sim.url + path).json()
         assert server.snapshot()["active_requests"] == 1  # answered while the only slot is busy
     finally:
         holder.join(30)
@@ -87,8 +97,8 @@ def test_status_and_recommendations_take_the_fast_lane(agents, path):
     "digest",
     ["sha256:" + "ab" * 32, "sha256-" + "ab" * 32, "sha256:" + "AB" * 32, "sha256-" + "aB" * 32],
 )
-def test_every_blob_digest_form_ollama_accepts_reaches_it(whitelisted_agents, agent_upstream, digest):
-    server, _, _ = whitelisted_agents()
+def test_every_blob_digest_form_ollama_accepts_reaches_it(agents, agent_upstream, digest):
+    server, _, _ = agents(whitelist="10.0.0.5", OLLAMA_URLS=f"{agent_upstream.url}=1")
     assert call(server, "HEAD", "/api/blobs/" + digest, **WHITELISTED).status_code == 200
     assert agent_upstream.app.last("/api/blobs/" + digest).method == "HEAD"
     upload = httpx.post(server.url + "/api/blobs/" + digest, content=b"GGUF", headers=WHITELISTED, timeout=30)
@@ -96,16 +106,20 @@ def test_every_blob_digest_form_ollama_accepts_reaches_it(whitelisted_agents, ag
     assert agent_upstream.app.last("/api/blobs/" + digest).body == b"GGUF"
 
 
-def test_a_compressed_blob_upload_is_415(whitelisted_agents, agent_upstream):
+def test_a_compressed_blob_upload_is_415(whitelisted_agents, sim):
     server, _, _ = whitelisted_agents()
     path = "/api/blobs/sha256-" + "0" * 64
     headers = {**WHITELISTED, "Content-Encoding": "gzip"}
     response = httpx.post(server.url + path, content=b"x", headers=headers, timeout=30)
     assert response.status_code == 415
-    assert not [r for r in agent_upstream.app.requests if r.path == path]
+    assert not sim.entries(path)
 
 
 # --- Cloud models -----------------------------------------------------------------------------------
+
+
+# The simulator answers a cloud model once it is "pulled" (listed), as Ollama does.
+CLOUD_PULLED = ["llama3.2:latest", "gpt-oss:120b-cloud"]
 
 
 def rows_of_model(settings, model, count):
@@ -120,7 +134,7 @@ def cloud_message(server, stream=False, **headers):
     return httpx.post(server.url + "/v1/messages", json=body, headers=headers, timeout=30)
 
 
-def test_cloud_models_are_refused_when_off(whitelisted_agents, agent_upstream):
+def test_cloud_models_are_refused_when_off(whitelisted_agents, sim):
     server, key, _ = whitelisted_agents(CLOUD_MODELS="off")
     for headers in ({"X-API-Key": key}, WHITELISTED):
         response = cloud_message(server, **headers)
@@ -132,16 +146,18 @@ def test_cloud_models_are_refused_when_off(whitelisted_agents, agent_upstream):
         headers={"X-API-Key": key},
     )
     assert response.json() == {"error": "cloud models are disabled on this gateway"}
-    assert not agent_upstream.app.requests
+    assert not sim.entries("/v1/messages") and not sim.entries("/api/chat")
 
 
-def test_cloud_models_are_for_admins_and_whitelisted_ips_when_admin(whitelisted_agents):
+def test_cloud_models_are_for_admins_and_whitelisted_ips_when_admin(whitelisted_agents, sim):
+    sim.configure(models=CLOUD_PULLED)
     server, key, _ = whitelisted_agents(CLOUD_MODELS="admin")
     assert cloud_message(server, **{"X-API-Key": key}).status_code == 403
     assert cloud_message(server, **WHITELISTED).status_code == 200
 
 
-def test_allowed_cloud_requests_never_wait_behind_gpu_work(agents, agent_upstream):
+def test_allowed_cloud_requests_never_wait_behind_gpu_work(agents, sim):
+    sim.configure(models=CLOUD_PULLED)
     server, key, settings = agents(CLOUD_MODELS="on", METRICS_TOKEN="scrape-me")
     holder = held_slot(server, key)
     try:
@@ -156,7 +172,10 @@ def test_allowed_cloud_requests_never_wait_behind_gpu_work(agents, agent_upstrea
     finally:
         holder.join(30)
     rows = wait_until(lambda: rows_of_model(settings, "gpt-oss:120b-cloud", count=2))
-    assert [(r.status, r.prompt_tokens, r.completion_tokens) for r in rows] == [(200, 12, 2)] * 2
+    usage = whole.json()["usage"]
+    expected = (200, usage["input_tokens"], usage["output_tokens"])
+    assert [(r.status, r.prompt_tokens, r.completion_tokens) for r in rows] == [expected] * 2
+    assert {r.backend for r in rows} == {settings.backends[0].url}  # relayed, with no slot granted
     metrics = httpx.get(server.url + "/metrics", headers={"Authorization": "Bearer scrape-me"}).text
     assert 'seadragon_cloud_requests_total{source="custom_app",status="200"} 2.0' in metrics
 
