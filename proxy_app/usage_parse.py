@@ -185,7 +185,8 @@ class UsageTracker:
             return
         if self.kind == "anthropic" and self._head is not None:
             self._read_message_start(chunk)
-        if self.kind != "ollama":
+        if self.kind != "ollama" and not self._seen_data:
+            # Only a body (no SSE data line yet) is read from the tail: a stream stops keeping it.
             self._tail += chunk
             if len(self._tail) > TAIL_BYTES:
                 del self._tail[: len(self._tail) - TAIL_BYTES]
