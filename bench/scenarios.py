@@ -149,10 +149,10 @@ def s2_throughput(stack: Stack, sizes: Sizes) -> list[Row]:
 
 
 def _streams(
-    target: Target, body: dict, count: int, timeout: float
+    target: Target, body: dict, count: int, timeout: float, path: str = CHAT
 ) -> tuple[list[streams.StreamResult], float]:
-    """``count`` concurrent streams; their results and the server's CPU µs per NDJSON line received."""
-    request = streams.build_request(target.host, target.port, CHAT, body, target.headers)
+    """``count`` concurrent streams; their results and the server's CPU µs per line received."""
+    request = streams.build_request(target.host, target.port, path, body, target.headers)
     before = cpu_seconds(target.pid)
     results = streams.run(streams.fetch_many(target.host, target.port, [request] * count, timeout))
     lines = sum(r.lines for r in results)
@@ -253,6 +253,49 @@ def s4_one_long_stream(stack: Stack, sizes: Sizes) -> list[Row]:
     ] + _error_note("S4", failures.get("gateway", []))
 
 
+def messages_body(tokens: int) -> dict:
+    """A streamed Anthropic Messages request (Claude Code's protocol) for exactly ``tokens`` tokens."""
+    return {
+        "model": MODEL,
+        "max_tokens": tokens,
+        "messages": [{"role": "user", "content": "Say something about sea dragons."}],
+        "stream": True,
+    }
+
+
+def _messages_complete(result: streams.StreamResult) -> bool:
+    # An Anthropic stream ends with its message_stop event, not Ollama's done line.
+    return result.status == 200 and result.total is not None and b'"message_stop"' in result.last_line
+
+
+def s4m_one_long_messages_stream(stack: Stack, sizes: Sizes) -> list[Row]:
+    """S4M: S4 on /v1/messages: one Anthropic stream of many tokens (three SSE lines per token)."""
+    tokens = sizes.s4_tokens
+    rates: dict[str, list[float]] = {}
+    cpu: dict[str, float] = {}
+    failures: dict[str, list[streams.StreamResult]] = {}
+    for target in stack.targets:
+        check_target(target, chat_body(1, stream=False))
+        costs = []
+        for _ in range(sizes.s4_runs):
+            (result,), cost = _streams(target, messages_body(tokens), 1, 120, path="/v1/messages")
+            costs.append(cost)
+            if _messages_complete(result) and result.lines >= 3 * tokens and result.total:
+                rates.setdefault(target.name, []).append(result.lines / result.total)
+            else:
+                failures.setdefault(target.name, []).append(result)
+        cpu[target.name] = statistics.median(costs)
+    d = statistics.median(rates["direct"]) if rates.get("direct") else float("nan")
+    g = statistics.median(rates["gateway"]) if rates.get("gateway") else float("nan")
+    ok = bool(rates.get("gateway")) and not failures.get("gateway") and g >= 0.30 * d
+    title = f"SSE lines/s, 1 /v1/messages stream × {tokens:,} tok (median of {sizes.s4_runs})"
+    rows = [Row("S4M", title, d, g, "≥ 0.30× direct", ok), _cpu_row("S4M", cpu, "line")]
+    broken = failures.get("gateway", [])
+    if broken:
+        rows.append(Row("S4M", f"incomplete: {broken[0].status} {broken[0].last_line[:120]!r}", None, None))
+    return rows
+
+
 def s5_many_streams(stack: Stack, sizes: Sizes) -> list[Row]:
     """S5: a thousand slow concurrent streams; all complete, and the gateway stays small."""
     n, tokens, delay = sizes.s5_streams, sizes.s5_tokens, sizes.s5_delay_ms / 1000
@@ -296,5 +339,6 @@ SCENARIOS = (
     Scenario("S2", "c=64, small non-streaming /api/chat", _unpaced, s2_throughput),
     Scenario("S3", "200 concurrent streams × 100 tokens at 20 ms", _paced("s3_delay_ms"), s3_streams),
     Scenario("S4", "1 stream × 20,000 tokens, no delay", _unpaced, s4_one_long_stream),
+    Scenario("S4M", "S4 as an Anthropic /v1/messages stream", _unpaced, s4m_one_long_messages_stream),
     Scenario("S5", "1,000 concurrent streams × 100 tokens at 100 ms", _paced("s5_delay_ms"), s5_many_streams),
 )
