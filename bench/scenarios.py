@@ -219,10 +219,16 @@ def _error_note(sid: str, results: list[streams.StreamResult]) -> list[Row]:
     return [Row(sid, "first gateway failure" + note, None, None)] if note else []
 
 
-def s4_one_long_stream(stack: Stack, sizes: Sizes) -> list[Row]:
-    """S4: one stream of many tokens with no pause; the relay's raw speed."""
-    tokens = sizes.s4_tokens
-    body = chat_body(tokens, stream=True)
+def _one_long_stream(
+    stack: Stack,
+    sizes: Sizes,
+    sid: str,
+    path: str,
+    body: dict,
+    complete: Callable[[streams.StreamResult], bool],
+    unit: str,
+) -> list[Row]:
+    """One stream of ``sizes.s4_tokens`` tokens, ``s4_runs`` times per target: its lines per second."""
     rates: dict[str, list[float]] = {}
     cpu: dict[str, float] = {}
     failures: dict[str, list[streams.StreamResult]] = {}
@@ -230,9 +236,9 @@ def s4_one_long_stream(stack: Stack, sizes: Sizes) -> list[Row]:
         check_target(target, chat_body(1, stream=False))
         costs = []
         for _ in range(sizes.s4_runs):
-            (result,), cost = _streams(target, body, 1, 120)
+            (result,), cost = _streams(target, body, 1, 120, path=path)
             costs.append(cost)
-            if result.ok and result.lines >= tokens + 1 and result.total:
+            if complete(result) and result.total:
                 rates.setdefault(target.name, []).append(result.lines / result.total)
             else:
                 failures.setdefault(target.name, []).append(result)
@@ -240,17 +246,21 @@ def s4_one_long_stream(stack: Stack, sizes: Sizes) -> list[Row]:
     d = statistics.median(rates["direct"]) if rates.get("direct") else float("nan")
     g = statistics.median(rates["gateway"]) if rates.get("gateway") else float("nan")
     ok = bool(rates.get("gateway")) and not failures.get("gateway") and g >= 0.30 * d
+    title = f"{unit}s/s, 1 {path} stream × {sizes.s4_tokens:,} tok (median of {sizes.s4_runs})"
     return [
-        Row(
-            "S4",
-            f"chunks/s, 1 stream × {tokens:,} tok (median of {sizes.s4_runs})",
-            d,
-            g,
-            "≥ 0.30× direct",
-            ok,
-        ),
-        _cpu_row("S4", cpu),
-    ] + _error_note("S4", failures.get("gateway", []))
+        Row(sid, title, d, g, "≥ 0.30× direct", ok),
+        _cpu_row(sid, cpu, unit),
+    ] + _error_note(sid, failures.get("gateway", []))
+
+
+def s4_one_long_stream(stack: Stack, sizes: Sizes) -> list[Row]:
+    """S4: one stream of many tokens with no pause; the relay's raw speed."""
+    tokens = sizes.s4_tokens
+
+    def complete(result: streams.StreamResult) -> bool:
+        return result.ok and result.lines >= tokens + 1
+
+    return _one_long_stream(stack, sizes, "S4", CHAT, chat_body(tokens, stream=True), complete, "chunk")
 
 
 def messages_body(tokens: int) -> dict:
@@ -263,37 +273,16 @@ def messages_body(tokens: int) -> dict:
     }
 
 
-def _messages_complete(result: streams.StreamResult) -> bool:
-    # An Anthropic stream ends with its message_stop event, not Ollama's done line.
-    return result.status == 200 and result.total is not None and b'"message_stop"' in result.last_line
-
-
 def s4m_one_long_messages_stream(stack: Stack, sizes: Sizes) -> list[Row]:
     """S4M: S4 on /v1/messages: one Anthropic stream of many tokens (three SSE lines per token)."""
     tokens = sizes.s4_tokens
-    rates: dict[str, list[float]] = {}
-    cpu: dict[str, float] = {}
-    failures: dict[str, list[streams.StreamResult]] = {}
-    for target in stack.targets:
-        check_target(target, chat_body(1, stream=False))
-        costs = []
-        for _ in range(sizes.s4_runs):
-            (result,), cost = _streams(target, messages_body(tokens), 1, 120, path="/v1/messages")
-            costs.append(cost)
-            if _messages_complete(result) and result.lines >= 3 * tokens and result.total:
-                rates.setdefault(target.name, []).append(result.lines / result.total)
-            else:
-                failures.setdefault(target.name, []).append(result)
-        cpu[target.name] = statistics.median(costs)
-    d = statistics.median(rates["direct"]) if rates.get("direct") else float("nan")
-    g = statistics.median(rates["gateway"]) if rates.get("gateway") else float("nan")
-    ok = bool(rates.get("gateway")) and not failures.get("gateway") and g >= 0.30 * d
-    title = f"SSE lines/s, 1 /v1/messages stream × {tokens:,} tok (median of {sizes.s4_runs})"
-    rows = [Row("S4M", title, d, g, "≥ 0.30× direct", ok), _cpu_row("S4M", cpu, "line")]
-    broken = failures.get("gateway", [])
-    if broken:
-        rows.append(Row("S4M", f"incomplete: {broken[0].status} {broken[0].last_line[:120]!r}", None, None))
-    return rows
+
+    def complete(result: streams.StreamResult) -> bool:
+        # An Anthropic stream ends with its message_stop event, not Ollama's done line.
+        ended = result.status == 200 and b'"message_stop"' in result.last_line
+        return ended and result.lines >= 3 * tokens
+
+    return _one_long_stream(stack, sizes, "S4M", "/v1/messages", messages_body(tokens), complete, "SSE line")
 
 
 def s5_many_streams(stack: Stack, sizes: Sizes) -> list[Row]:
