@@ -149,10 +149,10 @@ def s2_throughput(stack: Stack, sizes: Sizes) -> list[Row]:
 
 
 def _streams(
-    target: Target, body: dict, count: int, timeout: float
+    target: Target, body: dict, count: int, timeout: float, path: str = CHAT
 ) -> tuple[list[streams.StreamResult], float]:
-    """``count`` concurrent streams; their results and the server's CPU µs per NDJSON line received."""
-    request = streams.build_request(target.host, target.port, CHAT, body, target.headers)
+    """``count`` concurrent streams; their results and the server's CPU µs per line received."""
+    request = streams.build_request(target.host, target.port, path, body, target.headers)
     before = cpu_seconds(target.pid)
     results = streams.run(streams.fetch_many(target.host, target.port, [request] * count, timeout))
     lines = sum(r.lines for r in results)
@@ -219,10 +219,16 @@ def _error_note(sid: str, results: list[streams.StreamResult]) -> list[Row]:
     return [Row(sid, "first gateway failure" + note, None, None)] if note else []
 
 
-def s4_one_long_stream(stack: Stack, sizes: Sizes) -> list[Row]:
-    """S4: one stream of many tokens with no pause; the relay's raw speed."""
-    tokens = sizes.s4_tokens
-    body = chat_body(tokens, stream=True)
+def _one_long_stream(
+    stack: Stack,
+    sizes: Sizes,
+    sid: str,
+    path: str,
+    body: dict,
+    complete: Callable[[streams.StreamResult], bool],
+    unit: str,
+) -> list[Row]:
+    """One stream of ``sizes.s4_tokens`` tokens, ``s4_runs`` times per target: its lines per second."""
     rates: dict[str, list[float]] = {}
     cpu: dict[str, float] = {}
     failures: dict[str, list[streams.StreamResult]] = {}
@@ -230,9 +236,9 @@ def s4_one_long_stream(stack: Stack, sizes: Sizes) -> list[Row]:
         check_target(target, chat_body(1, stream=False))
         costs = []
         for _ in range(sizes.s4_runs):
-            (result,), cost = _streams(target, body, 1, 120)
+            (result,), cost = _streams(target, body, 1, 120, path=path)
             costs.append(cost)
-            if result.ok and result.lines >= tokens + 1 and result.total:
+            if complete(result) and result.total:
                 rates.setdefault(target.name, []).append(result.lines / result.total)
             else:
                 failures.setdefault(target.name, []).append(result)
@@ -240,17 +246,43 @@ def s4_one_long_stream(stack: Stack, sizes: Sizes) -> list[Row]:
     d = statistics.median(rates["direct"]) if rates.get("direct") else float("nan")
     g = statistics.median(rates["gateway"]) if rates.get("gateway") else float("nan")
     ok = bool(rates.get("gateway")) and not failures.get("gateway") and g >= 0.30 * d
+    title = f"{unit}s/s, 1 {path} stream × {sizes.s4_tokens:,} tok (median of {sizes.s4_runs})"
     return [
-        Row(
-            "S4",
-            f"chunks/s, 1 stream × {tokens:,} tok (median of {sizes.s4_runs})",
-            d,
-            g,
-            "≥ 0.30× direct",
-            ok,
-        ),
-        _cpu_row("S4", cpu),
-    ] + _error_note("S4", failures.get("gateway", []))
+        Row(sid, title, d, g, "≥ 0.30× direct", ok),
+        _cpu_row(sid, cpu, unit),
+    ] + _error_note(sid, failures.get("gateway", []))
+
+
+def s4_one_long_stream(stack: Stack, sizes: Sizes) -> list[Row]:
+    """S4: one stream of many tokens with no pause; the relay's raw speed."""
+    tokens = sizes.s4_tokens
+
+    def complete(result: streams.StreamResult) -> bool:
+        return result.ok and result.lines >= tokens + 1
+
+    return _one_long_stream(stack, sizes, "S4", CHAT, chat_body(tokens, stream=True), complete, "chunk")
+
+
+def messages_body(tokens: int) -> dict:
+    """A streamed Anthropic Messages request (Claude Code's protocol) for exactly ``tokens`` tokens."""
+    return {
+        "model": MODEL,
+        "max_tokens": tokens,
+        "messages": [{"role": "user", "content": "Say something about sea dragons."}],
+        "stream": True,
+    }
+
+
+def s4m_one_long_messages_stream(stack: Stack, sizes: Sizes) -> list[Row]:
+    """S4M: S4 on /v1/messages: one Anthropic stream of many tokens (three SSE lines per token)."""
+    tokens = sizes.s4_tokens
+
+    def complete(result: streams.StreamResult) -> bool:
+        # An Anthropic stream ends with its message_stop event, not Ollama's done line.
+        ended = result.status == 200 and b'"message_stop"' in result.last_line
+        return ended and result.lines >= 3 * tokens
+
+    return _one_long_stream(stack, sizes, "S4M", "/v1/messages", messages_body(tokens), complete, "SSE line")
 
 
 def s5_many_streams(stack: Stack, sizes: Sizes) -> list[Row]:
@@ -296,5 +328,6 @@ SCENARIOS = (
     Scenario("S2", "c=64, small non-streaming /api/chat", _unpaced, s2_throughput),
     Scenario("S3", "200 concurrent streams × 100 tokens at 20 ms", _paced("s3_delay_ms"), s3_streams),
     Scenario("S4", "1 stream × 20,000 tokens, no delay", _unpaced, s4_one_long_stream),
+    Scenario("S4M", "S4 as an Anthropic /v1/messages stream", _unpaced, s4m_one_long_messages_stream),
     Scenario("S5", "1,000 concurrent streams × 100 tokens at 100 ms", _paced("s5_delay_ms"), s5_many_streams),
 )

@@ -87,7 +87,8 @@ class _Body:
     def feed(self, data: bytes) -> None:
         self.newlines += data.count(b"\n")
         buf = self.tail + data
-        cut = buf.rfind(b"\n", 0, len(buf) - 1)
+        # The last non-empty line: an SSE stream ends with a blank line after its last event.
+        cut = buf.rstrip(b"\r\n").rfind(b"\n")
         self.tail = buf[cut + 1 :] if cut >= 0 else buf
 
     @property

@@ -13,14 +13,30 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from common.routes import ALIAS_PREFIX, BLOB_ENTRY, MODEL_ENTRY, TABLE, Entry, Lane
+from common.routes import (
+    ALIAS_PREFIX,
+    BLOB_ENTRY,
+    MODEL_ENTRY,
+    TABLE,
+    USER_KEY_ENTRY,
+    Body,
+    Entry,
+    Lane,
+    Wire,
+    wire_of,
+)
 
 # Path templates the table matches by pattern, each with a concrete path the gateway accepts.
 PATTERNS = {
     "/api/blobs/{digest}": "/api/blobs/sha256:" + "0" * 64,
     "/v1/models/{id}": "/v1/models/llama3.2:latest",
+    "/api/user/keys/{key}": "/api/user/keys/c3NoLWVkMjU1MTk",
 }
-PATTERN_ENTRIES = {"/api/blobs/{digest}": BLOB_ENTRY, "/v1/models/{id}": MODEL_ENTRY}
+PATTERN_ENTRIES = {
+    "/api/blobs/{digest}": BLOB_ENTRY,
+    "/v1/models/{id}": MODEL_ENTRY,
+    "/api/user/keys/{key}": USER_KEY_ENTRY,
+}
 # The gateway's routes besides the proxied surface: path -> (method, endpoint, summary).
 OWN_ROUTES = {
     "/": (
@@ -68,13 +84,33 @@ SUMMARIES = {
     "/api/create": "Create a model",
     "/api/copy": "Copy a model",
     "/api/delete": "Delete a model",
-    "/api/blobs/{digest}": "Check for or upload a model blob",
+    "/api/blobs/{digest}": "Check for or upload a model blob (`sha256:` or `sha256-` + 64 hex)",
+    "/v1/messages": "Anthropic Messages (Claude Code)",
+    "/v1/responses": "OpenAI Responses (Codex)",
+    "/v1/audio/transcriptions": "Transcribe audio (multipart, never streams)",
+    "/api/status": "Ollama's status",
+    "/api/experimental/model-recommendations": "Ollama's model recommendations",
+    "/api/me": "The server owner's ollama.com account",
+    "/api/signout": "Sign the server out of ollama.com",
+    "/api/user/keys/{key}": "Remove a key from the server owner's ollama.com account",
+    "/api/experimental/web_search": "Web search with the server owner's ollama.com account",
+    "/api/experimental/web_fetch": "Web fetch with the server owner's ollama.com account",
 }
 LANES = {
     Lane.QUEUED: "**Queued**: waits for a backend slot in priority order (lower first, aging with time); "
     "a full queue, a timeout or no healthy backend answers 503 with `Retry-After`.",
     Lane.FAST: "**Fast lane**: answered at once, never behind a generation.",
     Lane.MANAGE: "**Model management**: admin users and whitelisted IPs only; anyone else gets 403.",
+    Lane.ACCOUNT: "**The server owner's ollama.com account**: admin users and whitelisted IPs only; "
+    "anyone else gets 403. Never queued.",
+}
+TAGS = {Lane.MANAGE: "Model management", Lane.ACCOUNT: "ollama.com account"}
+_PASS_THROUGH = {"application/json": {"schema": {"$ref": "#/components/schemas/PassThrough"}}}
+REQUEST_BODIES = {
+    Body.JSON: {"required": True, "content": _PASS_THROUGH},
+    Body.OPTIONAL_JSON: {"content": _PASS_THROUGH},
+    Body.MULTIPART: {"required": True, "content": {"multipart/form-data": {"schema": {"type": "object"}}}},
+    Body.RAW: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}},
 }
 # Whoever may call the Ollama/OpenAI surface: a key, an access token, a session, or a whitelisted IP
 # (no credentials at all, hence the empty requirement).
@@ -140,6 +176,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "average_wait_time": {"type": "number"},
             "p95_wait_time": {"type": "number"},
             "tokens_per_second": {"type": "number"},
+            "cloud": {
+                "type": "object",
+                "description": "Requests for cloud models (never on the GPU; not in `tokens_per_second`).",
+                "properties": {"requests_per_minute": {"type": "integer"}},
+            },
             "by_source": {"type": "object", "additionalProperties": {"type": "object"}},
             "backends": {"type": "array", "items": {"$ref": "#/components/schemas/Backend"}},
             "status_counts": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -182,15 +223,13 @@ def _proxied(path: str, method: str, route: Entry) -> dict[str, Any]:
     openai = path.startswith("/v1/")
     queued = route.lane is Lane.QUEUED
     operation: dict[str, Any] = {
-        "tags": [
-            "Model management" if route.lane is Lane.MANAGE else "OpenAI API" if openai else "Ollama API"
-        ],
+        "tags": [TAGS.get(route.lane) or ("OpenAI API" if openai else "Ollama API")],
         "summary": SUMMARIES.get(path, path),
         "description": LANES[route.lane] + " Bodies and streams pass through unchanged.",
         "operationId": re.sub(r"\W+", "_", f"{method} {path}").strip("_").lower(),
         "security": CALLER_SECURITY,
         "responses": {
-            "200": _success(route, openai, {**TRACE_HEADERS, **(QUEUE_WAIT_HEADER if queued else {})}),
+            "200": _success(path, route, {**TRACE_HEADERS, **(QUEUE_WAIT_HEADER if queued else {})}),
             "400": _error("A bad body, or both key headers with different values."),
             "401": _error("No identity, or an unknown, revoked or malformed key."),
             "403": _error("Not allowed here (model management, or a foreign browser Origin)."),
@@ -206,23 +245,20 @@ def _proxied(path: str, method: str, route: Entry) -> dict[str, Any]:
         operation["parameters"] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names
         ]
-    if method in ("POST", "PUT", "PATCH", "DELETE") and not path.startswith("/api/blobs"):
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref("PassThrough")}},
-        }
-    elif path.startswith("/api/blobs") and method == "POST":
-        operation["requestBody"] = {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}
+    body = route.body_of(method)
+    if body in REQUEST_BODIES:
+        operation["requestBody"] = REQUEST_BODIES[body]
     return operation
 
 
-def _success(route: Entry, openai: bool, headers: dict) -> dict[str, Any]:
+def _success(path: str, route: Entry, headers: dict) -> dict[str, Any]:
     content: dict[str, Any] = {"application/json": {"schema": _ref("PassThrough")}}
+    wire = wire_of(path)
     if route.can_stream:
-        if openai:
-            content["text/event-stream"] = {
-                "schema": {"type": "string", "description": "SSE ending `data: [DONE]`."}
-            }
+        if wire is not Wire.OLLAMA:
+            named = wire in (Wire.ANTHROPIC, Wire.RESPONSES)
+            ending = "named events, no `[DONE]`" if named else "ending `data: [DONE]`"
+            content["text/event-stream"] = {"schema": {"type": "string", "description": f"SSE, {ending}."}}
         else:
             content["application/x-ndjson"] = {
                 "schema": {"type": "string", "description": "One JSON object a line."}

@@ -1,4 +1,4 @@
-"""The gateway's errors, all answered as Ollama's JSON ``{"error": message}``.
+"""The gateway's errors, answered as Ollama's JSON ``{"error": message}`` (Anthropic's shape on /v1/messages).
 
 The exception tree (everything the gateway answers with on purpose)::
 
@@ -25,14 +25,14 @@ Anything else is a bug: logged, answered 500 without a traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 
-from quart import Quart, Response
+from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
 from common.sources import ClassificationError
+from proxy_app.dialects import dialect_for
 from proxy_app.scheduler import SchedulerError
 
 log = logging.getLogger("seadragon.gateway")
@@ -101,9 +101,12 @@ class GatewayTimeout(ProxyError):
         super().__init__(504, message)
 
 
-def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    """A JSON error response in Ollama's shape."""
-    response = Response(json.dumps({"error": message}), status=status, content_type="application/json")
+def json_error(
+    status: int, message: str, headers: Mapping[str, str] | None = None, *, path: str = ""
+) -> Response:
+    """A JSON refusal in the shape the client of ``path`` reads (docs/contract.md §3; Ollama's by default)."""
+    body = dialect_for(path).refusal_body(status, message)
+    response = Response(body, status=status, content_type="application/json")
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -127,14 +130,14 @@ def register_error_handlers(app: Quart) -> None:
 
     async def known_error(error: ProxyError | ClassificationError | SchedulerError) -> Response:
         mapped = as_proxy_error(error)
-        return json_error(mapped.status, mapped.message, mapped.headers)
+        return json_error(mapped.status, mapped.message, mapped.headers, path=request.path)
 
     for kind in KNOWN_ERRORS:
         app.register_error_handler(kind, known_error)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
-        response = json_error(error.code or 500, _http_message(error))
+        response = json_error(error.code or 500, _http_message(error), path=request.path)
         # Keep what the exception says about itself, e.g. Allow on a 405.
         for name, value in error.get_headers():
             if name.lower() != "content-type":
@@ -144,7 +147,7 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def unexpected_error(error: Exception) -> Response:
         log.exception("unhandled error", exc_info=error)
-        return json_error(500, "internal server error")
+        return json_error(500, "internal server error", path=request.path)
 
 
 def _http_message(error: HTTPException) -> str:

@@ -43,6 +43,7 @@ NOT_FORWARDED = HOP_BY_HOP | {
     "x-forwarded-proto",
     "x-real-ip",
     "remote-addr",  # Quart adds it to the request headers itself
+    "content-encoding",  # bodies are forwarded decompressed (proxy_app/decompress.py)
 }
 NOT_RETURNED = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server", "set-cookie"}
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from common.models import iso
 from common.sources import RequestSource
+from proxy_app.cloud_policy import is_cloud_model
 from proxy_app.request_log import RequestRecord
 
 SOURCES: tuple[str, ...] = tuple(source.value for source in RequestSource)
@@ -45,7 +46,17 @@ def percentile(ordered: list[float], pct: float) -> float:
 class _Tally:
     """Counts over one stretch of time: one second of the window, or one chart point."""
 
-    __slots__ = ("start", "requests", "statuses", "waits", "tokens", "generation_ms", "queue", "active")
+    __slots__ = (
+        "start",
+        "requests",
+        "statuses",
+        "waits",
+        "tokens",
+        "generation_ms",
+        "cloud",
+        "queue",
+        "active",
+    )
 
     def __init__(self, start: int) -> None:
         self.start = start
@@ -54,12 +65,16 @@ class _Tally:
         self.waits: dict[str | None, list[float]] = {}  # seconds
         self.tokens = 0
         self.generation_ms = 0.0
+        self.cloud = 0  # requests for cloud models: run on ollama.com, not on the GPU
         self.queue: int | None = None  # the highest sampled queue length in a chart point
         self.active: int | None = None
 
     def add(self, rec: RequestRecord, count_wait: bool) -> None:
         self.requests[rec.source] = self.requests.get(rec.source, 0) + 1
         self.statuses[rec.status] = self.statuses.get(rec.status, 0) + 1
+        if is_cloud_model(rec.model):
+            self.cloud += 1
+            return  # no slot held: its tokens say nothing of the GPU's speed
         if count_wait and rec.queue_wait_ms is not None:
             self.add_wait(rec.source, rec.queue_wait_ms)
         if rec.completion_tokens and rec.duration_ms is not None:
@@ -171,6 +186,7 @@ class LiveStats:
             "average_wait_time": overall["average_wait_time"],
             "p95_wait_time": overall["p95_wait_time"],
             "tokens_per_second": _tokens_per_second(recent),
+            "cloud": {"requests_per_minute": sum(t.cloud for t in recent)},
             "by_source": by_source,
             "backends": [dict(backend) for backend in snapshot.get("backends") or ()],
             "status_counts": {str(status): statuses[status] for status in sorted(statuses)},

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from proxy_app.cloud_policy import is_cloud_model
 from proxy_app.live_stats import SOURCES
 from proxy_app.request_log import RequestRecord
 
@@ -70,12 +71,21 @@ class Metrics:
             buckets=WAIT_BUCKETS,
             registry=self.registry,
         )
+        # Cloud models run on ollama.com, not on the GPU (docs/contract.md §3): counted apart.
+        self._cloud = Counter(
+            "seadragon_cloud_requests",
+            "Requests for Ollama cloud models (no GPU slot, never queued) by source and final status.",
+            ["source", "status"],
+            registry=self.registry,
+        )
         self.registry.register(_LiveCollector(snapshot_fn, writer, open_connections_fn))
 
     def observe(self, rec: RequestRecord) -> None:
         """Count one finished request."""
         source = rec.source or UNKNOWN
         self._requests.labels(source, str(rec.status)).inc()
+        if is_cloud_model(rec.model):
+            self._cloud.labels(source, str(rec.status)).inc()
         if rec.status == 499:
             self._disconnects.labels(rec.stage or UNKNOWN).inc()
         if rec.queue_wait_ms is not None:

@@ -23,9 +23,13 @@ Where later features plug in:
   own events) serves a generation with the same object and its steps:
   ``route_to``, ``admit(identity, principal)``, ``enqueue``, :meth:`queue_position`
   while waiting, ``wait_for_slot``, ``open``, ``relay``; ``close`` writes its row.
-* Stream dialects: in-band errors are made by ``proxy_app.upstream.inband_error``
-  and queue-position comments by ``proxy_app.queued.position_comments``, each
-  in one place; a per-route dialect replaces those two calls.
+* Stream dialects: each route carries its protocol's
+  :class:`~proxy_app.dialects.StreamDialect` (``route.dialect``), which makes
+  its in-band errors, queue-position comments and usage parsing.
+* Lanes: :meth:`serve` reads the body's fields once, applies the policy, then queues a
+  generation (``proxy_app.queued``), relays a cloud-model one at once without a slot
+  (``proxy_app.cloud_lane``, after ``cloud_policy.check_cloud_access``), or relays
+  anything else at once (``proxy_app.unqueued``).
 """
 
 from __future__ import annotations
@@ -33,16 +37,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 
 from quart import Response
 
 from common.models import utcnow
 from common.security import presented_key_prefix
-from common.sources import Identity, RequestSource
-from proxy_app.bodies import parse_object
+from common.sources import Identity
+from proxy_app.bodies import Content, model_of, request_fields
 from proxy_app.classify import Principal
+from proxy_app.cloud_lane import serve_cloud
+from proxy_app.cloud_policy import admin_or_whitelisted, check_cloud_access, is_cloud_model
 from proxy_app.errors import KNOWN_ERRORS, Forbidden, ProxyError, as_proxy_error
 from proxy_app.gateway import Gateway
 from proxy_app.queued import serve_queued
@@ -54,8 +60,6 @@ from proxy_app.upstream import Exchange, redact_url
 from proxy_app.usage_parse import UsageTracker
 
 CLIENT_LEFT = 499
-
-Content = bytes | AsyncIterable[bytes] | None
 
 
 class ProxiedRequest:
@@ -86,6 +90,7 @@ class ProxiedRequest:
         self.task: asyncio.Task[Grant] | None = None
         self.grant: Grant | None = None
         self.exchange: Exchange | None = None
+        self.backend_url: str | None = None  # where it was sent (a queued one: its grant's backend)
         self.ttfb_ms: float | None = None
         # How it ended: status None until known (a close without one is a client that left);
         # stage says where a request that did not finish well stopped.
@@ -101,7 +106,7 @@ class ProxiedRequest:
         self._route = route
         self.endpoint, self.model = route.name, route.model
         if route.lane is Lane.QUEUED:
-            self.usage = UsageTracker("openai" if route.name.startswith("/v1/") else "ollama")
+            self.usage = UsageTracker(route.dialect.usage_kind)
 
     def presented(self, principal: Principal) -> None:
         """What the request presented, before it is classified: a refused key's prefix goes on its row."""
@@ -115,8 +120,8 @@ class ProxiedRequest:
         self.identity, self.principal = identity, principal
         if principal is not None:
             self.client_ip = str(principal.client_ip) if principal.client_ip is not None else None
-        if self.route.lane is Lane.MANAGE and not may_manage_models(identity):
-            raise Forbidden("model management is for admins and whitelisted IPs only")
+        if self.route.admin_only and not admin_or_whitelisted(identity):
+            raise Forbidden(self.route.admin_only)
 
     @property
     def route(self) -> Route:
@@ -137,13 +142,20 @@ class ProxiedRequest:
     # --- serving ---------------------------------------------------------------------------
 
     async def serve(self, content: Content, headers: list[tuple[str, str]]) -> Response:
-        """Answer the request: queue it for a slot (generations) or relay it at once."""
+        """Answer it: queue a generation for a slot, or relay it at once (a cloud model's, the rest)."""
         with self.recording_errors():
-            payload = parse_object(content) if isinstance(content, bytes) else {}
-            await self.gw.policies.admit(self, payload)  # docs/contract.md §7: models, rpm, daily_tokens
-            if self.route.lane is Lane.QUEUED:
-                return await serve_queued(self, content, payload, headers)
-            return await self.gw.policies.listed(self, await serve_unqueued(self, content, payload, headers))
+            fields = request_fields(self.route, content, headers)
+            await self.gw.policies.admit(self, fields)  # docs/contract.md §7: models, rpm, daily_tokens
+            if self.route.lane is not Lane.QUEUED:
+                answer = await serve_unqueued(self, content, headers, fields)
+                return await self.gw.policies.listed(self, answer)
+            model = model_of(fields)
+            if is_cloud_model(model):
+                assert self.identity is not None, "admit() first"
+                check_cloud_access(self.gw.settings, self.identity)  # docs/contract.md §3
+                self.model = model
+                return await serve_cloud(self, content, headers, fields)
+            return await serve_queued(self, content, headers, fields)
 
     def enqueue(self, model: str | None) -> asyncio.Task[Grant]:
         """Ask the scheduler for a slot for ``model``, in the background (see :meth:`wait_for_slot`)."""
@@ -189,6 +201,7 @@ class ProxiedRequest:
     ) -> Exchange:
         """Send the request upstream and wait for Ollama's status line."""
         self.stage = "waiting_upstream"
+        self.backend_url = base_url
         try:
             self.exchange = await self.gw.upstream.open(
                 base_url, method, path, content=content, headers=headers
@@ -212,7 +225,7 @@ class ProxiedRequest:
     async def relay(self, exchange: Exchange) -> AsyncIterator[bytes]:
         """Ollama's stream, chunk for chunk; ends the request (and frees its slot) when it ends."""
         try:
-            async for chunk in exchange.stream():
+            async for chunk in exchange.stream(self.route.dialect):
                 self._feed(chunk)
                 yield chunk
             # A stream that broke ended with an in-band error: its status is the failure's.
@@ -241,7 +254,9 @@ class ProxiedRequest:
 
     @property
     def wait_ms(self) -> int:
-        """Milliseconds spent queued (so far, while still queued)."""
+        """Milliseconds spent queued (so far, while still queued; 0 if never queued)."""
+        if self.task is None:
+            return 0
         if self.grant is not None:
             return round(self.grant.waited * 1000)
         return round((time.monotonic() - self.arrived) * 1000)
@@ -270,6 +285,7 @@ class ProxiedRequest:
     def record(self) -> RequestRecord:
         """The request-log row of this request as it stands (the only place one is filled)."""
         identity = self.identity
+        backend = self.grant.backend.url if self.grant is not None else self.backend_url
         tokens = self.usage.usage() if self.usage is not None and self.stage is None else (None, None)
         return RequestRecord(
             request_id=self.request_id,
@@ -283,7 +299,7 @@ class ProxiedRequest:
             user_id=identity.user_id if identity else None,
             client_ip=self.client_ip,
             model=self.model,
-            backend=redact_url(self.grant.backend.url) if self.grant is not None else None,
+            backend=redact_url(backend) if backend is not None else None,
             stage=self.stage,
             error=self.error,
             queue_wait_ms=self.grant.waited * 1000 if self.grant is not None else None,
@@ -300,8 +316,3 @@ class ProxiedRequest:
             return None
         key = self.principal.credentials.api_key
         return None if key is None else presented_key_prefix(key)
-
-
-def may_manage_models(identity: Identity) -> bool:
-    """Pull, push, create, copy, delete and blobs: whitelisted IPs and admin users."""
-    return identity.source is RequestSource.DIRECT_API or identity.is_admin

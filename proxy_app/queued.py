@@ -20,10 +20,11 @@ from proxy_app.errors import ProxyError
 from proxy_app.headers import returned_headers
 from proxy_app.routes import wants_stream
 from proxy_app.scheduler import Grant
-from proxy_app.upstream import Exchange, error_message, inband_error
+from proxy_app.upstream import Exchange, error_message
 
 if TYPE_CHECKING:  # the request object calls these modules; they only name it
-    from proxy_app.proxied import Content, ProxiedRequest
+    from proxy_app.bodies import Content
+    from proxy_app.proxied import ProxiedRequest
 
 EARLY_GRACE = 0.1  # seconds a stream may take to get a slot before its headers go out early
 POSITION_POLL = 0.5  # seconds between queue-position checks for SSE comments
@@ -31,22 +32,22 @@ COMMENT_REPEAT = 10.0  # seconds after which an unchanged position is repeated (
 
 
 async def serve_queued(
-    proxied: ProxiedRequest, content: Content, payload: dict, headers: list[tuple[str, str]]
+    proxied: ProxiedRequest, content: Content, headers: list[tuple[str, str]], fields: dict
 ) -> Response:
-    """Queue a generation (``payload``: its body parsed) and answer with Ollama's response."""
+    """Queue a generation and answer with Ollama's response (or a queue error)."""
     if not isinstance(content, bytes):
         raise TypeError("a queued request's body is read whole before it queues")
     route = proxied.route
-    stream = wants_stream(route, payload)
-    task = proxied.enqueue(model_of(payload))
-    sse = stream and route.name.startswith("/v1/")
+    stream = wants_stream(route, fields)
+    task = proxied.enqueue(model_of(fields))
+    sse = stream and route.dialect.sse
     if stream and (sse or proxied.gw.settings.early_headers):
         done, _ = await asyncio.wait({task}, timeout=EARLY_GRACE)
         if not done:
             return early_stream(proxied, task, content, headers, sse=sse)
     try:
         grant = await proxied.wait_for_slot(task)
-        return await _answer(proxied, grant, content, headers, stream)
+        return await answer(proxied, await _open(proxied, grant, content, headers), stream)
     except ProxyError:
         await proxied.close()  # free the slot before the error goes out
         raise
@@ -56,11 +57,8 @@ async def _open(proxied: ProxiedRequest, grant: Grant, content: bytes, headers: 
     return await proxied.open(grant.backend.url, "POST", proxied.route.upstream_path, content, headers)
 
 
-async def _answer(
-    proxied: ProxiedRequest, grant: Grant, content: bytes, headers: list, stream: bool
-) -> Response:
+async def answer(proxied: ProxiedRequest, exchange: Exchange, stream: bool) -> Response:
     """Ollama's answer with the gateway's headers: streamed, whole, or its 4xx as it was."""
-    exchange = await _open(proxied, grant, content, headers)
     returned = [
         *returned_headers(exchange.response.headers),
         ("X-Seadragon-Queue-Wait", str(proxied.wait_ms)),
@@ -107,7 +105,7 @@ async def _early_body(
                 raise await _refusal_in_band(exchange)
         except ProxyError as exc:
             proxied.fail(exc)
-            yield inband_error(exc.message, sse=sse, tail=b"")
+            yield proxied.route.dialect.inband_error(exc.message, status=exc.status)
             return
         async for chunk in proxied.relay(exchange):
             yield chunk
@@ -125,7 +123,7 @@ async def _refusal_in_band(exchange: Exchange) -> ProxyError:
 
 
 async def position_comments(proxied: ProxiedRequest) -> AsyncIterator[bytes]:
-    """``: queued position=N`` whenever the place changes (and now and then regardless)."""
+    """The dialect's ``: queued position=N`` whenever the place changes (and now and then regardless)."""
     task = proxied.task
     if task is None:
         return  # not queued
@@ -137,5 +135,5 @@ async def position_comments(proxied: ProxiedRequest) -> AsyncIterator[bytes]:
         now = time.monotonic()
         if position is not None and (position != last or now - said_at >= COMMENT_REPEAT):
             last, said_at = position, now
-            yield f": queued position={position}\n\n".encode()
+            yield proxied.route.dialect.queue_comment(position)
         await asyncio.wait({task}, timeout=POSITION_POLL)

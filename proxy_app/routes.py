@@ -13,7 +13,19 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from common.routes import ALIAS_PREFIX, BLOB_ENTRY, MODEL_ENTRY, TABLE, Entry, Lane, Merge
+from common.routes import (
+    ADMIN_ONLY,
+    ALIAS_PREFIX,
+    BLOB_ENTRY,
+    MODEL_ENTRY,
+    TABLE,
+    USER_KEY_ENTRY,
+    Body,
+    Entry,
+    Lane,
+    Merge,
+)
+from proxy_app.dialects import NDJSON, StreamDialect, dialect_for
 from proxy_app.errors import MethodNotAllowed, NotFound
 
 
@@ -31,9 +43,19 @@ class Route:
     can_stream: bool = False
     merge: Merge = Merge.NONE
     model: str | None = None  # a model named in the path (/v1/models/{id})
+    body: Body = Body.NONE
+    dialect: StreamDialect = NDJSON
+
+    @property
+    def admin_only(self) -> str | None:
+        """The 403 message for non-admins if this route is for admins and whitelisted IPs only."""
+        return ADMIN_ONLY.get(self.lane)
 
 
-_BLOB = re.compile(r"/api/blobs/(sha256[:-][0-9a-f]{64})")
+# Ollama accepts either separator and hex of either case (docs/contract.md §3).
+_BLOB = re.compile(r"/api/blobs/(sha256[:-][0-9a-fA-F]{64})")
+# DELETE /api/user/keys/{key}: a public key, base64url-encoded by Ollama's client.
+_USER_KEY = re.compile(r"/api/user/keys/([A-Za-z0-9_=-]{1,4096})")
 _MODEL_ID = re.compile(r"/v1/models/([A-Za-z0-9][A-Za-z0-9._:/-]{0,199})")
 
 
@@ -48,6 +70,10 @@ def resolve(method: str, path: str) -> Route:
     blob = _BLOB.fullmatch(path)
     if blob:
         return _route(method, "/api/blobs", BLOB_ENTRY, "/api/blobs/" + blob.group(1))
+    user_key = _USER_KEY.fullmatch(path)
+    if user_key:
+        upstream = "/api/user/keys/" + user_key.group(1)
+        return _route(method, "/api/user/keys/{key}", USER_KEY_ENTRY, upstream)
     model = _MODEL_ID.fullmatch(path)
     if model and _safe_model_id(model.group(1)):
         upstream = "/v1/models/" + quote(model.group(1), safe=":/")
@@ -67,6 +93,8 @@ def _route(method: str, name: str, entry: Entry, upstream: str, *, model: str | 
         can_stream=entry.can_stream,
         merge=entry.merge,
         model=model,
+        body=entry.body_of(method),
+        dialect=dialect_for(name),
     )
 
 

@@ -1,4 +1,4 @@
-"""Requests that never queue: the fast lane (model lists, show, version) and model management.
+"""Requests that never queue: the fast lane (model lists, show, version), model management, the account.
 
 They go straight to a healthy backend. ``/api/tags``, ``/api/ps`` and
 ``/v1/models`` combine the lists of every healthy backend; with one backend
@@ -18,11 +18,12 @@ from proxy_app.bodies import model_of
 from proxy_app.errors import BadGateway, ProxyError, Unavailable
 from proxy_app.gateway import Gateway
 from proxy_app.headers import returned_headers
-from proxy_app.routes import Lane, Merge, Route, wants_stream
+from proxy_app.routes import Merge, Route, wants_stream
 from proxy_app.upstream import Exchange
 
 if TYPE_CHECKING:  # the request object calls these modules; they only name it
-    from proxy_app.proxied import Content, ProxiedRequest
+    from proxy_app.bodies import Content
+    from proxy_app.proxied import ProxiedRequest
 
 # Model management with several backends goes to the first healthy one unless
 # the request names one (its URL exactly as in OLLAMA_URLS) in this header.
@@ -30,9 +31,9 @@ BACKEND_HEADER = "X-Seadragon-Backend"
 
 
 async def serve_unqueued(
-    proxied: ProxiedRequest, content: Content, payload: dict, headers: list[tuple[str, str]]
+    proxied: ProxiedRequest, content: Content, headers: list[tuple[str, str]], fields: dict
 ) -> Response:
-    """Relay a fast-lane or model-management request to one backend (or merge the lists)."""
+    """Relay a fast-lane, model-management or account request to one backend (or merge the lists)."""
     route = proxied.route
     if route.merge is not Merge.NONE and route.method == "GET":
         backends = proxied.gw.healthy_backends()
@@ -40,7 +41,7 @@ async def serve_unqueued(
             response = await _merged(proxied.gw, route, backends, headers)
             proxied.complete(response.status_code)
             return response
-    backend = _choose(proxied.gw, route, route.model or model_of(payload), headers)
+    backend = _choose(proxied.gw, route, route.model or model_of(fields), headers)
     exchange = await proxied.open(backend.url, route.method, route.upstream_path, content, headers)
     returned = returned_headers(exchange.response.headers)
     if not 200 <= exchange.status_code < 300:
@@ -49,7 +50,7 @@ async def serve_unqueued(
             raise error
         proxied.complete(exchange.status_code)
         return Response(body, status=exchange.status_code, headers=returned)
-    if wants_stream(route, payload):
+    if wants_stream(route, fields):
         # A pull, push or create: its row says how the stream really ended.
         response = Response(proxied.relay(exchange), status=exchange.status_code, headers=returned)
         response.timeout = None  # a model pull may take an hour
@@ -61,7 +62,7 @@ def _choose(gw: Gateway, route: Route, model: str | None, headers: list[tuple[st
     healthy = gw.healthy_backends()
     if not healthy:
         raise Unavailable("no healthy Ollama backend")
-    if route.lane is Lane.MANAGE:
+    if route.admin_only:
         named = next((value for name, value in headers if name.lower() == BACKEND_HEADER.lower()), None)
         if named:
             for backend in healthy:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from common.settings import Settings
+from proxy_app.dialects import NDJSON, OPENAI_SSE, StreamDialect
 from proxy_app.errors import DEFAULT_RETRY_AFTER, BadGateway, GatewayTimeout, ProxyError, Unavailable
 from proxy_app.transport import LeanTransport
 
@@ -72,13 +73,12 @@ def make_client(settings: Settings, transport: httpx.AsyncBaseTransport | None =
     )
 
 
-def inband_error(message: str, *, sse: bool, tail: bytes) -> bytes:
-    """The last line/event of a stream that failed after its first byte."""
-    if sse:
-        lead = b"" if tail.endswith(b"\n\n") or not tail else (b"\n" if tail.endswith(b"\n") else b"\n\n")
-        return lead + b"data: " + json.dumps({"error": {"message": message}}).encode() + b"\n\n"
-    lead = b"" if tail.endswith(b"\n") or not tail else b"\n"
-    return lead + json.dumps({"error": message}).encode() + b"\n"
+def inband_error(
+    message: str, *, sse: bool, tail: bytes, dialect: StreamDialect | None = None, status: int = 502
+) -> bytes:
+    """The last line/event of a stream that failed after its first byte, in its protocol's shape."""
+    dialect = dialect or (OPENAI_SSE if sse else NDJSON)
+    return dialect.inband_error(message, tail=tail, status=status)
 
 
 def error_message(body: bytes) -> str:
@@ -232,15 +232,16 @@ class Exchange:
         # 1xx/3xx have no meaning for an Ollama API call.
         return BadGateway(f"Ollama answered with an unexpected HTTP {status}"), body
 
-    async def stream(self) -> AsyncIterator[bytes]:
-        """Raw chunks as they come; a failure ends with an in-band error, never a fake done."""
+    async def stream(self, dialect: StreamDialect | None = None) -> AsyncIterator[bytes]:
+        """Raw chunks as they come; a failure ends with an in-band error in ``dialect``, never a fake done."""
         tail = b""
         while True:
             try:
                 chunk = await self._next()
             except ProxyError as exc:
                 self.failure = exc
-                yield inband_error(exc.message, sse=self.is_sse, tail=tail)
+                sse = self.is_sse
+                yield inband_error(exc.message, sse=sse, tail=tail, dialect=dialect, status=exc.status)
                 return
             if chunk is None:
                 return

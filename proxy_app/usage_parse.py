@@ -8,6 +8,11 @@ Called once per response, on its end only — never per chunk:
 - :func:`openai_usage` reads ``usage.prompt_tokens`` / ``usage.completion_tokens``
   from a ``/v1`` body or from the SSE usage event (``data: {...}``, sent when the
   client asked for ``stream_options: {"include_usage": true}``).
+- :func:`anthropic_usage` reads ``usage.input_tokens`` / ``usage.output_tokens``
+  from a ``/v1/messages`` body or SSE event (``message_start`` nests it in
+  ``message``; ``message_delta`` carries the final output count), and
+  :func:`responses_usage` the same fields from a ``/v1/responses`` body or its
+  ``response.completed`` event (nested in ``response``).
 - :class:`UsageTracker` is what the relay uses: ``feed()`` every chunk it passes
   on (O(chunk) work, bounded memory, lines split across chunks handled), then
   ``usage()`` once the response ended. It keeps only the last complete line or
@@ -22,7 +27,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Literal
+
+from proxy_app.dialects import UsageKind
 
 Usage = tuple[int | None, int | None]
 
@@ -45,6 +51,8 @@ _OLLAMA_PROMPT = _count_pattern("prompt_eval_count")
 _OLLAMA_COMPLETION = _count_pattern("eval_count")
 _OPENAI_PROMPT = _count_pattern("prompt_tokens")
 _OPENAI_COMPLETION = _count_pattern("completion_tokens")
+_INPUT = _count_pattern("input_tokens")
+_OUTPUT = _count_pattern("output_tokens")
 
 
 def _count(value: object) -> int | None:
@@ -88,8 +96,13 @@ def ollama_usage(last_line: bytes) -> Usage:
     return _last_match(_OLLAMA_PROMPT, tail), _last_match(_OLLAMA_COMPLETION, tail)
 
 
-def openai_usage(body_or_event: bytes) -> Usage:
-    """``(usage.prompt_tokens, usage.completion_tokens)`` from a /v1 body or SSE event."""
+def _usage_object(
+    body_or_event: bytes,
+    keys: tuple[str, str],
+    patterns: tuple[re.Pattern[bytes], re.Pattern[bytes]],
+    nested_in: str | None = None,
+) -> Usage:
+    # ``usage`` at the top, or inside ``nested_in`` (an SSE event's message/response).
     data = _strip_data_prefix(body_or_event)
     if not data or data == b"[DONE]":
         return _NONE
@@ -97,26 +110,65 @@ def openai_usage(body_or_event: bytes) -> Usage:
         parsed = _loads(data)
         if isinstance(parsed, dict):
             usage = parsed.get("usage")
+            inner = parsed.get(nested_in) if nested_in else None
+            if not isinstance(usage, dict) and isinstance(inner, dict):
+                usage = inner.get("usage")
             if not isinstance(usage, dict):
                 return _NONE
-            return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+            return _count(usage.get(keys[0])), _count(usage.get(keys[1]))
         if parsed is not None:
             return _NONE
     tail = data[-TAIL_BYTES:]
-    return _last_match(_OPENAI_PROMPT, tail), _last_match(_OPENAI_COMPLETION, tail)
+    return _last_match(patterns[0], tail), _last_match(patterns[1], tail)
+
+
+def openai_usage(body_or_event: bytes) -> Usage:
+    """``(usage.prompt_tokens, usage.completion_tokens)`` from a /v1 body or SSE event."""
+    return _usage_object(
+        body_or_event, ("prompt_tokens", "completion_tokens"), (_OPENAI_PROMPT, _OPENAI_COMPLETION)
+    )
+
+
+def anthropic_usage(body_or_event: bytes) -> Usage:
+    """``(usage.input_tokens, usage.output_tokens)`` from a /v1/messages body or SSE event."""
+    return _usage_object(body_or_event, ("input_tokens", "output_tokens"), (_INPUT, _OUTPUT), "message")
+
+
+def responses_usage(body_or_event: bytes) -> Usage:
+    """``(usage.input_tokens, usage.output_tokens)`` from a /v1/responses body or ``response.completed``."""
+    return _usage_object(body_or_event, ("input_tokens", "output_tokens"), (_INPUT, _OUTPUT), "response")
+
+
+# The event whose usage is final: earlier ones (message_start) carry partial counts.
+_FINAL_EVENTS = {"anthropic": b'"message_delta"', "responses": b'"response.completed"'}
+HEAD_BYTES = 8 * 1024  # where an Anthropic stream's message_start is looked for
+
+_SSE_READERS = {"openai": openai_usage, "anthropic": anthropic_usage, "responses": responses_usage}
 
 
 class UsageTracker:
     """Remembers the end of a response as it streams by; ``usage()`` reads its counts.
 
-    ``kind`` is ``"ollama"`` (NDJSON or one JSON body) or ``"openai"`` (SSE
-    events or one JSON body, possibly pretty-printed over several lines).
+    ``kind`` is ``"ollama"`` (NDJSON or one JSON body), or ``"openai"``,
+    ``"anthropic"`` or ``"responses"`` (SSE events or one JSON body, possibly
+    pretty-printed over several lines). For the last two, only events that
+    carry ``usage`` are kept (their streams end with events that do not); an
+    Anthropic stream's input count is read from ``message_start`` as it passes.
     """
 
-    __slots__ = ("kind", "_partial", "_partial_cut", "_last", "_tail", "_seen_data")
+    __slots__ = (
+        "kind",
+        "_partial",
+        "_partial_cut",
+        "_last",
+        "_tail",
+        "_seen_data",
+        "_started_input",
+        "_head",
+    )
 
-    def __init__(self, kind: Literal["ollama", "openai"]) -> None:
-        if kind not in ("ollama", "openai"):
+    def __init__(self, kind: UsageKind) -> None:
+        if kind not in ("ollama", *_SSE_READERS):
             raise ValueError(f"unknown response kind {kind!r}")
         self.kind = kind
         self._partial = bytearray()  # the line still being received
@@ -124,12 +176,17 @@ class UsageTracker:
         self._last: bytes = b""  # the last complete line (or data event) of interest
         self._tail = bytearray()  # the last TAIL_BYTES of the whole stream (openai bodies)
         self._seen_data = False  # an SSE data line went by: this is a stream
+        self._started_input: int | None = None  # message_start's input_tokens (anthropic)
+        self._head: bytearray | None = bytearray() if kind == "anthropic" else None
 
     def feed(self, chunk: bytes) -> None:
         """Take one chunk as it is passed on to the client."""
         if not chunk:
             return
-        if self.kind == "openai":
+        if self.kind == "anthropic" and self._head is not None:
+            self._read_message_start(chunk)
+        if self.kind != "ollama" and not self._seen_data:
+            # Only a body (no SSE data line yet) is read from the tail: a stream stops keeping it.
             self._tail += chunk
             if len(self._tail) > TAIL_BYTES:
                 del self._tail[: len(self._tail) - TAIL_BYTES]
@@ -157,9 +214,25 @@ class UsageTracker:
             last = bytes(self._partial)  # a body or last line without a trailing newline
         if self.kind == "ollama":
             return ollama_usage(last)
-        if self._seen_data:
-            return openai_usage(last)
-        return openai_usage(bytes(self._tail))  # one JSON body, however it is laid out
+        read = _SSE_READERS[self.kind]
+        if not self._seen_data:
+            return read(bytes(self._tail))  # one JSON body, however it is laid out
+        prompt, completion = read(last)
+        if prompt is None and self._started_input is not None:
+            prompt = self._started_input
+        return prompt, completion
+
+    def _read_message_start(self, chunk: bytes) -> None:
+        # The stream's first bytes, until message_start's line is whole (or HEAD_BYTES went by).
+        assert self._head is not None
+        self._head += chunk[:HEAD_BYTES]
+        start = self._head.find(b'"message_start"')
+        end = self._head.find(b"\n", start) if start >= 0 else -1
+        if end >= 0:
+            line_start = self._head.rfind(b"\n", 0, start) + 1
+            self._started_input, _ = anthropic_usage(bytes(self._head[line_start:end]))
+        if end >= 0 or len(self._head) >= HEAD_BYTES:
+            self._head = None
 
     def _last_interesting(self, chunk: bytes, low: int, high: int) -> bytes | None:
         # The lines strictly between the newlines at ``low`` and ``high``, last
@@ -185,6 +258,8 @@ class UsageTracker:
             return self._seen_data
         if stripped.startswith(b"data:"):
             self._seen_data = True
+            if self.kind != "openai":
+                return _FINAL_EVENTS[self.kind] in stripped
             return stripped[5:].strip() != b"[DONE]"
         return False
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 from quart import Blueprint, Response, g, request
 
 from common.sources import ClassificationError
-from proxy_app.bodies import read_body
+from proxy_app.bodies import read_request_body
 from proxy_app.classify import principal_of
 from proxy_app.gateway import gateway, on_request_end
 from proxy_app.headers import forward_headers
 from proxy_app.pages import browser_root, wants_html
-from proxy_app.proxied import Content, ProxiedRequest
-from proxy_app.routes import Route, resolve
+from proxy_app.proxied import ProxiedRequest
+from proxy_app.routes import resolve
 
 bp = Blueprint("gateway", __name__)
 
@@ -76,20 +75,5 @@ async def api(rest: str) -> Response:
         identity = await gw.identify(principal)
         g.source = identity.source.value
         proxied.admit(identity, principal)
-        content = await request_content(route, gw.settings.max_body)
+        content = await read_request_body(route, request, gw.settings.max_body)
     return await proxied.serve(content, forward_headers(request.headers.items()))
-
-
-async def request_content(route: Route, max_body: int) -> Content:
-    """What goes upstream: the body whole (a JSON object), a blob streamed through, or nothing."""
-    if route.name == "/api/blobs":
-        # Model files are gigabytes: stream them through instead of holding them (admins only).
-        return _body_stream() if route.method == "POST" else None
-    if route.method in ("POST", "DELETE"):
-        return await read_body(request, max_body)
-    return None
-
-
-async def _body_stream() -> AsyncIterator[bytes]:
-    async for chunk in request.body:
-        yield chunk

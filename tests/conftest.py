@@ -24,6 +24,8 @@ def settings_env(tmp_path, **overrides) -> dict[str, str]:
         "SEADRAGON_INSTANCE_DIR": str(tmp_path / "instance"),
         "SEADRAGON_DATABASE_URL": f"sqlite:///{tmp_path / 'seadragon.db'}",
         "SEADRAGON_SECRET_KEY": TEST_SECRET,
+        # One stdout line per request would flood the test output; tests of the access log set it.
+        "SEADRAGON_ACCESS_LOG": "off",
     }
     env.update({f"SEADRAGON_{key.upper()}": str(value) for key, value in overrides.items()})
     return env

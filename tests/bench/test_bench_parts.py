@@ -62,6 +62,16 @@ async def test_it_counts_lines_split_across_chunks():
     assert result.last_line == DONE.strip()
 
 
+async def test_it_keeps_the_last_event_of_an_sse_stream_not_its_blank_line():
+    events = [
+        b"event: content_block_delta\ndata: {}\n\n",
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    ]
+    result = await fetch_from(events)
+    assert result.last_line == b'data: {"type":"message_stop"}'
+    assert result.lines == 6
+
+
 async def test_it_reads_a_body_with_a_content_length():
     result = await fetch_from([DONE.strip()], chunked=False)
     assert (result.lines, result.ok) == (1, True)

@@ -23,6 +23,7 @@ BOTH_TARGETS = {
     "S2": "req/s",
     "S3": "complete streams",
     "S4": "chunks/s",
+    "S4M": "SSE lines/s",
     "S5": "server RSS peak, MiB",
 }
 

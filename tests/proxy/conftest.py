@@ -141,3 +141,28 @@ def door_key(door_server) -> str:
         )
         assert created.status_code == 201, created.text
         return created.json()["key"]
+
+
+@pytest.fixture
+def agents(gw_settings, accounts, serve):
+    """A gateway before the simulator (``whitelist``: an IP to whitelist); returns (server, key, settings)."""
+
+    def start(whitelist: str | None = None, **overrides):
+        settings = gw_settings(**overrides)
+        made = accounts(settings)
+        key = made.key(priority=2)
+        if whitelist:
+            made.whitelist(whitelist)
+        return serve(settings), key, settings
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def agent_upstream():
+    """A recording upstream for blob uploads under any digest form (tests/proxy/agent_upstream.py)."""
+    from tests.proxy.agent_upstream import UpstreamServer
+
+    server = UpstreamServer().start()
+    yield server
+    server.stop()

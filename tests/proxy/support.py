@@ -240,7 +240,9 @@ def sse_events(body: bytes | str) -> list[str]:
     return [event for event in text.split("\n\n") if event.strip()]
 
 
-_CLOCK_FIELDS = re.compile(rb'"(created_at|created|id|system_fingerprint|[a-z_]*duration)":("[^"]*"|\d+)')
+_CLOCK_FIELDS = re.compile(
+    rb'"([a-z_]*_at|created|id|item_id|system_fingerprint|[a-z_]*duration)":("[^"]*"|\d+)'
+)
 
 
 def without_clock(body: bytes) -> bytes:

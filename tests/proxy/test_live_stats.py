@@ -229,3 +229,15 @@ def test_a_refusal_outside_the_queued_lane_counts_in_the_answers_only(live, cloc
     assert payload["requests_per_minute"] == 1
     clock.now += 301
     assert live.payload(SNAPSHOT)["status_counts"] == {}
+
+
+def test_cloud_requests_are_counted_apart_and_not_as_gpu_tokens(live, clock):
+    live.observe(finished(model="llama3.2", completion_tokens=30, duration_ms=1000.0))
+    live.observe(finished(model="gpt-oss:120b-cloud", completion_tokens=900, duration_ms=1000.0))
+    live.observe(finished(model="qwen3-coder:cloud", status=403))
+    payload = live.payload(SNAPSHOT)
+    assert payload["cloud"] == {"requests_per_minute": 2}
+    assert payload["requests_per_minute"] == 3
+    assert payload["tokens_per_second"] == 30.0
+    clock.now += 61
+    assert live.payload(SNAPSHOT)["cloud"] == {"requests_per_minute": 0}

@@ -88,6 +88,10 @@ def test_the_openai_client_embeds(keyed):
         ("/v1/chat/completions", chat_body(stream=True)),
         ("/v1/completions", {"model": "llama3.2", "prompt": "hi", "stream": True}),
         ("/api/embed", {"model": "llama3.2", "input": "hi"}),
+        ("/v1/messages", {"model": "llama3.2", "max_tokens": 8, "messages": QUESTION, "stream": True}),
+        ("/v1/messages", {"model": "llama3.2", "max_tokens": 8, "messages": QUESTION}),
+        ("/v1/responses", {"model": "llama3.2", "input": "hi", "stream": True}),
+        ("/v1/responses", {"model": "llama3.2", "input": "hi"}),
     ],
 )
 def test_bodies_are_byte_identical_to_ollamas_but_for_the_clock(keyed, sim, path, body):
@@ -97,6 +101,9 @@ def test_bodies_are_byte_identical_to_ollamas_but_for_the_clock(keyed, sim, path
     assert relayed.status_code == direct.status_code == 200
     assert relayed.headers["content-type"] == direct.headers["content-type"]
     assert without_clock(relayed.content) == without_clock(direct.content)
+    if path in ("/v1/messages", "/v1/responses") and body.get("stream"):
+        # Named events and no [DONE]: the gateway adds nothing of OpenAI chat's framing.
+        assert b"[DONE]" not in relayed.content and sse_events(relayed.content)[0].startswith("event: ")
 
 
 def test_streams_keep_their_framing(keyed):

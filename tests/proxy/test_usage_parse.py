@@ -183,4 +183,4 @@ class TestUsageTracker:
 
     def test_it_refuses_an_unknown_kind(self):
         with pytest.raises(ValueError, match="unknown response kind"):
-            UsageTracker("anthropic")
+            UsageTracker("grpc")
