@@ -30,6 +30,12 @@ class PathDispatch:
         self.gateway = gateway
         self.admin = admin
 
+    async def begin_shutdown(self) -> None:
+        """Shutdown starts: pass it on to the gateway (the admin app has nothing in flight to fail)."""
+        begin = getattr(self.gateway, "begin_shutdown", None)
+        if begin is not None:
+            await begin()
+
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http" and is_admin_path(scope["path"]):
             await self.admin(scope, receive, send)

@@ -44,8 +44,8 @@ from quart import Response
 from common.models import utcnow
 from common.sources import Identity, RequestSource
 from proxy_app.classify import Principal
-from proxy_app.errors import KNOWN_ERRORS, Forbidden, ProxyError, as_proxy_error
-from proxy_app.gateway import Gateway
+from proxy_app.errors import KNOWN_ERRORS, Forbidden, ProxyError, Unavailable, as_proxy_error
+from proxy_app.gateway import SHUTTING_DOWN, Gateway
 from proxy_app.queued import serve_queued
 from proxy_app.request_log import RequestRecord
 from proxy_app.routes import Lane, Route
@@ -147,6 +147,8 @@ class ProxiedRequest:
             raise RuntimeError("ProxiedRequest.admit() first")
         self.model = model
         self.stage = "queued"
+        if self.gw.draining:  # docs/contract.md §10: nothing new queues once shutdown started
+            raise self.fail(Unavailable(SHUTTING_DOWN))
         ticket = Ticket(
             self.request_id, identity.priority, identity.source.value, model, principal=self.principal
         )
