@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from quart import Request
@@ -16,17 +17,33 @@ class BodyTooLarge(ProxyError):
         super().__init__(413, f"request body too large (limit {limit} bytes)")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing with 413 as soon as it passes ``limit`` bytes."""
+class BodyTimeout(ProxyError):
+    """The body did not arrive whole within ``BODY_TIMEOUT`` (408; the connection is closed)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(408, f"request body not received within {timeout:g} s", {"Connection": "close"})
+
+
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
+    """The whole body: 413 as soon as it passes ``limit`` bytes, 408 if it takes over ``timeout`` s.
+
+    A slow sender holds no slot and no queue place meanwhile (nothing queues
+    before the body is whole), and no connection past ``timeout``
+    (docs/contract.md §10); Quart's own body timeout covers only ``get_data``.
+    """
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(limit)
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.body:
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.body:
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(limit)
+                parts.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(timeout or 0.0) from None
     return b"".join(parts)
 
 

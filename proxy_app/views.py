@@ -75,7 +75,7 @@ async def request_content(route: Route, max_body: int) -> Content:
         # Model files are gigabytes: stream them through instead of holding them (admins only).
         return _body_stream() if route.method == "POST" else None
     if route.method in ("POST", "DELETE"):
-        return await read_body(request, max_body)
+        return await read_body(request, max_body, gateway().settings.body_timeout)
     return None
 
 

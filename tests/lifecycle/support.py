@@ -28,14 +28,18 @@ def db_path(env: dict[str, str]) -> Path:
 
 def admin_headers(url: str) -> dict[str, str]:
     """A Bearer access token for the admin JSON API."""
-    response = httpx.post(f"{url}/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=30)
+    response = httpx.post(
+        f"{url}/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=30
+    )
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 def api_key(url: str, admin: dict[str, str], name: str = "lifecycle", priority: int = 2) -> str:
     """A new API key (its secret)."""
-    response = httpx.post(f"{url}/api/admin/apikeys", json={"name": name, "priority": priority}, headers=admin)
+    response = httpx.post(
+        f"{url}/api/admin/apikeys", json={"name": name, "priority": priority}, headers=admin
+    )
     assert response.status_code == 201, response.text
     return response.json()["key"]
 

@@ -1,4 +1,4 @@
-"""Graceful shutdown of the real run command (docs/contract.md §10), for SIGTERM and SIGINT, with and without Redis.
+"""Graceful shutdown of the run command (docs/contract.md §10): SIGTERM and SIGINT, with and without Redis.
 
 Waiting requests get 503 + ``Retry-After`` when shutdown starts (in-band when their headers went
 out), an active stream finishes within ``SHUTDOWN_GRACE``, one still running after it ends with an
@@ -52,7 +52,9 @@ class Stream(threading.Thread):
         self.ended_at: float | None = None
 
     def run(self) -> None:
-        with httpx.stream("POST", f"{self.url}/api/chat", json=chat(True), headers=self.headers, timeout=60) as r:
+        with httpx.stream(
+            "POST", f"{self.url}/api/chat", json=chat(True), headers=self.headers, timeout=60
+        ) as r:
             self.status = r.status_code
             for line in r.iter_lines():
                 if line.strip():
@@ -84,7 +86,9 @@ def start(tmp_path, redis: bool, **overrides) -> tuple[LiveServer, dict[str, str
 
 @pytest.mark.parametrize("redis", [False, True], ids=["local", "redis"])
 @pytest.mark.parametrize("signame", sorted(SIGNALS))
-def test_shutdown_fails_the_waiting_at_once_lets_the_active_stream_finish_and_exits_0(tmp_path, signame, redis):
+def test_shutdown_fails_the_waiting_at_once_lets_the_active_stream_finish_and_exits_0(
+    tmp_path, signame, redis
+):
     server, env = start(tmp_path, redis, shutdown_grace=30)
     try:
         assert "Started the bundled Ollama SIMULATOR" in server.output()
