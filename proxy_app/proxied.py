@@ -266,7 +266,8 @@ class ProxiedRequest:
             client_ip=self.client_ip,
             model=self.model,
             backend=redact_url(self.grant.backend.url) if self.grant is not None else None,
-            stage=self.stage,
+            # A client that left before its request was queued or sent on was still waiting on us.
+            stage=self.stage or ("queued" if self.status is None else None),
             error=self.error,
             queue_wait_ms=self.grant.waited * 1000 if self.grant is not None else None,
             ttfb_ms=self.ttfb_ms,

@@ -1,0 +1,270 @@
+"""Chaos (docs/contract.md §10): client departures and upstream faults leave nothing behind.
+
+Runs N requests (default 10,000) through the real gateway in front of the bundled simulator,
+on 2 slots, from several API keys of different priorities, with ``--concurrency`` at once.
+30 % of the clients leave at a random stage (while queued, before the first byte, mid-stream);
+5 % of the upstream answers fail (``X-Sim-Fault``: ``status=500``, ``drop_headers``,
+``drop_mid``). Afterwards: no slot held and nothing queued (``/api/admin/stats``), no upstream
+connection open (``/metrics``), and after a clean stop exactly one request-log row per request
+with the right status (matched by ``X-Request-ID``; clients that left before any header are
+counted among the 499 rows, every 499 row has its stage).
+
+    .venv/bin/python bench/chaos.py                  # 10,000 requests
+    .venv/bin/python bench/chaos.py --requests 1000  # what the tests run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stack import HOST, prepare_gateway, sim_config, start_gateway, start_simulator
+
+PRIORITIES = (1, 2, 3, 5)  # one API key each: several identities
+LEAVE_SHARE = 0.30
+FAULT_SHARE = 0.05
+FAULTS = ("status=500", "drop_headers", "drop_mid,after=2")
+LEAVE_STAGES = ("queued", "before_first_byte", "mid_stream")
+CLIENT_LEFT = 499
+SETTLE_S = 10.0  # seconds the gateway may take to show an empty queue after the last client
+
+
+@dataclass
+class Outcome:
+    """One request as the client saw it and what its row must say."""
+
+    plan: str  # "ok", a fault, or a leave stage
+    request_id: str | None = None  # from X-Request-ID, when the headers arrived
+    expected: int | None = None  # the row's status
+    # A client that left without reading may have left after the gateway sent everything: then 200.
+    may_have_finished: bool = False
+
+
+@dataclass
+class Report:
+    """What the run found."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    rows: int = 0
+    seconds: float = 0.0
+    statuses: Counter = field(default_factory=Counter)
+
+
+def _plan(rng: random.Random) -> str:
+    roll = rng.random()
+    if roll < LEAVE_SHARE:
+        return rng.choice(LEAVE_STAGES)
+    if roll < LEAVE_SHARE + FAULT_SHARE:
+        return rng.choice(FAULTS)
+    return "ok"
+
+
+async def one_request(client: httpx.AsyncClient, key: str, plan: str, rng: random.Random) -> Outcome:
+    """Send one chat request and behave as ``plan`` says."""
+    outcome = Outcome(plan)
+    stream = plan in ("mid_stream", "drop_mid,after=2") or rng.random() < 0.7
+    headers = {"X-API-Key": key, "X-Sim-Tokens": "4", "X-Sim-Delay": "0.002"}
+    if plan in FAULTS:
+        headers["X-Sim-Fault"] = plan
+    if plan == "before_first_byte":
+        headers["X-Sim-First-Token-Delay"] = "0.5"
+    if plan == "mid_stream":  # long enough that the client really leaves before the end
+        headers.update({"X-Sim-Tokens": "40", "X-Sim-Delay": "0.01"})
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    if plan in ("queued", "before_first_byte"):
+        # Send the whole request on a connection of its own, then leave before any answer.
+        return await _leave_early(client, body, headers, plan, rng)
+    async with client.stream("POST", "/api/chat", json=body, headers=headers) as answer:
+        outcome.request_id = answer.headers.get("X-Request-ID")
+        if plan == "mid_stream":
+            async for _ in answer.aiter_lines():
+                break  # one line, then gone
+            outcome.expected = CLIENT_LEFT
+            return outcome
+        text = (await answer.aread()).decode(errors="replace")
+    broke = answer.status_code == 200 and stream and '"done":true' not in text.replace(" ", "")
+    outcome.expected = 502 if broke else answer.status_code
+    return outcome
+
+
+async def _leave_early(client: httpx.AsyncClient, body: dict, headers: dict, plan: str, rng) -> Outcome:
+    outcome = Outcome(plan, expected=CLIENT_LEFT, may_have_finished=True)
+    url = client.base_url
+    content = json.dumps(body).encode()
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = (
+        f"POST /api/chat HTTP/1.1\r\nHost: {url.host}:{url.port}\r\nContent-Type: application/json\r\n"
+        f"{head}Content-Length: {len(content)}\r\n\r\n"
+    ).encode() + content
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(request)
+    await writer.drain()
+    try:
+        answer = await asyncio.wait_for(
+            reader.readuntil(b"\r\n\r\n"), rng.uniform(0.0, 0.05) if plan == "queued" else 0.25
+        )
+    except TimeoutError:
+        answer = b""
+    if answer:  # headers came first: the client knows its request id and still leaves
+        for line in answer.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "x-request-id":
+                outcome.request_id = value.strip()
+        status = int(answer.split(b" ", 2)[1])
+        outcome.expected = CLIENT_LEFT if status == 200 else status
+    writer.close()
+    return outcome
+
+
+async def drive(url: str, keys: list[str], requests: int, concurrency: int, seed: int) -> list[Outcome]:
+    """Every request, ``concurrency`` at a time."""
+    rng = random.Random(seed)
+    plans = [_plan(rng) for _ in range(requests)]
+    outcomes: list[Outcome] = []
+    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+    for number, plan in enumerate(plans):
+        queue.put_nowait((number, plan))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            number, plan = queue.get_nowait()
+            try:
+                outcomes.append(await one_request(client, keys[number % len(keys)], plan, rng))
+            except httpx.TransportError as exc:
+                outcomes.append(Outcome(plan, expected=None, request_id=f"transport error: {exc!r}"))
+
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return outcomes
+
+
+def gateway_numbers(url: str, admin: dict[str, str]) -> tuple[dict, float]:
+    """``/api/admin/stats`` and the open upstream connections from ``/metrics``."""
+    stats = httpx.get(f"{url}/api/admin/stats", headers=admin, timeout=10).json()
+    metrics = httpx.get(f"{url}/metrics", headers=admin, timeout=10).text
+    line = next(
+        line for line in metrics.splitlines() if line.startswith("seadragon_upstream_open_connections")
+    )
+    return stats, float(line.split()[-1])
+
+
+def check_rows(path: Path, outcomes: list[Outcome], report: Report) -> None:
+    """Exactly one row per request, with the right status."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT request_id, status, stage FROM request_log WHERE endpoint = '/api/chat'"
+        ).fetchall()
+    report.rows = len(rows)
+    report.statuses = Counter(status for _, status, _ in rows)
+    by_id: dict[str, list[tuple[int, str | None]]] = {}
+    for request_id, status, stage in rows:
+        by_id.setdefault(request_id, []).append((status, stage))
+    if len(rows) != len(outcomes):
+        report.problems.append(f"{len(rows)} rows for {len(outcomes)} requests")
+    for request_id, found in by_id.items():
+        if len(found) > 1:
+            report.problems.append(f"{request_id}: {len(found)} rows")
+    unmatched = dict(by_id)
+    for outcome in outcomes:
+        if outcome.request_id is None:
+            continue
+        found = unmatched.pop(outcome.request_id, None)
+        if found is None:
+            report.problems.append(f"{outcome.plan} {outcome.request_id}: no row")
+        elif found[0][0] != outcome.expected and not (outcome.may_have_finished and found[0][0] == 200):
+            report.problems.append(
+                f"{outcome.plan} {outcome.request_id}: row {found[0]}, expected {outcome.expected}"
+            )
+    anonymous = sum(outcome.request_id is None for outcome in outcomes)
+    left = [found[0] for found in unmatched.values()]
+    wrong = [
+        row for row in left if row[0] not in (CLIENT_LEFT, 200) or (row[0] == CLIENT_LEFT and row[1] is None)
+    ]
+    if len(left) != anonymous or wrong:
+        report.problems.append(f"{anonymous} clients left before any header; unmatched rows {Counter(left)}")
+    for status, stage in (found[0] for found in by_id.values()):
+        if status == CLIENT_LEFT and stage is None:
+            report.problems.append("a 499 row without its stage")
+            break
+
+
+def run(workdir: Path, requests: int, concurrency: int, seed: int) -> Report:
+    """The whole chaos run against a fresh gateway and simulator; the report of what held."""
+    report = Report()
+    simulator = start_simulator(workdir, sim_config())
+    try:
+        setup = prepare_gateway(workdir, f"http://{HOST}:{simulator.port}", 2, PRIORITIES)
+        gateway = start_gateway(workdir, setup)
+        url = f"http://{HOST}:{setup.port}"
+        admin = {"Authorization": f"Bearer {setup.admin_token}"}
+        try:
+            started = time.monotonic()
+            report.outcomes = asyncio.run(drive(url, list(setup.keys.values()), requests, concurrency, seed))
+            report.seconds = time.monotonic() - started
+            deadline = time.monotonic() + SETTLE_S
+            while True:
+                stats, open_upstream = gateway_numbers(url, admin)
+                idle = stats["queue_length"] == 0 and stats["active_requests"] == 0 and open_upstream == 0
+                if idle or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            if not idle:
+                report.problems.append(
+                    f"left behind: queue {stats['queue_length']}, active {stats['active_requests']}, "
+                    f"upstream connections {open_upstream}"
+                )
+        finally:
+            gateway.stop()  # SIGTERM: the request log is flushed
+        errors = [outcome for outcome in report.outcomes if outcome.expected is None]
+        if errors:
+            report.problems.append(f"{len(errors)} transport errors, e.g. {errors[0].request_id}")
+        check_rows(
+            Path(setup.env["SEADRAGON_DATABASE_URL"].removeprefix("sqlite:///")), report.outcomes, report
+        )
+    finally:
+        simulator.stop()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run, print the figures and every problem; exit 1 if anything was left behind or mislogged."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="seadragon-chaos-") as tmp:
+        report = run(Path(tmp), args.requests, args.concurrency, args.seed)
+    plans = Counter(outcome.plan for outcome in report.outcomes)
+    print(f"{len(report.outcomes)} requests in {report.seconds:.1f} s; plans: {dict(plans)}")
+    print(f"{report.rows} request-log rows; statuses: {dict(sorted(report.statuses.items()))}")
+    for problem in report.problems[:30]:
+        print(f"PROBLEM: {problem}")
+    print(
+        "OK: nothing left behind, one row per request"
+        if not report.problems
+        else f"{len(report.problems)} problems"
+    )
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
