@@ -11,6 +11,7 @@ counted among the 499 rows, every 499 row has its stage).
 
     .venv/bin/python bench/chaos.py                  # 10,000 requests
     .venv/bin/python bench/chaos.py --requests 1000  # what the tests run
+    .venv/bin/python bench/chaos.py --redis redis://127.0.0.1:6379/11   # two instances, one kill -9ed
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
+import signal
 import sqlite3
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +36,8 @@ import httpx
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import HOST, prepare_gateway, sim_config, start_gateway, start_simulator
+from bench.procs import Service, free_port
+from bench.stack import HOST, GatewaySetup, prepare_gateway, sim_config, start_gateway, start_simulator
 
 PRIORITIES = (1, 2, 3, 5)  # one API key each: several identities
 LEAVE_SHARE = 0.30
@@ -41,6 +46,7 @@ FAULTS = ("status=500", "drop_headers", "drop_mid,after=2")
 LEAVE_STAGES = ("queued", "before_first_byte", "mid_stream")
 CLIENT_LEFT = 499
 SETTLE_S = 10.0  # seconds the gateway may take to show an empty queue after the last client
+LEASE_S = 15.0  # a killed instance's slots are freed when their Redis lease runs out
 
 
 @dataclass
@@ -52,6 +58,7 @@ class Outcome:
     expected: int | None = None  # the row's status
     # A client that left without reading may have left after the gateway sent everything: then 200.
     may_have_finished: bool = False
+    instance: int = 0  # which gateway it went to (with --redis, 0 is the one killed mid-run)
 
 
 @dataclass
@@ -63,6 +70,7 @@ class Report:
     rows: int = 0
     seconds: float = 0.0
     statuses: Counter = field(default_factory=Counter)
+    killed_rows: int = 0
 
 
 def _plan(rng: random.Random) -> str:
@@ -112,14 +120,17 @@ async def _leave_early(client: httpx.AsyncClient, body: dict, headers: dict, pla
         f"{head}Content-Length: {len(content)}\r\n\r\n"
     ).encode() + content
     reader, writer = await asyncio.open_connection(url.host, url.port)
-    writer.write(request)
-    await writer.drain()
     try:
-        answer = await asyncio.wait_for(
-            reader.readuntil(b"\r\n\r\n"), rng.uniform(0.0, 0.05) if plan == "queued" else 0.25
-        )
+        writer.write(request)
+        await writer.drain()
+        wait = rng.uniform(0.0, 0.05) if plan == "queued" else 0.25
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait)
     except TimeoutError:
         answer = b""
+    except asyncio.IncompleteReadError:
+        raise ConnectionResetError("the gateway closed the connection without an answer") from None
+    finally:
+        writer.close()
     if answer:  # headers came first: the client knows its request id and still leaves
         for line in answer.decode("latin-1").split("\r\n"):
             name, _, value = line.partition(":")
@@ -127,12 +138,13 @@ async def _leave_early(client: httpx.AsyncClient, body: dict, headers: dict, pla
                 outcome.request_id = value.strip()
         status = int(answer.split(b" ", 2)[1])
         outcome.expected = CLIENT_LEFT if status == 200 else status
-    writer.close()
     return outcome
 
 
-async def drive(url: str, keys: list[str], requests: int, concurrency: int, seed: int) -> list[Outcome]:
-    """Every request, ``concurrency`` at a time."""
+async def drive(
+    urls: list[str], keys: list[str], requests: int, concurrency: int, seed: int, kill: Callable | None = None
+) -> list[Outcome]:
+    """Every request, ``concurrency`` at a time, spread over ``urls``; ``kill()`` once half are done."""
     rng = random.Random(seed)
     plans = [_plan(rng) for _ in range(requests)]
     outcomes: list[Outcome] = []
@@ -141,16 +153,27 @@ async def drive(url: str, keys: list[str], requests: int, concurrency: int, seed
         queue.put_nowait((number, plan))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(clients: list[httpx.AsyncClient]) -> None:
+        nonlocal kill
         while not queue.empty():
             number, plan = queue.get_nowait()
+            instance = number % len(clients)
             try:
-                outcomes.append(await one_request(client, keys[number % len(keys)], plan, rng))
-            except httpx.TransportError as exc:
-                outcomes.append(Outcome(plan, expected=None, request_id=f"transport error: {exc!r}"))
+                outcome = await one_request(clients[instance], keys[number % len(keys)], plan, rng)
+            except (httpx.TransportError, OSError) as exc:
+                outcome = Outcome(plan, expected=None, request_id=f"transport error: {exc!r}")
+            outcome.instance = instance
+            outcomes.append(outcome)
+            if kill is not None and len(outcomes) >= requests // 2:
+                kill, killing = None, kill
+                killing()
 
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    clients = [httpx.AsyncClient(base_url=url, timeout=60, limits=limits) for url in urls]
+    try:
+        await asyncio.gather(*(worker(clients) for _ in range(concurrency)))
+    finally:
+        for client in clients:
+            await client.aclose()
     return outcomes
 
 
@@ -204,42 +227,99 @@ def check_rows(path: Path, outcomes: list[Outcome], report: Report) -> None:
             break
 
 
-def run(workdir: Path, requests: int, concurrency: int, seed: int) -> Report:
-    """The whole chaos run against a fresh gateway and simulator; the report of what held."""
+def _settle(url: str, admin: dict[str, str], within: float, report: Report) -> None:
+    """Wait until nothing is queued, held or open upstream; a problem if that takes over ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        stats, open_upstream = gateway_numbers(url, admin)
+        if stats["queue_length"] == 0 and stats["active_requests"] == 0 and open_upstream == 0:
+            return
+        if time.monotonic() > deadline:
+            report.problems.append(
+                f"left behind: queue {stats['queue_length']}, active {stats['active_requests']}, "
+                f"upstream connections {open_upstream}"
+            )
+            return
+        time.sleep(0.2)
+
+
+def _db(setup: GatewaySetup) -> Path:
+    return Path(setup.env["SEADRAGON_DATABASE_URL"].removeprefix("sqlite:///"))
+
+
+def _twin(workdir: Path, setup: GatewaySetup) -> GatewaySetup:
+    """A second instance with a copy of the first's database (same keys), its own port and request log."""
+    port = free_port()
+    instance = workdir / f"gateway-{port}"
+    instance.mkdir(parents=True)
+    shutil.copy(_db(setup), instance / "seadragon.db")
+    env = {
+        **setup.env,
+        "SEADRAGON_PORT": str(port),
+        "SEADRAGON_INSTANCE_DIR": str(instance),
+        "SEADRAGON_DATABASE_URL": f"sqlite:///{instance / 'seadragon.db'}",
+    }
+    return GatewaySetup(env=env, port=port, keys=setup.keys, admin_token=setup.admin_token)
+
+
+def run(workdir: Path, requests: int, concurrency: int, seed: int, redis_url: str | None = None) -> Report:
+    """The whole chaos run against fresh gateways and a simulator; the report of what held.
+
+    With ``redis_url``: two instances on that Redis (each its own request log), and the first
+    is killed with SIGKILL halfway; the survivor must account for all of its requests and
+    the shared queue must come back empty within the lease.
+    """
     report = Report()
     simulator = start_simulator(workdir, sim_config())
+    gateways: list[Service] = []
     try:
         setup = prepare_gateway(workdir, f"http://{HOST}:{simulator.port}", 2, PRIORITIES)
-        gateway = start_gateway(workdir, setup)
-        url = f"http://{HOST}:{setup.port}"
+        setups = [setup]
+        if redis_url:
+            setup.env["SEADRAGON_REDIS_URL"] = redis_url
+            setups.append(_twin(workdir, setup))
+        gateways = [start_gateway(workdir, each) for each in setups]
+        urls = [f"http://{HOST}:{each.port}" for each in setups]
         admin = {"Authorization": f"Bearer {setup.admin_token}"}
-        try:
-            started = time.monotonic()
-            report.outcomes = asyncio.run(drive(url, list(setup.keys.values()), requests, concurrency, seed))
-            report.seconds = time.monotonic() - started
-            deadline = time.monotonic() + SETTLE_S
-            while True:
-                stats, open_upstream = gateway_numbers(url, admin)
-                idle = stats["queue_length"] == 0 and stats["active_requests"] == 0 and open_upstream == 0
-                if idle or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            if not idle:
-                report.problems.append(
-                    f"left behind: queue {stats['queue_length']}, active {stats['active_requests']}, "
-                    f"upstream connections {open_upstream}"
-                )
-        finally:
-            gateway.stop()  # SIGTERM: the request log is flushed
-        errors = [outcome for outcome in report.outcomes if outcome.expected is None]
+        kill = None
+        if redis_url:
+
+            def kill() -> None:
+                assert gateways[0].process is not None
+                gateways[0].process.send_signal(signal.SIGKILL)
+
+        started = time.monotonic()
+        keys = list(setup.keys.values())
+        report.outcomes = asyncio.run(drive(urls, keys, requests, concurrency, seed, kill))
+        report.seconds = time.monotonic() - started
+        _settle(urls[-1], admin, LEASE_S + SETTLE_S if redis_url else SETTLE_S, report)
+        for gateway in gateways:
+            gateway.stop()  # SIGTERM: the request log is flushed (the killed one is gone already)
+        survivors = [outcome for outcome in report.outcomes if outcome.instance == len(setups) - 1]
+        errors = [outcome for outcome in survivors if outcome.expected is None]
         if errors:
             report.problems.append(f"{len(errors)} transport errors, e.g. {errors[0].request_id}")
-        check_rows(
-            Path(setup.env["SEADRAGON_DATABASE_URL"].removeprefix("sqlite:///")), report.outcomes, report
-        )
+        check_rows(_db(setups[-1]), survivors, report)
+        if redis_url:
+            check_killed(_db(setups[0]), [o for o in report.outcomes if o.instance == 0], report)
     finally:
+        for gateway in gateways:
+            gateway.stop()
         simulator.stop()
     return report
+
+
+def check_killed(path: Path, outcomes: list[Outcome], report: Report) -> None:
+    """The killed instance: at most one row per request (rows not yet written died with it)."""
+    with sqlite3.connect(path) as conn:
+        ids = [
+            row[0] for row in conn.execute("SELECT request_id FROM request_log WHERE endpoint = '/api/chat'")
+        ]
+    report.killed_rows = len(ids)
+    if len(ids) != len(set(ids)) or len(ids) > len(outcomes):
+        report.problems.append(
+            f"killed instance: {len(ids)} rows ({len(set(ids))} distinct) for {len(outcomes)}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,12 +330,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=48)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--redis", help="two instances on this Redis URL, one killed (SIGKILL) halfway")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="seadragon-chaos-") as tmp:
-        report = run(Path(tmp), args.requests, args.concurrency, args.seed)
+        report = run(Path(tmp), args.requests, args.concurrency, args.seed, args.redis)
     plans = Counter(outcome.plan for outcome in report.outcomes)
     print(f"{len(report.outcomes)} requests in {report.seconds:.1f} s; plans: {dict(plans)}")
     print(f"{report.rows} request-log rows; statuses: {dict(sorted(report.statuses.items()))}")
+    if args.redis:
+        killed = sum(outcome.instance == 0 for outcome in report.outcomes)
+        print(
+            f"killed instance: {killed} requests sent to it, {report.killed_rows} rows written before SIGKILL"
+        )
     for problem in report.problems[:30]:
         print(f"PROBLEM: {problem}")
     print(
