@@ -92,7 +92,7 @@ async def one_request(client: httpx.AsyncClient, key: str, plan: str, rng: rando
     if plan == "before_first_byte":
         headers["X-Sim-First-Token-Delay"] = "0.5"
     if plan == "mid_stream":  # long enough that the client really leaves before the end
-        headers.update({"X-Sim-Tokens": "40", "X-Sim-Delay": "0.01"})
+        headers.update({"X-Sim-Tokens": "200", "X-Sim-Delay": "0.01"})
     body = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
     if plan in ("queued", "before_first_byte"):
         # Send the whole request on a connection of its own, then leave before any answer.

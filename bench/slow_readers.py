@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.procs import rss_mib
-from bench.stack import HOST, prepare_gateway, sim_config, start_gateway, start_simulator
+from bench.stack import HOST, gateway_on_simulator
 
 PER_READER_BOUND_MIB = 1.0
 TOKENS = 50_000  # about 6.5 MiB of NDJSON per stream: more than the kernel buffers on both sides
@@ -63,36 +63,27 @@ async def slow_reader(port: int, key: str, stop: asyncio.Event, started: list[in
 
 def measure(workdir: Path, readers: int, seconds: float) -> tuple[float, float, int]:
     """Idle and peak gateway RSS (MiB) while ``readers`` slow readers hold streams; how many started."""
-    simulator = start_simulator(workdir, sim_config())
-    try:
-        setup = prepare_gateway(workdir, f"http://{HOST}:{simulator.port}", readers, (2,))
-        gateway = start_gateway(workdir, setup)
-        try:
-            baseline = rss_mib(gateway.pid)
-            peak = baseline
-            started: list[int] = []
+    with gateway_on_simulator(workdir, readers, (2,)) as (setup, gateway):
+        baseline = rss_mib(gateway.pid)
+        peak = baseline
+        started: list[int] = []
 
-            async def run() -> float:
-                nonlocal peak
-                stop = asyncio.Event()
-                tasks = [
-                    asyncio.ensure_future(slow_reader(setup.port, setup.keys[2], stop, started))
-                    for _ in range(readers)
-                ]
-                deadline = time.monotonic() + seconds
-                while time.monotonic() < deadline:
-                    peak = max(peak, rss_mib(gateway.pid))
-                    await asyncio.sleep(0.2)
-                stop.set()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                return peak
+        async def run() -> None:
+            nonlocal peak
+            stop = asyncio.Event()
+            key = setup.keys[2]
+            tasks = [
+                asyncio.ensure_future(slow_reader(setup.port, key, stop, started)) for _ in range(readers)
+            ]
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                peak = max(peak, rss_mib(gateway.pid))
+                await asyncio.sleep(0.2)
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-            asyncio.run(run())
-            return baseline, peak, len(started)
-        finally:
-            gateway.stop()
-    finally:
-        simulator.stop()
+        asyncio.run(run())
+        return baseline, peak, len(started)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.procs import rss_mib
-from bench.stack import HOST, prepare_gateway, sim_config, start_gateway, start_simulator
+from bench.stack import HOST, gateway_on_simulator
 
 SLOTS = 2
 TOKENS = 10
@@ -91,45 +91,29 @@ async def load(url: str, keys: list[str], rate: float, until: float, counts: dic
 
 def soak(workdir: Path, minutes: float, interval: float, share: float) -> list[Sample]:
     """Run the load for ``minutes`` and sample every ``interval`` seconds."""
-    simulator = start_simulator(workdir, sim_config())
-    try:
-        setup = prepare_gateway(workdir, f"http://{HOST}:{simulator.port}", SLOTS, (1, 2, 3))
-        gateway = start_gateway(workdir, setup)
-        try:
-            counts = {"served": 0, "failed": 0}
-            started = time.monotonic()
-            until = started + minutes * 60
-            samples: list[Sample] = []
+    with gateway_on_simulator(workdir, SLOTS, (1, 2, 3)) as (setup, gateway):
+        counts = {"served": 0, "failed": 0}
+        started = time.monotonic()
+        until = started + minutes * 60
+        samples: list[Sample] = []
 
-            def sample() -> None:
-                samples.append(
-                    Sample(
-                        time.monotonic() - started,
-                        rss_mib(gateway.pid),
-                        open_fds(gateway.pid),
-                        counts["served"],
-                        counts["failed"],
-                    )
-                )
+        def sample() -> None:
+            at = time.monotonic() - started
+            rss, fds = rss_mib(gateway.pid), open_fds(gateway.pid)
+            samples.append(Sample(at, rss, fds, counts["served"], counts["failed"]))
 
-            async def run() -> None:
-                rate = share * SLOTS / HOLD_S
-                loader = asyncio.ensure_future(
-                    load(setup_url, list(setup.keys.values()), rate, until, counts)
-                )
+        async def run() -> None:
+            url = f"http://{HOST}:{setup.port}"
+            rate = share * SLOTS / HOLD_S
+            loader = asyncio.ensure_future(load(url, list(setup.keys.values()), rate, until, counts))
+            sample()
+            while not loader.done():
+                await asyncio.wait({loader}, timeout=interval)
                 sample()
-                while not loader.done():
-                    await asyncio.wait({loader}, timeout=interval)
-                    sample()
-                await loader
+            await loader
 
-            setup_url = f"http://{HOST}:{setup.port}"
-            asyncio.run(run())
-            return samples
-        finally:
-            gateway.stop()
-    finally:
-        simulator.stop()
+        asyncio.run(run())
+        return samples
 
 
 def main(argv: list[str] | None = None) -> int:

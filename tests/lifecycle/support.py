@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.procs import process_tree
 from tests.conftest import settings_env
 from tests.live import LiveServer
 
@@ -62,19 +62,8 @@ def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:
 
 
 def children(pid: int) -> list[int]:
-    """The ids of the processes whose parent is ``pid`` (from /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # The command name (field 2) may hold spaces; the parent id follows the closing parenthesis.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry))
-    return found
+    """The ids of the processes ``pid`` started, and theirs."""
+    return process_tree(pid)[1:]
 
 
 def alive(pid: int) -> bool:
