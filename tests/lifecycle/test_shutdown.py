@@ -104,6 +104,7 @@ def test_shutdown_fails_the_waiting_at_once_lets_the_active_stream_finish_and_ex
         waiting_whole.start()
         waiting_stream.start()
         assert wait_until(lambda: stats(server.url, admin)["queue_length"] == 2, 30)
+        assert wait_until(lambda: waiting_stream.status == 200, 30)  # its headers went out while queued
 
         signalled = time.monotonic()
         status = signal_and_wait(server, SIGNALS[signame])
