@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -147,3 +148,20 @@ def start_gateway(workdir: Path, setup: GatewaySetup) -> Service:
         log_path=workdir / f"gateway-{setup.port}.log",
     )
     return service.start(f"http://{HOST}:{setup.port}/")
+
+
+@contextlib.contextmanager
+def gateway_on_simulator(
+    workdir: Path, slots: int, priorities: Sequence[int]
+) -> Iterator[tuple[GatewaySetup, Service]]:
+    """A simulator and the gateway in front of it with ``slots`` slots; both stopped afterwards."""
+    simulator = start_simulator(workdir, sim_config())
+    try:
+        setup = prepare_gateway(workdir, f"http://{HOST}:{simulator.port}", slots, priorities)
+        gateway = start_gateway(workdir, setup)
+        try:
+            yield setup, gateway
+        finally:
+            gateway.stop()
+    finally:
+        simulator.stop()

@@ -24,6 +24,7 @@ from collections.abc import Callable, MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from common.dispatch import begin_shutdown_of
 from common.network import IPNetwork, resolve_client_ip
 
 _PLAIN = re.compile(r"[!#-~]+")  # printable ASCII without space or double quote
@@ -126,6 +127,10 @@ class AccessLogMiddleware:
         self.log = log
         self.skip = skip
         self.trusted_proxies = trusted_proxies
+
+    async def begin_shutdown(self) -> None:
+        """Shutdown starts: pass it on (the gateway fails its waiting requests)."""
+        await begin_shutdown_of(self.app)
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or not self.log.enabled or self.skip(scope["path"]):

@@ -26,6 +26,11 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # docs/contract.md §10: under WAL, NORMAL commits into the WAL without an fsync per
+    # transaction: a process kill (kill -9) loses nothing committed (the OS has the pages;
+    # bench/crash.py: 20 rounds), a power loss may lose the last transactions but never
+    # corrupts. Measured on this project's disk (400 one-row commits): NORMAL median 0.014 ms,
+    # p99 0.08 ms; FULL median 4.5 ms, p99 16 ms — 300x slower for power-loss durability only.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 

@@ -38,8 +38,19 @@ class PathDispatch:
         self.gateway = gateway
         self.admin = admin
 
+    async def begin_shutdown(self) -> None:
+        """Shutdown starts: pass it on to the gateway (the admin app has nothing in flight to fail)."""
+        await begin_shutdown_of(self.gateway)
+
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http" and is_admin_path(scope["path"]):
             await self.admin(scope, receive, send)
         else:
             await self.gateway(scope, receive, send)
+
+
+async def begin_shutdown_of(app: Any) -> None:
+    """Tell ``app`` that shutdown starts, if it wants to know (wrappers pass it on to what they wrap)."""
+    begin = getattr(app, "begin_shutdown", None)
+    if begin is not None:
+        await begin()

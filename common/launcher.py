@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from common.serving import die_with_parent, run_gracefully, stop_child
 from common.settings import ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,9 +77,10 @@ def start_simulator() -> str:
     """Start the bundled Ollama simulator as a child process; return its URL."""
     port = _free_port(SIMULATOR_PORT)
     process = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port)]
+        [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port)],
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, no locks: safe before exec
     )
-    atexit.register(process.terminate)
+    atexit.register(stop_child, process)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
     while not _answers(url):
@@ -90,8 +92,6 @@ def start_simulator() -> str:
 
 def launch(build_app: Callable[[Settings], object]) -> None:
     """Prepare everything and serve the app until interrupted."""
-    import uvicorn
-
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -125,15 +125,15 @@ def launch(build_app: Callable[[Settings], object]) -> None:
         f"(admin panel at /admin/, Ollama API at /api/, OpenAI API at /v1/)",
         flush=True,
     )
-    uvicorn.run(
+    run_gracefully(
         app,
+        grace=settings.shutdown_grace,  # docs/contract.md §10
         host=settings.host,
         port=settings.port,
         proxy_headers=False,  # client IPs are resolved by common.network with TRUSTED_PROXIES
         server_header=False,
         log_level="info",
         access_log=False,
-        timeout_graceful_shutdown=30,
         http=protocol,
         timeout_keep_alive=settings.keepalive_timeout,
     )

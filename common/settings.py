@@ -63,6 +63,7 @@ class Settings:
     first_byte_timeout: float = 300.0
     idle_timeout: float = 120.0
     max_body: int = 16 * 1024 * 1024
+    body_timeout: float = 60.0  # seconds a request body may take to arrive whole (then 408)
     early_headers: bool = True
     metrics_token: str | None = field(default=None, repr=False)
     admin_user: str = "admin"
@@ -115,6 +116,7 @@ class Settings:
             first_byte_timeout=env.float("FIRST_BYTE_TIMEOUT", 300.0, minimum=0.001),
             idle_timeout=env.float("IDLE_TIMEOUT", 120.0, minimum=0.001),
             max_body=env.size("MAX_BODY", 16 * 1024 * 1024),
+            body_timeout=env.float("BODY_TIMEOUT", 60.0, minimum=0.001),
             early_headers=env.bool("EARLY_HEADERS", True),
             metrics_token=env.str("METRICS_TOKEN", "") or None,
             admin_user=env.str("ADMIN_USER", "admin") or "admin",

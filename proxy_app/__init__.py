@@ -15,6 +15,14 @@ from proxy_app.identity_cache import REFRESH_INTERVAL
 from proxy_app.log_retention import PRUNE_INTERVAL
 
 
+class GatewayApp(Quart):
+    """The Quart app of the gateway, told by the launcher when shutdown starts."""
+
+    async def begin_shutdown(self) -> None:
+        """Fail waiting requests and start the streams' grace (docs/contract.md §10)."""
+        await gateway_module.begin_shutdown(self)
+
+
 def create_app(
     test_config: dict | None = None,
     *,
@@ -27,7 +35,7 @@ def create_app(
     ``SEADRAGON_HEALTH_INTERVAL`` and ``SEADRAGON_PRUNE_INTERVAL`` (seconds) besides Quart's own keys.
     """
     settings = settings or Settings.from_env()
-    app = Quart(__name__)
+    app = GatewayApp(__name__)
     app.config.from_mapping(
         SEADRAGON=settings,
         # Bodies are limited by the views themselves (MAX_BODY), so that an

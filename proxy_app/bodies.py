@@ -17,7 +17,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 from common.jsondepth import loads_limited
 from common.routes import Body
 from proxy_app.decompress import BodyTooLarge, UnsupportedEncoding, body_encoding, decompress
-from proxy_app.errors import BadRequest
+from proxy_app.errors import BadRequest, ProxyError
 from proxy_app.routes import Route
 
 MODEL_FIELD_LIMIT = 1024  # bytes of a multipart ``model`` field kept
@@ -26,18 +26,34 @@ MODEL_FIELD_LIMIT = 1024  # bytes of a multipart ``model`` field kept
 Content = bytes | AsyncIterable[bytes] | None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, decompressed if sent with gzip/zstd; 413 as soon as it passes ``limit`` bytes."""
+class BodyTimeout(ProxyError):
+    """The body did not arrive whole within ``BODY_TIMEOUT`` (408; the connection is closed)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(408, f"request body not received within {timeout:g} s", {"Connection": "close"})
+
+
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
+    """The whole body, decompressed if sent with gzip/zstd: 413 past ``limit``, 408 past ``timeout`` s.
+
+    A slow sender holds no slot and no queue place meanwhile (nothing queues
+    before the body is whole), and no connection past ``timeout``
+    (docs/contract.md §10); Quart's own body timeout covers only ``get_data``.
+    """
     encoding = body_encoding(request.headers.get("Content-Encoding"))
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(limit)
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.body:
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.body:
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(limit)
+                parts.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(timeout or 0.0) from None
     body = b"".join(parts)
     if not encoding:
         return body
@@ -45,7 +61,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return await asyncio.to_thread(decompress, body, encoding, limit)
 
 
-async def read_request_body(route: Route, request: Request, limit: int) -> Content:
+async def read_request_body(
+    route: Route, request: Request, limit: int, timeout: float | None = None
+) -> Content:
     """What goes upstream for ``route``: nothing, the body whole (decompressed), or a blob streamed."""
     if route.body is Body.NONE:
         return None
@@ -54,7 +72,7 @@ async def read_request_body(route: Route, request: Request, limit: int) -> Conte
         if body_encoding(request.headers.get("Content-Encoding")):
             raise UnsupportedEncoding(request.headers["Content-Encoding"])
         return _raw_stream(request)
-    return await read_body(request, limit)
+    return await read_body(request, limit, timeout)
 
 
 def request_fields(route: Route, content: Content, headers: Iterable[tuple[str, str]]) -> dict:

@@ -26,6 +26,7 @@ from common.sources import ClassificationError, Identity
 from proxy_app.access_line import write_access_line
 from proxy_app.backends import BackendPool, BackendState
 from proxy_app.classify import Principal, identify
+from proxy_app.errors import DEFAULT_RETRY_AFTER, Unavailable
 from proxy_app.identity_cache import REFRESH_INTERVAL, IdentityCache, Snapshot
 from proxy_app.live_stats import LiveStats
 from proxy_app.log_retention import PRUNE_INTERVAL, prune_periodically
@@ -33,7 +34,7 @@ from proxy_app.metrics import Metrics
 from proxy_app.policy_gate import PolicyGate, make_limits
 from proxy_app.refusal_log import RefusalLog
 from proxy_app.request_log import RequestLogWriter, RequestRecord
-from proxy_app.scheduler import LocalScheduler, Revoked, Scheduler
+from proxy_app.scheduler import LocalScheduler, Revoked, Scheduler, SchedulerError
 from proxy_app.upstream import Upstream, make_client, make_transport
 
 log = logging.getLogger("seadragon.gateway")
@@ -41,6 +42,7 @@ log = logging.getLogger("seadragon.gateway")
 EXTENSION = "seadragon_gateway"
 CLEANUP_KEY = "seadragon.cleanup"
 HEALTH_INTERVAL = 5.0  # seconds between backend health checks
+SHUTTING_DOWN = "the gateway is shutting down"
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ class Gateway:
         self.cache = cache
         self.redis = redis  # only with SEADRAGON_REDIS_URL (scale-out)
         self.live = LiveStats()
+        # docs/contract.md §10: set when shutdown starts; new generations are refused from then on.
+        self.draining = False
+        self._grace: asyncio.TimerHandle | None = None
         self.metrics = Metrics(self.stats_snapshot, writer, upstream.open_connections)
         self.refusals = RefusalLog(writer, max_ips=settings.refusal_log_max_ips)
         self.access_log = AccessLog(settings.access_log)
@@ -125,8 +130,32 @@ class Gateway:
         await gateway.policies.start()
         return gateway
 
+    def begin_shutdown(self) -> None:
+        """Shutdown starts (docs/contract.md §10): waiting requests get 503 now, streams get the grace.
+
+        New generations are refused with 503; whatever is still relayed after
+        ``SHUTDOWN_GRACE`` seconds ends with an in-band error (or a 503 if its
+        headers have not gone out).
+        """
+        if self.draining:
+            return
+        self.draining = True
+        for ticket in self.scheduler.waiting():
+            self.scheduler.cancel(
+                ticket.request_id, SchedulerError(SHUTTING_DOWN, retry_after=DEFAULT_RETRY_AFTER)
+            )
+        loop = asyncio.get_running_loop()
+        self._grace = loop.call_later(self.settings.shutdown_grace, self._end_streams)
+
+    def _end_streams(self) -> None:
+        ended = self.upstream.abort_all(Unavailable(SHUTTING_DOWN))
+        if ended:
+            log.warning("shutdown grace over: ended %d request(s) still being relayed", ended)
+
     async def close(self) -> None:
         """Fail the waiting, stop the loops, flush the log and usage, close the clients."""
+        if self._grace is not None:
+            self._grace.cancel()
         self._sampler.cancel()
         self._pruner.cancel()
         await asyncio.gather(self._sampler, self._pruner, return_exceptions=True)
@@ -243,6 +272,13 @@ class CleanupMiddleware:
                     await closer()
                 except Exception:
                     log.exception("cleaning up a request failed")
+
+
+async def begin_shutdown(app: Quart) -> None:
+    """Tell the app's gateway that shutdown starts (the launcher calls this on SIGTERM/SIGINT)."""
+    gw = app.extensions.get(EXTENSION)
+    if gw is not None:
+        gw.begin_shutdown()
 
 
 def install(app: Quart, options: GatewayOptions) -> None:

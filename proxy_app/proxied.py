@@ -49,8 +49,8 @@ from proxy_app.bodies import Content, model_of, request_fields
 from proxy_app.classify import Principal
 from proxy_app.cloud_lane import serve_cloud
 from proxy_app.cloud_policy import admin_or_whitelisted, check_cloud_access, is_cloud_model
-from proxy_app.errors import KNOWN_ERRORS, Forbidden, ProxyError, as_proxy_error
-from proxy_app.gateway import Gateway
+from proxy_app.errors import KNOWN_ERRORS, Forbidden, ProxyError, Unavailable, as_proxy_error
+from proxy_app.gateway import SHUTTING_DOWN, Gateway
 from proxy_app.queued import serve_queued
 from proxy_app.request_log import RequestRecord
 from proxy_app.routes import Lane, Route
@@ -164,6 +164,8 @@ class ProxiedRequest:
             raise RuntimeError("ProxiedRequest.admit() first")
         self.model = model
         self.stage = "queued"
+        if self.gw.draining:  # docs/contract.md §10: nothing new queues once shutdown started
+            raise self.fail(Unavailable(SHUTTING_DOWN))
         ticket = Ticket(
             self.request_id,
             identity.priority,
@@ -300,7 +302,8 @@ class ProxiedRequest:
             client_ip=self.client_ip,
             model=self.model,
             backend=redact_url(backend) if backend is not None else None,
-            stage=self.stage,
+            # A client that left before its request was queued or sent on was still waiting on us.
+            stage=self.stage or ("queued" if self.status is None else None),
             error=self.error,
             queue_wait_ms=self.grant.waited * 1000 if self.grant is not None else None,
             ttfb_ms=self.ttfb_ms,

@@ -124,14 +124,18 @@ class Upstream:
         self._timeout = upstream_timeout(settings).as_dict()
         self.settings = settings
         self.on_connect_error = on_connect_error
-        self._open = 0
+        self._exchanges: set[Exchange] = set()
 
     def open_connections(self) -> int:
         """Responses from Ollama being relayed right now (for /metrics)."""
-        return self._open
+        return len(self._exchanges)
 
-    def _closed(self) -> None:
-        self._open -= 1
+    def abort_all(self, error: ProxyError) -> int:
+        """End every exchange being relayed with ``error`` (shutdown past its grace); how many."""
+        exchanges = list(self._exchanges)
+        for exchange in exchanges:
+            exchange.abort(error)
+        return len(exchanges)
 
     async def open(
         self,
@@ -163,8 +167,9 @@ class Upstream:
             raise BadGateway("cannot connect to Ollama") from None
         except httpx.TransportError as exc:
             raise BadGateway(f"Ollama failed before answering ({type(exc).__name__})") from None
-        self._open += 1
-        return Exchange(response, self.settings.idle_timeout, self._closed)
+        exchange = Exchange(response, self.settings.idle_timeout, self._exchanges.discard)
+        self._exchanges.add(exchange)
+        return exchange
 
 
 class Exchange:
@@ -174,13 +179,22 @@ class Exchange:
         self,
         response: httpx.Response,
         idle_timeout: float,
-        on_close: Callable[[], None] | None = None,
+        on_close: Callable[[Exchange], None] | None = None,
     ) -> None:
         self.response = response
         self._on_close = on_close
         self.idle_timeout = idle_timeout
         self.failure: ProxyError | None = None  # set when a stream broke after its first byte
         self._chunks = _raw_chunks(response)
+        self._aborted: ProxyError | None = None
+        self._waiting: asyncio.Timeout | None = None  # the idle timer of the read in progress
+
+    def abort(self, error: ProxyError) -> None:
+        """End the relay now with ``error`` (in-band if streaming): the read in progress stops at once."""
+        self._aborted = error
+        if self._waiting is not None:
+            # Firing the read's own timer costs nothing per chunk, unlike racing every read.
+            self._waiting.reschedule(asyncio.get_running_loop().time())
 
     @property
     def status_code(self) -> int:
@@ -193,15 +207,21 @@ class Exchange:
         return self.response.headers.get("content-type", "").startswith("text/event-stream")
 
     async def _next(self) -> bytes | None:
+        if self._aborted is not None:
+            raise self._aborted
         try:
-            async with asyncio.timeout(self.idle_timeout):
+            async with asyncio.timeout(self.idle_timeout) as self._waiting:
                 return await anext(self._chunks)
         except StopAsyncIteration:
             return None
         except TimeoutError:
+            if self._aborted is not None:
+                raise self._aborted from None
             raise GatewayTimeout(f"Ollama went silent for {self.idle_timeout:g} s mid-response") from None
         except httpx.TransportError as exc:
             raise BadGateway(f"Ollama dropped the connection mid-response ({type(exc).__name__})") from None
+        finally:
+            self._waiting = None
 
     async def read(self, limit: int | None = None) -> bytes:
         """The whole body (or its first ``limit`` bytes); :class:`ProxyError` if it breaks."""
@@ -256,5 +276,5 @@ class Exchange:
             await self._chunks.aclose()
         finally:
             if on_close is not None:
-                on_close()
+                on_close(self)
             await self.response.aclose()

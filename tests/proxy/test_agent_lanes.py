@@ -62,7 +62,8 @@ def test_account_endpoints_are_refused_to_a_key_holder(agents, sim, method, path
     response = call(server, method, path, body, **{"X-API-Key": key})
     assert response.status_code == 403
     assert "ollama.com account" in response.json()["error"]
-    assert not [entry for entry in sim.entries() if entry["path"] not in ("/api/tags", "/api/ps")]  # health checks
+    health_checks = ("/api/tags", "/api/ps")
+    assert not [entry for entry in sim.entries() if entry["path"] not in health_checks]
 
 
 def test_account_endpoints_serve_a_whitelisted_ip_without_queueing(whitelisted_agents, sim):

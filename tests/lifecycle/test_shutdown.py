@@ -1,0 +1,157 @@
+"""Graceful shutdown of the run command (docs/contract.md §10): SIGTERM and SIGINT, with and without Redis.
+
+Waiting requests get 503 + ``Retry-After`` when shutdown starts (in-band when their headers went
+out), an active stream finishes within ``SHUTDOWN_GRACE``, one still running after it ends with an
+in-band error, the request log is flushed, the bundled simulator child stops, the exit status is 0.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import fresh_redis_url
+from tests.lifecycle.support import (
+    SIGNALS,
+    admin_headers,
+    alive,
+    api_key,
+    children,
+    db_path,
+    gateway_env,
+    log_rows,
+    signal_and_wait,
+    stats,
+    wait_until,
+)
+from tests.live import LiveServer
+
+pytestmark = pytest.mark.timeout(180)
+
+REDIS_DB = 9
+
+
+def chat(stream: bool) -> dict:
+    return {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+
+
+class Stream(threading.Thread):
+    """A streamed /api/chat read line by line in the background."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.headers = url, headers
+        self.status: int | None = None
+        self.lines: list[dict] = []
+        self.first = threading.Event()
+        self.ended_at: float | None = None
+
+    def run(self) -> None:
+        with httpx.stream(
+            "POST", f"{self.url}/api/chat", json=chat(True), headers=self.headers, timeout=60
+        ) as r:
+            self.status = r.status_code
+            for line in r.iter_lines():
+                if line.strip():
+                    self.lines.append(json.loads(line))
+                    self.first.set()
+        self.ended_at = time.monotonic()
+
+
+class Whole(threading.Thread):
+    """A non-streamed /api/chat in the background."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.headers = url, headers
+        self.response: httpx.Response | None = None
+        self.ended_at: float | None = None
+
+    def run(self) -> None:
+        self.response = httpx.post(f"{self.url}/api/chat", json=chat(False), headers=self.headers, timeout=60)
+        self.ended_at = time.monotonic()
+
+
+def start(tmp_path, redis: bool, **overrides) -> tuple[LiveServer, dict[str, str]]:
+    extra = {"redis_url": fresh_redis_url(REDIS_DB)} if redis else {}
+    env = gateway_env(tmp_path, max_concurrent=1, **extra, **overrides)
+    server = LiveServer(env).start(timeout=60)
+    return server, env
+
+
+@pytest.mark.parametrize("redis", [False, True], ids=["local", "redis"])
+@pytest.mark.parametrize("signame", sorted(SIGNALS))
+def test_shutdown_fails_the_waiting_at_once_lets_the_active_stream_finish_and_exits_0(
+    tmp_path, signame, redis
+):
+    server, env = start(tmp_path, redis, shutdown_grace=30)
+    try:
+        assert "Started the bundled Ollama SIMULATOR" in server.output()
+        simulators = children(server.process.pid)
+        assert simulators, "the run command started no simulator child"
+        admin = admin_headers(server.url)
+        key = {"X-API-Key": api_key(server.url, admin)}
+        active = Stream(server.url, {**key, "X-Sim-Tokens": "40", "X-Sim-Delay": "0.1"})
+        active.start()
+        assert active.first.wait(30), "the active stream never started"
+        waiting_whole = Whole(server.url, key)
+        waiting_stream = Stream(server.url, key)  # its 200 goes out early: its 503 comes in-band
+        waiting_whole.start()
+        waiting_stream.start()
+        assert wait_until(lambda: stats(server.url, admin)["queue_length"] == 2, 30)
+        assert wait_until(lambda: waiting_stream.status == 200, 30)  # its headers went out while queued
+
+        signalled = time.monotonic()
+        status = signal_and_wait(server, SIGNALS[signame])
+        for thread in (active, waiting_whole, waiting_stream):
+            thread.join(30)
+    finally:
+        server.stop()
+
+    assert status == 0, server.output()
+    # The waiting were failed when shutdown started, not after the active stream (or the grace).
+    refused = waiting_whole.response
+    assert refused is not None and refused.status_code == 503
+    assert refused.headers["Retry-After"].isdigit()
+    assert refused.json() == {"error": "the gateway is shutting down"}
+    assert waiting_whole.ended_at < active.ended_at
+    assert waiting_stream.status == 200
+    assert waiting_stream.lines[-1] == {"error": "the gateway is shutting down"}
+    assert waiting_stream.ended_at < active.ended_at
+    # The active stream finished whole within the grace.
+    assert active.status == 200 and active.lines[-1]["done"] is True
+    assert active.ended_at - signalled < 30
+    # The bundled simulator stopped with the run command.
+    assert wait_until(lambda: not any(alive(pid) for pid in simulators), 10)
+    # Every request's row was flushed before exit.
+    rows = sorted((row["status"], row["stage"]) for row in log_rows(db_path(env)))
+    assert rows == [(200, None), (503, "queued"), (503, "queued")]
+
+
+def test_a_stream_still_running_when_the_grace_ends_gets_an_in_band_error_and_its_row(tmp_path):
+    server, env = start(tmp_path, redis=False, shutdown_grace=1)
+    try:
+        admin = admin_headers(server.url)
+        key = {"X-API-Key": api_key(server.url, admin)}
+        endless = Stream(server.url, {**key, "X-Sim-Tokens": "600", "X-Sim-Delay": "0.1"})
+        endless.start()
+        assert endless.first.wait(30)
+        signalled = time.monotonic()
+        status = signal_and_wait(server, signal.SIGTERM)
+        endless.join(30)
+        # No new connection is taken once shutdown started.
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(server.url + "/", timeout=2)
+    finally:
+        server.stop()
+    assert status == 0, server.output()
+    assert endless.lines[-1] == {"error": "the gateway is shutting down"}
+    assert endless.ended_at - signalled < 30  # the grace (1 s), far from the 60 s of tokens left
+    assert len(endless.lines) < 600
+    rows = [(row["status"], row["stage"], row["error"]) for row in log_rows(db_path(env))]
+    assert rows == [(503, "streaming", "the gateway is shutting down")]
