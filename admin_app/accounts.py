@@ -23,7 +23,7 @@ from common.usernames import normalise_username, username_key, username_problem
 
 LOCKOUT_LIMIT = 5  # failures per account or per IP ...
 LOCKOUT_WINDOW = timedelta(minutes=15)  # ... within this window lock both out
-SUCCESS_HOLD = timedelta(seconds=30)  # how long a successful attempt still counts
+SUCCESS_HOLD = timedelta(seconds=5)  # how long a success inside a burst still counts
 PASSWORD_MIN, PASSWORD_MAX = 8, 1024
 GENERIC_LOGIN_ERROR = "Invalid username or password."
 
@@ -129,13 +129,30 @@ def claim_attempt(username: str, ip: str) -> int:
 
 
 def forgive_attempt(attempt_id: int) -> None:
-    """The attempt was not a failure: it stops counting after ``SUCCESS_HOLD`` (the caller commits).
+    """The attempt was not a failure: it stops counting (the caller commits).
 
-    Not at once: attempts racing with this one must still see it, or a right
-    password among the first ones would let one more guess through.
+    A success alone is forgotten at once, so signing in again and again never locks anyone out.
+    A success inside a burst (other attempts on the same account or address in the last
+    ``SUCCESS_HOLD``) still counts until the hold passes: the attempts racing with it must see
+    it, or a right password among the first ones would let one more guess through.
     """
-    expires = utcnow() - LOCKOUT_WINDOW + SUCCESS_HOLD
-    db.session.execute(sa.update(LoginFailure).where(LoginFailure.id == attempt_id).values(at=expires))
+    attempt = db.session.get(LoginFailure, attempt_id)
+    if attempt is None:
+        return
+    now = utcnow()
+    racing = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(LoginFailure)
+        .where(
+            LoginFailure.id != attempt_id,
+            LoginFailure.at > now - SUCCESS_HOLD,
+            sa.or_(LoginFailure.username == attempt.username, LoginFailure.ip == attempt.ip),
+        )
+    )
+    if not racing:
+        db.session.delete(attempt)
+        return
+    attempt.at = now - LOCKOUT_WINDOW + SUCCESS_HOLD
 
 
 def authenticate(username: object, password: object, ip: str) -> User:

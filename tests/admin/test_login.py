@@ -87,6 +87,17 @@ def test_four_failures_do_not_lock(client, alice):
     assert login(client, "alice").status_code == 302
 
 
+def test_signing_in_again_and_again_never_locks_anyone_out(app, client, alice):
+    # Only failures count (docs/contract.md §3): ten quick sign-ins in a row all succeed.
+    for _ in range(5):
+        assert login(client, "alice").status_code == 302
+    for _ in range(5):
+        response = client.post("/auth/token", json={"username": "alice", "password": PASSWORDS["alice"]})
+        assert response.status_code == 200
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(LoginFailure)) == 0
+
+
 def test_the_lock_lifts_when_the_window_has_passed(app, client, alice):
     for _ in range(5):
         login(client, "alice", "wrong-password")

@@ -37,7 +37,7 @@ def quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=600,  # generous: a loaded CI machine; the run itself is bounded
         check=False,
     )
     return done, output.read_text() if output.exists() else ""
