@@ -17,7 +17,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
+from common.settings import Backend
 from proxy_app import create_app
+from proxy_app.backends import BackendPool
 from proxy_app.errors import BadGateway
 from proxy_app.gateway import EXTENSION
 from proxy_app.http1_connection import Connection
@@ -223,6 +225,37 @@ async def test_the_new_connection_is_tried_once_and_its_failure_is_the_callers(s
         with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
             await client.get(server.url)
     assert server.accepts == 2
+
+
+TAGS_ANSWER = b'HTTP/1.1 200 OK\r\nContent-Length: 39\r\n\r\n{"models":[{"name":"llama3.2:latest"}]}'
+
+
+@pytest.mark.parametrize("new_connection", ["answers", "hangs up"])
+async def test_a_health_check_counts_only_a_new_connections_failure(serve, client, new_connection):
+    async def handle(peer: Peer) -> None:
+        if peer.index == 0:
+            for _ in range(2):  # one round: /api/tags, then /api/ps
+                await peer.read_request()
+                await peer.send(TAGS_ANSWER)
+            await peer.read_request()  # the next round's check: read, dropped, and a FIN
+        elif new_connection == "answers":
+            await answering(TAGS_ANSWER)(peer)
+        else:
+            await peer.read_request()
+
+    server = await serve(handle)
+    pool = BackendPool([Backend(server.url, 1)], client, interval=60)
+    [backend] = pool.backends
+    async with asyncio.timeout(WAIT):
+        await pool.check_all()
+        assert backend.healthy and backend.models == frozenset({"llama3.2:latest"})
+        await pool.check_all()
+    assert server.accepts == 2
+    if new_connection == "answers":
+        assert backend.healthy and backend.last_error is None
+    else:
+        assert not backend.healthy
+        assert backend.last_error == "RemoteProtocolError: Server disconnected without sending a response."
 
 
 # --- the soak: a backend whose idle timeout is the health interval (issue 14, item 6) -----------
