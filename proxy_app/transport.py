@@ -25,21 +25,23 @@ reader as they arrive. Errors are httpx's own (ConnectError, ConnectTimeout, Rea
 RemoteProtocolError, WriteTimeout), raised where httpcore would raise them, so callers map them the
 same way. https URLs go to httpx's default transport.
 
-A kept-alive connection can die while it idles (Ollama behind a proxy, or any server with an idle
-timeout): its close may cross our next request on the wire. A request that fails on a connection
-taken from the pool is sent again, ONCE, on a new connection, when no byte of a response came on it
-and either
-  (a) the socket refused the request's first write (the server had reset the connection: EPIPE or
-      ECONNRESET on send), so not one byte of the request left this machine; any method, since
-      a streamed body is not pulled before that first write is known to have been taken; or
-  (b) the server closed or reset the connection after the request was written, and the request is
-      GET, HEAD, OPTIONS or TRACE with an in-memory body (Go's net/http ``shouldRetryRequest``:
-      ``nothingWrittenError``, then ``isReplayable`` with ``errServerClosedIdle``).
-A POST (a generation) whose bytes were written is never sent again: Ollama may have started it.
-Timeouts are never retried, and a failure on a new connection is always the caller's to see, so
-only a new connection's failure can count against a backend's health. A connection whose close
-was seen before it is picked (``eof_received``/``connection_lost`` set ``closed``, or a FIN
-waiting in the socket, httpcore's ``is_readable`` check) is not picked at all.
+A kept-alive connection can die while it idles (a server's idle timeout; Ollama behind a proxy):
+its close may cross our next request on the wire. A request that fails on a connection taken from
+the pool is sent again, ONCE, on a new connection, when no byte of a response came on it and
+either
+  (a) the socket refused the request's first write (EPIPE or ECONNRESET on send: the server had
+      reset the connection), so not one byte of the request left this machine; any method, POST
+      included (a streamed body is not pulled before that first write is known to be taken); or
+  (b) the server closed or reset the connection after the request was written, and the request
+      is GET, HEAD, OPTIONS or TRACE with an in-memory body.
+This is Go's net/http ``shouldRetryRequest``: (a) is its ``nothingWrittenError``, (b) its
+``isReplayable`` with ``errServerClosedIdle``/``transportReadFromServerError``. A POST (a
+generation) whose bytes were written is never sent again, since Ollama may have started it: 502.
+Timeouts are never retried, and a new connection's failure always goes to the caller, so only a
+new connection's failure can count against a backend's health (``Upstream.on_connect_error``,
+the health checks). A connection whose close was seen before it is picked (``eof_received`` and
+``connection_lost`` set ``closed``; a FIN already in the socket, as httpcore's ``is_readable``
+check finds) is not picked at all.
 """
 
 from __future__ import annotations
