@@ -42,6 +42,9 @@ class Connection(asyncio.Protocol):
         self.reusable = False  # the server allows another request on this connection
         self._stray = False  # a second message began after the response: not ours to parse
         self.error: httpx.TransportError | None = None
+        self.reused = False  # taken from the pool: it carried an answered request before this one
+        self.peer_closed = False  # the server closed or reset it (not our own close)
+        self.nothing_sent = False  # the socket refused the request's first bytes (see write_refused)
 
     # asyncio.Protocol
 
@@ -167,6 +170,7 @@ class Connection(asyncio.Protocol):
         if self.closed and self._transport is None:
             return
         self.closed = True
+        self.peer_closed = True
         if self.busy and not self.complete and self.error is None:
             if exc is not None:
                 self.error = httpx.ReadError(f"connection to Ollama broken: {exc}")
@@ -222,7 +226,7 @@ class Connection(asyncio.Protocol):
         self._chunks, self._buffered = [], 0
         self.status, self.reason, self.headers = 0, b"", []
         self._framed = self.headers_done = self.complete = self.got_bytes = self.reusable = False
-        self._stray = False
+        self._stray = self.nothing_sent = False
         self.head_only = head_only
         self.busy = True
 
@@ -230,6 +234,14 @@ class Connection(asyncio.Protocol):
         """Queue bytes on the socket."""
         assert self._transport is not None
         self._transport.write(data)
+
+    def write_refused(self) -> bool:
+        """True when the socket refused the bytes just written (EPIPE, ECONNRESET): none left.
+
+        asyncio sends at once when nothing is queued; a send that fails closes the transport on
+        the spot, so a closing transport right after the first write means no byte was taken.
+        """
+        return self._transport is None or self._transport.is_closing()
 
     async def drain(self) -> None:
         """Wait until the socket's write buffer is below its high-water mark."""

@@ -24,11 +24,30 @@ of idle connections per (host, port) touched only from the event loop, and body 
 reader as they arrive. Errors are httpx's own (ConnectError, ConnectTimeout, ReadError,
 RemoteProtocolError, WriteTimeout), raised where httpcore would raise them, so callers map them the
 same way. https URLs go to httpx's default transport.
+
+A kept-alive connection can die while it idles (a server's idle timeout; Ollama behind a proxy):
+its close may cross our next request on the wire. A request that fails on a connection taken from
+the pool is sent again, ONCE, on a new connection, when no byte of a response came on it and
+either
+  (a) the socket refused the request's first write (EPIPE or ECONNRESET on send: the server had
+      reset the connection), so not one byte of the request left this machine; any method, POST
+      included (a streamed body is not pulled before that first write is known to be taken); or
+  (b) the server closed or reset the connection after the request was written, and the request
+      is GET, HEAD, OPTIONS or TRACE with an in-memory body.
+This is Go's net/http ``shouldRetryRequest``: (a) is its ``nothingWrittenError``, (b) its
+``isReplayable`` with ``errServerClosedIdle``/``transportReadFromServerError``. A POST (a
+generation) whose bytes were written is never sent again, since Ollama may have started it: 502.
+Timeouts are never retried, and a new connection's failure always goes to the caller, so only a
+new connection's failure can count against a backend's health (``Upstream.on_connect_error``,
+the health checks). A connection whose close was seen before it is picked (``eof_received`` and
+``connection_lost`` set ``closed``; a FIN already in the socket, as httpcore's ``is_readable``
+check finds) is not picked at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
@@ -38,6 +57,11 @@ import httpx
 from proxy_app.http1_connection import Connection
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# RFC 9110 §9.2.2 methods Go's net/http resends after a stale connection (Request.isReplayable);
+# PUT and DELETE are idempotent too, but Ollama's DELETE /api/delete answers 404 the second time.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 class ResponseStream(httpx.AsyncByteStream):
@@ -112,6 +136,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be timed out by the server
             if conn.usable and not conn.readable_now():
+                conn.reused = True
                 return conn
             conn.close()
         return None
@@ -147,17 +172,41 @@ class LeanTransport(httpx.AsyncBaseTransport):
             body: bytes | None = request.content  # in memory already (bytes, JSON, form)
         except httpx.RequestNotRead:
             body = None  # a streamed body: sent as it is produced
-        conn = self._pooled(key) or await self._connect(host, port, timeouts.get("connect"))
+        conn = self._pooled(key)
+        if conn is not None:
+            try:
+                return await self._exchange(key, conn, request, head, body, timeouts)
+            except httpx.TransportError:
+                if not _may_resend(conn, request.method, body):
+                    raise
+                log.info("stale keep-alive connection to %s:%s: the request goes on a new one", host, port)
+        conn = await self._connect(host, port, timeouts.get("connect"))
+        return await self._exchange(key, conn, request, head, body, timeouts)
+
+    async def _exchange(
+        self,
+        key: tuple[str, int],
+        conn: Connection,
+        request: httpx.Request,
+        head: bytes,
+        body: bytes | None,
+        timeouts: dict,
+    ) -> httpx.Response:
+        """Write the request on ``conn`` and wait for the response's head."""
         conn.start(head_only=request.method == "HEAD")
         try:
             try:
+                whole = body is not None and len(body) < 64 * 1024
+                conn.write(head + body if whole else head)  # type: ignore[operator]
+                if conn.reused and conn.write_refused():
+                    # Checked before a streamed body is pulled: the request can still go elsewhere whole.
+                    conn.nothing_sent = True
+                    raise httpx.WriteError("Ollama had closed the kept-alive connection; nothing was sent")
                 if body is not None:
-                    conn.write(head + body if len(body) < 64 * 1024 else head)
-                    if len(body) >= 64 * 1024:
+                    if not whole:
                         conn.write(body)
                     await _drained(conn, timeouts.get("write"))
                 else:
-                    conn.write(head)
                     await _send_stream(conn, request, timeouts.get("write"))
             except httpx.WriteError:
                 # A server may answer early (a body too large, malformed) and close while we
@@ -189,6 +238,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._idle.clear()
         if self._fallback is not None:
             await self._fallback.aclose()
+
+
+def _may_resend(conn: Connection, method: str, body: bytes | None) -> bool:
+    """True when a request that failed on a pooled connection may go again on a new one (module doc)."""
+    if not conn.reused or conn.got_bytes:
+        return False
+    if conn.nothing_sent:
+        return True
+    return conn.peer_closed and method in IDEMPOTENT_METHODS and body is not None
 
 
 def _request_head(request: httpx.Request) -> bytes:
