@@ -117,7 +117,7 @@ def test_an_invite_carries_a_note_and_a_spent_link_says_so_instead_of_the_form(a
     visitor.get_by_label("Username").fill("erin")
     visitor.get_by_label("Password").fill("erin-password-1")
     visitor.get_by_role("button", name="Create account").click()
-    expect(visitor).to_have_url(re.compile(r"/auth/account$"))
+    expect(visitor).to_have_url(re.compile(r"/account$"))
 
     stranger = new_page()
     response = stranger.goto(link)  # the same link again: used up
@@ -146,7 +146,7 @@ def test_a_users_policy_is_edited_in_place_and_nobody_may_demote_or_disable_them
     visitor.get_by_label("Username").fill("gina")
     visitor.get_by_label("Password").fill("gina-password-1")
     visitor.get_by_role("button", name="Create account").click()
-    expect(visitor).to_have_url(re.compile(r"/auth/account$"))
+    expect(visitor).to_have_url(re.compile(r"/account$"))
 
     admin.goto("/admin/users/")
     mine = admin.locator("tbody tr", has_text="(you)")
@@ -171,7 +171,9 @@ def test_each_logged_request_opens_its_detail_view_and_the_filters_narrow_the_lo
         failed = client.post("/api/chat", json=body, headers={"X-API-Key": key["key"]})
         refused = client.get("/api/tags", headers={"X-API-Key": "sdk_not-a-key"})
     assert (failed.status_code, refused.status_code) == (503, 401)
-    wait_for_rows(api, {failed.headers["X-Request-ID"], refused.headers["X-Request-ID"]})
+    # The refusal may be counted on an earlier row of its IP's minute (README "Request log"), so
+    # only the identified request is sure to have a row of its own.
+    wait_for_rows(api, {failed.headers["X-Request-ID"]})
 
     admin.goto("/admin/requests")
     row = admin.locator(f'tr[data-request-id="{failed.headers["X-Request-ID"]}"]')
@@ -202,14 +204,16 @@ def test_each_logged_request_opens_its_detail_view_and_the_filters_narrow_the_lo
 
     admin.goto("/admin/requests")
     admin.get_by_label("Status").fill("4xx")
-    admin.get_by_label("Endpoint").fill("/api/tags")
     admin.get_by_label("Client IP").fill("127.0.0.1")
     admin.get_by_role("button", name="Apply").click()
     rows = admin.locator("tr[data-request-id]")
     expect(rows.first).to_be_visible()
     statuses = {text.strip() for text in rows.locator(".badge").all_inner_texts()}
-    assert statuses == {"401"}
-    expect(admin.locator(f'tr[data-request-id="{refused.headers["X-Request-ID"]}"]')).to_have_count(1)
+    assert "401" in statuses and all(status.startswith("4") for status in statuses)
+    admin.get_by_label("Endpoint").fill("/api/chat")
+    admin.get_by_label("Status").fill("503")
+    admin.get_by_role("button", name="Apply").click()
+    expect(admin.locator(f'tr[data-request-id="{failed.headers["X-Request-ID"]}"]')).to_have_count(1)
 
     admin.get_by_label("From (UTC)").fill("2099-01-01T00:00:00")
     admin.get_by_role("button", name="Apply").click()
