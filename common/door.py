@@ -17,10 +17,14 @@ subclass of its httptools protocol, passed to ``uvicorn.run(http=...)``:
   is answered 503 and closed at once. uvicorn's ``limit_concurrency`` only
   answers 503 once a whole head has arrived, so idle sockets still took
   every file descriptor.
-- ``MAX_PENDING_PER_IP``: a connection is *pending* from accept until its
-  first complete request head; one IP may hold this many pending
-  connections, the next is answered 429 and closed. Connections from
-  ``TRUSTED_PROXIES`` are exempt (the proxy multiplexes many clients).
+- ``MAX_PENDING_PER_IP``: a connection is *pending* once it has gone
+  ``PENDING_GRACE`` seconds after accept without a complete request head;
+  one IP may hold this many pending connections, the next is answered 429
+  and closed. The grace keeps a legitimate burst (one client opening a
+  thousand streams at once: every head arrives within milliseconds) out of
+  the count, while sockets held idle or trickled count after a second.
+  Connections from ``TRUSTED_PROXIES`` are exempt (the proxy multiplexes
+  many clients).
 - ``KEEPALIVE_TIMEOUT`` is uvicorn's own ``timeout_keep_alive``.
 
 The hot path (a head that arrives in one read) pays a few attribute checks.
@@ -55,6 +59,7 @@ class DoorLimits:
     max_head_size: int
     max_connections: int
     max_pending_per_ip: int
+    pending_grace: float = 1.0
     trusted_proxies: tuple[IPNetwork, ...] = ()
 
 
@@ -75,8 +80,8 @@ class DoorProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits above; see :func:`door_protocol`."""
 
     limits: ClassVar[DoorLimits]
-    pending: ClassVar[dict[str, int]]  # client IP -> its pending connections
-    pending_by_age: ClassVar[dict[DoorProtocol, None]]  # pending connections, oldest first
+    pending: ClassVar[dict[str, int]]  # client IP -> its pending connections (past the grace)
+    pending_by_age: ClassVar[dict[DoorProtocol, None]]  # connections without a head yet, oldest first
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - uvicorn's signature
         super().__init__(*args, **kwargs)
@@ -84,7 +89,8 @@ class DoorProtocol(HttpToolsProtocol):
         self._head_begun = False  # some of that head has arrived
         self._head_left = self.limits.max_head_size
         self._head_timer: asyncio.TimerHandle | None = None
-        self._pending_ip: str | None = None
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._pending_ip: str | None = None  # set once counted against its IP
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection, or refuse it when a cap is reached."""
@@ -98,11 +104,18 @@ class DoorProtocol(HttpToolsProtocol):
         if len(self.connections) > limits.max_connections and not self._evict_oldest_pending():
             self._refuse(_TOO_MANY)
             return
+        self.pending_by_age[self] = None
         if counted:
-            self.pending[ip] = self.pending.get(ip, 0) + 1
-            self._pending_ip = ip
-            self.pending_by_age[self] = None
+            self._grace_timer = self.loop.call_later(limits.pending_grace, self._count_pending, ip)
         self._head_timer = self.loop.call_later(limits.head_timeout, self._head_timed_out)
+
+    def _count_pending(self, ip: str) -> None:
+        # Still no complete head after the grace: it counts against its address.
+        self._grace_timer = None
+        if self.transport.is_closing():
+            return
+        self.pending[ip] = self.pending.get(ip, 0) + 1
+        self._pending_ip = ip
 
     def _evict_oldest_pending(self) -> bool:
         oldest = next(iter(self.pending_by_age), None)
@@ -159,8 +172,7 @@ class DoorProtocol(HttpToolsProtocol):
         self._head_begun = False
         if self._head_timer is not None:
             self._stop_head_timer()
-        if self._pending_ip is not None:
-            self._release_pending()
+        self._release_pending()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -197,11 +209,14 @@ class DoorProtocol(HttpToolsProtocol):
             self._head_timer = None
 
     def _release_pending(self) -> None:
+        self.pending_by_age.pop(self, None)
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
         ip = self._pending_ip
         if ip is None:
             return
         self._pending_ip = None
-        self.pending_by_age.pop(self, None)
         count = self.pending.get(ip, 0) - 1
         if count > 0:
             self.pending[ip] = count

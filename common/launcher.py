@@ -158,6 +158,7 @@ def prepare_door(settings: Settings) -> type:
         max_head_size=settings.max_head_size,
         max_connections=settings.max_connections,
         max_pending_per_ip=settings.max_pending_per_ip,
+        pending_grace=settings.pending_grace,
         trusted_proxies=settings.trusted_proxies,
     )
     return door_protocol(limits)

@@ -86,6 +86,7 @@ class Settings:
     max_head_size: int = 64 * 1024  # bytes of request line + headers, then 431
     max_connections: int = 8192  # open client connections, then 503 at accept
     max_pending_per_ip: int = 64  # connections of one IP without a complete head, then 429
+    pending_grace: float = 1.0  # seconds without a complete head before a connection counts as pending
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +140,7 @@ class Settings:
             max_head_size=env.size("MAX_HEAD_SIZE", 64 * 1024),
             max_connections=env.int("MAX_CONNECTIONS", 8192, minimum=1, maximum=1_000_000),
             max_pending_per_ip=env.int("MAX_PENDING_PER_IP", 64, minimum=1, maximum=1_000_000),
+            pending_grace=env.float("PENDING_GRACE", 1.0, minimum=0.0),
         )
 
 

@@ -69,6 +69,7 @@ async def _app(scope, receive, send) -> None:
 def _opener(**limits):
     config = Config(_app, lifespan="off", log_level="warning")
     config.load()
+    limits.setdefault("pending_grace", 0.0)
     protocol = door_protocol(DoorLimits(head_timeout=10, max_head_size=4096, **limits))
     state = ServerState()
 
@@ -80,14 +81,32 @@ def _opener(**limits):
     return open_from
 
 
+async def settle() -> None:
+    """Let the grace timers of the connections opened so far run."""
+    await asyncio.sleep(0.01)
+
+
 async def test_trusted_proxies_are_exempt_from_the_per_ip_pending_cap():
     open_from = _opener(
         max_connections=100, max_pending_per_ip=2, trusted_proxies=(ip_network("10.0.0.0/8"),)
     )
-    assert [open_from("10.0.0.1").closed for _ in range(5)] == [False] * 5
-    others = [open_from("192.0.2.1") for _ in range(3)]
+    proxied = [open_from("10.0.0.1") for _ in range(5)]
+    await settle()
+    assert [t.closed for t in proxied] == [False] * 5
+    others = [open_from("192.0.2.1") for _ in range(2)]
+    await settle()
+    others.append(open_from("192.0.2.1"))
     assert [t.closed for t in others] == [False, False, True]
     assert others[2].written.startswith(b"HTTP/1.1 429 ")
+
+
+async def test_a_burst_within_the_grace_is_not_pending_but_idle_sockets_are():
+    open_from = _opener(max_connections=100, max_pending_per_ip=2, pending_grace=0.05)
+    burst = [open_from("192.0.2.7") for _ in range(10)]  # all at once: none is pending yet
+    assert not any(t.closed for t in burst)
+    await asyncio.sleep(0.1)  # now they have all gone the grace without a head
+    late = open_from("192.0.2.7")
+    assert late.closed and late.written.startswith(b"HTTP/1.1 429 ")
 
 
 async def test_past_the_cap_the_oldest_pending_connection_makes_room():

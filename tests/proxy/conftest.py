@@ -123,6 +123,7 @@ def door_server(tmp_path_factory, sim_server) -> Iterator[LiveServer]:
         max_head_size=door.MAX_HEAD,
         max_connections=door.MAX_CONNECTIONS,
         max_pending_per_ip=door.PENDING_PER_IP,
+        pending_grace=door.PENDING_GRACE,
     )
     live = LiveServer(env).start(timeout=60)
     yield live

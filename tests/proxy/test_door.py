@@ -20,6 +20,7 @@ from tests.proxy.live_gateway import (
     KEEPALIVE_TIMEOUT,
     MAX_CONNECTIONS,
     MAX_HEAD,
+    PENDING_GRACE,
     PENDING_PER_IP,
 )
 
@@ -151,7 +152,7 @@ def test_a_huge_header_is_refused_without_being_read(door_server, door_key):
 
 def test_one_ip_may_hold_only_its_pending_connections(door_server, door_key):
     held = [connect(door_server, "127.0.0.2") for _ in range(PENDING_PER_IP)]
-    time.sleep(0.3)
+    time.sleep(PENDING_GRACE + 0.3)  # they have all gone the grace without a head
     refused = connect(door_server, "127.0.0.2")
     assert read_all(refused, limit=5).startswith(b"HTTP/1.1 429 ")
     # Another address is not affected, and a complete head frees the place at once.
