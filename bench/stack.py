@@ -101,6 +101,9 @@ def prepare_gateway(workdir: Path, backend_url: str, slots: int, priorities: Seq
         "SEADRAGON_OLLAMA_URLS": f"{backend_url}={slots}",
         "SEADRAGON_MAX_QUEUE": str(MAX_QUEUE),
         "SEADRAGON_QUEUE_TIMEOUT": "3600",
+        # Q1 holds 10,000 requests open from this one client: more than the default cap of 8,192.
+        "SEADRAGON_MAX_CONNECTIONS": "16384",
+        "SEADRAGON_ACCESS_LOG": "off",  # a line per request would measure the terminal, not the gateway
         "SEADRAGON_HOST": HOST,
         "SEADRAGON_PORT": str(port),
     }
