@@ -8,9 +8,10 @@ user reference that Flask-Login keeps under ``_user_id``.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadData, BadSignature, URLSafeTimedSerializer
 
 SESSION_COOKIE_NAME = "seadragon_session"
 SESSION_LIFETIME_SECONDS = 12 * 3600
@@ -49,3 +50,21 @@ def read_session_cookie(value: str | None, secret_key: str) -> dict | None:
     except (BadSignature, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+CSRF_SESSION_FIELD = "csrf_token"  # where Flask-WTF keeps the raw token in the session
+
+
+def csrf_token_valid(session: dict | None, token: str | None, secret_key: str) -> bool:
+    """True if ``token`` (the ``X-CSRFToken`` header) is the admin app's signed CSRF token for
+    this session, as Flask-WTF checks it (salt ``wtf-csrf-token``, the session's lifetime)."""
+    expected = (session or {}).get(CSRF_SESSION_FIELD)
+    if not token or not isinstance(expected, str):
+        return False
+    try:
+        raw = URLSafeTimedSerializer(secret_key, salt="wtf-csrf-token").loads(
+            token, max_age=SESSION_LIFETIME_SECONDS
+        )
+    except (BadData, ValueError):
+        return False
+    return isinstance(raw, str) and hmac.compare_digest(raw, expected)

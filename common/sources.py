@@ -7,7 +7,7 @@ resolved client IP and lookup callables (backed by a cache in the gateway).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from common.network import IPAddress, Whitelist
@@ -46,6 +46,7 @@ class KeyInfo:
     id: int
     priority: int
     name: str = ""
+    end_user_header: str | None = None  # names the person behind a shared key (README "End users")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class Identity:
     user_id: int | None = None
     is_admin: bool = False
     label: str = ""
+    end_user_header: str | None = None  # the key's header naming the person behind it
+    end_user: str | None = None  # that header's value on this request (None: the key itself)
 
 
 CREDENTIAL_HEADERS = ("X-API-Key", "Authorization")
@@ -129,7 +132,13 @@ def classify(
         key = find_key(hash_secret(credentials.api_key)) if looks_like_api_key(credentials.api_key) else None
         if key is None:
             raise ClassificationError(401, "invalid or revoked API key")
-        return Identity(RequestSource.CUSTOM_APP, key.priority, api_key_id=key.id, label=key.name)
+        return Identity(
+            RequestSource.CUSTOM_APP,
+            key.priority,
+            api_key_id=key.id,
+            label=key.name,
+            end_user_header=key.end_user_header,
+        )
 
     if origin and origin.lower().rstrip("/") not in allowed_origins:
         raise ClassificationError(403, "origin not allowed")
@@ -155,3 +164,35 @@ def classify(
             label=user.username,
         )
     raise ClassificationError(401, "authentication required: an API key, a whitelisted IP or a login")
+
+
+def identity_key(identity: Identity) -> str:
+    """Who shares fair share and limits (docs/contract.md §7, §8): ``key:3``, ``key:3/end-user:alice``,
+    ``ip:7`` (a whitelist entry), ``user:12``; "" for no identity."""
+    if identity.api_key_id is not None:
+        key = f"key:{identity.api_key_id}"
+        return key if identity.end_user is None else f"{key}/end-user:{identity.end_user}"
+    if identity.whitelist_entry_id is not None:
+        return f"ip:{identity.whitelist_entry_id}"
+    if identity.user_id is not None:
+        return f"user:{identity.user_id}"
+    return ""
+
+
+def with_end_user(identity: Identity, header_value: Callable[[str], str | None], max_length: int) -> Identity:
+    """The identity with the person its key's ``end_user_header`` names (README "End users").
+
+    A key without the option ignores the header; absent or blank → the key itself; a value
+    longer than ``max_length`` or not printable → 400.
+    """
+    header = identity.end_user_header
+    if header is None:
+        return identity
+    value = (header_value(header) or "").strip()
+    if not value:
+        return identity
+    if len(value) > max_length or not value.isprintable():
+        raise ClassificationError(
+            400, f"the {header} header must be printable text of at most {max_length} characters"
+        )
+    return replace(identity, end_user=value)

@@ -217,7 +217,7 @@ def who_name(row: RequestLog, identities: dict[tuple[str, int], Any]) -> str | N
     """Who sent ``row``: the key's name, the username, or the whitelist entry's label (else its address)."""
     key = identities.get(("key", row.api_key_id))
     if key is not None:
-        return key.name
+        return key.name if row.end_user is None else f"{key.name}/end-user:{row.end_user}"
     user = identities.get(("user", row.user_id))
     if user is not None:
         return user.username

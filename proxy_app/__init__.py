@@ -7,7 +7,7 @@ from quart import Quart
 
 from common.settings import Settings
 from proxy_app import gateway as gateway_module
-from proxy_app import monitor, views
+from proxy_app import monitor, queue_admin, views
 from proxy_app.cors import install_cors
 from proxy_app.errors import register_error_handlers
 from proxy_app.gateway import GatewayOptions
@@ -44,6 +44,7 @@ def create_app(
 
     app.register_blueprint(views.bp)
     app.register_blueprint(monitor.bp)
+    app.register_blueprint(queue_admin.bp)
     register_error_handlers(app)
     install_cors(app, settings.cors_origins)
     gateway_module.install(

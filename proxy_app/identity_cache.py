@@ -87,7 +87,7 @@ async def load_snapshot(engine: AsyncEngine) -> Snapshot:
     """Read the four tables into a fresh :class:`Snapshot`."""
     async with engine.connect() as conn:
         keys = await conn.execute(
-            sa.select(APIKey.id, APIKey.key_hash, APIKey.priority, APIKey.name).where(
+            sa.select(APIKey.id, APIKey.key_hash, APIKey.priority, APIKey.name, APIKey.end_user_header).where(
                 APIKey.is_active.is_(True), APIKey.revoked_at.is_(None)
             )
         )
@@ -110,7 +110,7 @@ async def load_snapshot(engine: AsyncEngine) -> Snapshot:
             except ValueError:
                 log.warning("whitelist entry %s has an unreadable address %r; ignored", entry_id, ip)
         return Snapshot(
-            keys={row.key_hash: KeyInfo(row.id, row.priority, row.name) for row in keys},
+            keys={row.key_hash: KeyInfo(row.id, row.priority, row.name, row.end_user_header) for row in keys},
             whitelist=Whitelist(rules),
             users={row.id: UserRecord(*row) for row in users},
             tokens={row.token_hash: TokenRecord(*row[1:]) for row in tokens},
@@ -121,12 +121,12 @@ async def _load_key(engine: AsyncEngine, key_hash: str) -> KeyInfo | None:
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                sa.select(APIKey.id, APIKey.priority, APIKey.name).where(
+                sa.select(APIKey.id, APIKey.priority, APIKey.name, APIKey.end_user_header).where(
                     APIKey.key_hash == key_hash, APIKey.is_active.is_(True), APIKey.revoked_at.is_(None)
                 )
             )
         ).first()
-    return None if row is None else KeyInfo(row.id, row.priority, row.name)
+    return None if row is None else KeyInfo(row.id, row.priority, row.name, row.end_user_header)
 
 
 async def _load_token(engine: AsyncEngine, token_hash: str) -> tuple[TokenRecord, UserRecord] | None:

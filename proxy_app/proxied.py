@@ -36,14 +36,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from datetime import datetime
 
 from quart import Response
 
 from common.models import utcnow
 from common.security import presented_key_prefix
-from common.sources import Identity, RequestSource
+from common.sources import Identity, RequestSource, identity_key, with_end_user
 from proxy_app.classify import Principal
 from proxy_app.errors import KNOWN_ERRORS, Forbidden, ProxyError, as_proxy_error
 from proxy_app.gateway import Gateway
@@ -88,6 +88,7 @@ class ProxiedRequest:
         self.task: asyncio.Task[Grant] | None = None
         self.grant: Grant | None = None
         self.exchange: Exchange | None = None
+        self.cancelled: ProxyError | None = None  # an administrator's cancel of the active request
         self.ttfb_ms: float | None = None
         # How it ended: status None until known (a close without one is a client that left);
         # stage says where a request that did not finish well stopped.
@@ -119,6 +120,11 @@ class ProxiedRequest:
             self.client_ip = str(principal.client_ip) if principal.client_ip is not None else None
         if self.route.lane is Lane.MANAGE and not may_manage_models(identity):
             raise Forbidden("model management is for admins and whitelisted IPs only")
+
+    def name_end_user(self, header_value: Callable[[str], str | None]) -> None:
+        """The person behind a shared key, if the key names a header for it (400 if unreadable)."""
+        if self.identity is not None:
+            self.identity = with_end_user(self.identity, header_value, self.gw.settings.end_user_max_length)
 
     @property
     def route(self) -> Route:
@@ -153,7 +159,15 @@ class ProxiedRequest:
         self.model = model
         self.stage = "queued"
         ticket = Ticket(
-            self.request_id, identity.priority, identity.source.value, model, principal=self.principal
+            self.request_id,
+            identity.priority,
+            identity.source.value,
+            model,
+            who=identity_key(identity),
+            max_queued=getattr(identity, "max_queued", None),
+            max_concurrent=getattr(identity, "max_concurrent", None),
+            endpoint=self.endpoint,
+            principal=self.principal,
         )
         self.task = asyncio.ensure_future(self.gw.scheduler.acquire(ticket))
         return self.task
@@ -168,7 +182,14 @@ class ProxiedRequest:
         self.grant = grant
         self.stage = "waiting_upstream"
         self.gw.live.dispatched(self.request_id, grant.ticket.source, grant.waited * 1000)
+        grant.on_cancel(self._cancelled)
         return grant
+
+    def _cancelled(self, reason: str) -> None:
+        """An administrator cancelled this active request: its relay ends with ``reason`` in-band."""
+        self.cancelled = ProxyError(503, reason)
+        if self.exchange is not None:
+            self.exchange.abort(self.cancelled)
 
     async def open(
         self, base_url: str, method: str, path: str, content: Content, headers: list[tuple[str, str]]
@@ -183,6 +204,8 @@ class ProxiedRequest:
             raise self.fail(exc) from None
         self.stage = "streaming"
         self.ttfb_ms = (time.monotonic() - self.arrived) * 1000
+        if self.cancelled is not None:  # cancelled while Ollama was still to answer
+            self.exchange.abort(self.cancelled)
         return self.exchange
 
     async def read(self, exchange: Exchange) -> bytes:
@@ -278,6 +301,7 @@ class ProxiedRequest:
             prompt_tokens=tokens[0],
             completion_tokens=tokens[1],
             key_prefix=self._refused_key_prefix(),
+            end_user=identity.end_user if identity else None,
         )
 
     def _refused_key_prefix(self) -> str | None:

@@ -181,6 +181,8 @@ class Exchange:
         self.idle_timeout = idle_timeout
         self.failure: ProxyError | None = None  # set when a stream broke after its first byte
         self._chunks = _raw_chunks(response)
+        self._aborted: ProxyError | None = None
+        self._reading: asyncio.Timeout | None = None  # the pending read's timeout, while one waits
 
     @property
     def status_code(self) -> int:
@@ -192,16 +194,29 @@ class Exchange:
         """True when Ollama answered with Server-Sent Events (the /v1 streams)."""
         return self.response.headers.get("content-type", "").startswith("text/event-stream")
 
+    def abort(self, error: ProxyError) -> None:
+        """End the relay with ``error`` (an administrator's cancel), waking a read that waits now."""
+        self._aborted = error
+        if self._reading is not None:
+            # Expiring the read's own timeout wakes it without a task per chunk.
+            self._reading.reschedule(asyncio.get_running_loop().time())
+
     async def _next(self) -> bytes | None:
+        if self._aborted is not None:
+            raise self._aborted
         try:
-            async with asyncio.timeout(self.idle_timeout):
+            async with asyncio.timeout(self.idle_timeout) as self._reading:
                 return await anext(self._chunks)
         except StopAsyncIteration:
             return None
         except TimeoutError:
+            if self._aborted is not None:
+                raise self._aborted from None
             raise GatewayTimeout(f"Ollama went silent for {self.idle_timeout:g} s mid-response") from None
         except httpx.TransportError as exc:
             raise BadGateway(f"Ollama dropped the connection mid-response ({type(exc).__name__})") from None
+        finally:
+            self._reading = None
 
     async def read(self, limit: int | None = None) -> bytes:
         """The whole body (or its first ``limit`` bytes); :class:`ProxyError` if it breaks."""

@@ -66,6 +66,7 @@ async def api(rest: str) -> Response:
         identity = await gw.identify(principal)
         g.source = identity.source.value
         proxied.admit(identity, principal)
+        proxied.name_end_user(request.headers.get)
         content = await request_content(route, gw.settings.max_body)
     return await proxied.serve(content, forward_headers(request.headers.items()))
 
