@@ -224,3 +224,9 @@ def test_sse_queue_comments_carry_an_eta_once_service_times_are_known(world, poo
     first = sse_events(text)[0]
     assert re.fullmatch(r": queued position=1 eta=\d+", first), first
     assert blocker.result().status_code == 200
+
+
+def test_the_documented_queue_entry_has_exactly_the_contract_fields():
+    from common.gateway_openapi import SCHEMAS
+
+    assert set(SCHEMAS["QueueEntry"]["required"]) == set(SCHEMAS["QueueEntry"]["properties"]) == VIEW_KEYS
