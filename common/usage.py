@@ -122,6 +122,29 @@ def usage_by_user(session: Session, since: datetime | None = None) -> dict[int, 
     return _usage_by(session, RequestLog.user_id, since)
 
 
+def usage_by_end_user(session: Session, since: datetime | None = None) -> dict[int, dict[str, Usage]]:
+    """Usage per API key id and the end user behind it (README "End users behind a shared key")."""
+    query = (
+        sa.select(
+            RequestLog.api_key_id,
+            RequestLog.end_user,
+            sa.func.count(RequestLog.id),
+            sa.func.coalesce(sa.func.sum(RequestLog.prompt_tokens), 0),
+            sa.func.coalesce(sa.func.sum(RequestLog.completion_tokens), 0),
+            sa.func.avg(RequestLog.queue_wait_ms),
+        )
+        .where(RequestLog.api_key_id.is_not(None), RequestLog.end_user.is_not(None))
+        .group_by(RequestLog.api_key_id, RequestLog.end_user)
+    )
+    if since is not None:
+        query = query.where(RequestLog.created_at >= since)
+    found: dict[int, dict[str, Usage]] = {}
+    for key_id, person, requests, prompt, completion, wait in session.execute(query):
+        usage = Usage(int(requests), int(prompt), int(completion), None if wait is None else float(wait))
+        found.setdefault(key_id, {})[person] = usage
+    return found
+
+
 def _conditions(filters: RequestFilters) -> list[sa.ColumnElement[bool]]:
     conditions = []
     for name in ("source", "api_key_id", "user_id", "status", "model", "endpoint", "client_ip", "request_id"):
