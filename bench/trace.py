@@ -3,7 +3,8 @@
 docs/contract.md §8 (model affinity: "measured on a mixed-model trace against the simulator
 with a model swap cost"). One slot on the simulator (``--max-loaded 1 --load-time L``), three
 models, three classes of client (priorities 1, 3, 5), arrivals at 80 % then 120 % of what the
-slot serves without swaps. Each configuration gets a fresh simulator and gateway:
+slot serves in arrival order (generation + expected swap). Each configuration gets its own
+simulator and gateway; the three run side by side (they share no state, and waiting costs no CPU):
 
   a. arrival order      every key at one priority, FAIR_SHARE=0, MODEL_AFFINITY=0, no aging
   b. priority + aging   the classes' priorities, AGING_PER_MINUTE=--aging, no fair share/affinity
@@ -23,12 +24,15 @@ import argparse
 import asyncio
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from bench.procs import Service
 from bench.stack import prepare_gateway, start_gateway, start_simulator
-from bench.trace_model import CLASSES, MODELS, Arrival, Outcome, make_trace, table, waits_by_class
+from bench.trace_model import CLASSES, MODELS, Arrival, Outcome, make_trace, service_s, table, waits_by_class
 from simulator.config import SimulatorConfig
 
 TOKENS = 10  # per generation; the token delay makes it last --generation seconds
@@ -69,8 +73,28 @@ async def replay(url: str, trace: list[Arrival], keys: dict[str, str]) -> list[O
         return list(await asyncio.gather(*(one(arrival) for arrival in trace)))
 
 
-def run_one(workdir: Path, trace: list[Arrival], config: dict, args: argparse.Namespace) -> dict:
-    """One configuration on a fresh simulator and gateway: swaps, failures and waits per class."""
+@dataclass
+class Stack:
+    """One configuration's simulator and gateway, and the key each class sends."""
+
+    simulator: Service
+    gateway: Service
+    gateway_url: str
+    keys: dict[str, str]
+
+    @property
+    def sim_url(self) -> str:
+        """The simulator's base URL."""
+        return f"http://127.0.0.1:{self.simulator.port}"
+
+    def stop(self) -> None:
+        """Stop both servers."""
+        self.gateway.stop()
+        self.simulator.stop()
+
+
+def start_stack(workdir: Path, config: dict, args: argparse.Namespace) -> Stack:
+    """A fresh simulator (one model in VRAM, ``--load-time`` swaps) and a one-slot gateway before it."""
     sim_config = SimulatorConfig(
         models=MODELS,
         tokens=TOKENS,
@@ -81,22 +105,24 @@ def run_one(workdir: Path, trace: list[Arrival], config: dict, args: argparse.Na
         log_limit=100,
     )
     simulator = start_simulator(workdir, sim_config)
-    gateway = None
     try:
-        sim_url = f"http://127.0.0.1:{simulator.port}"
         priorities = sorted({p for p, _ in CLASSES.values()}) if config["by_class"] else [5]
-        setup = prepare_gateway(workdir, sim_url, 1, priorities)
+        setup = prepare_gateway(workdir, f"http://127.0.0.1:{simulator.port}", 1, priorities)
         setup.env.update(config["env"])
         gateway = start_gateway(workdir, setup)
-        keys = {
-            name: setup.keys[priority if config["by_class"] else 5] for name, (priority, _) in CLASSES.items()
-        }
-        outcomes = asyncio.run(replay(f"http://127.0.0.1:{setup.port}", trace, keys))
-        loads = httpx.get(f"{sim_url}/_sim/stats", timeout=10).json()["vram"]["loads"]
-    finally:
-        if gateway is not None:
-            gateway.stop()
+    except BaseException:
         simulator.stop()
+        raise
+    keys = {
+        name: setup.keys[priority if config["by_class"] else 5] for name, (priority, _) in CLASSES.items()
+    }
+    return Stack(simulator, gateway, f"http://127.0.0.1:{setup.port}", keys)
+
+
+def measure(stack: Stack, trace: list[Arrival]) -> dict:
+    """Replay the trace on one stack: swaps, failures and waits per class."""
+    outcomes = asyncio.run(replay(stack.gateway_url, trace, stack.keys))
+    loads = httpx.get(f"{stack.sim_url}/_sim/stats", timeout=10).json()["vram"]["loads"]
     return {
         "swaps": loads,
         "failed": sum(1 for o in outcomes if o.status != 200),
@@ -135,17 +161,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma list of configuration letters (a,b,c)")
     args = parser.parse_args(argv)
     low, high = (float(part) for part in args.loads.split(","))
-    trace = make_trace(args.requests, args.generation, (low, high), args.seed)
+    trace = make_trace(args.requests, args.generation, args.load_time, (low, high), args.seed)
     chosen = {letter.strip() for letter in args.only.split(",") if letter.strip()}
-    results = {}
+    runs = {name: config for name, config in configurations(args).items() if not chosen or name[0] in chosen}
+    stacks: dict[str, Stack] = {}
     with tempfile.TemporaryDirectory(prefix="seadragon-trace-") as workdir:
-        for name, config in configurations(args).items():
-            if not chosen or name[0] in chosen:
-                results[name] = run_one(Path(workdir), trace, config, args)
+        try:
+            for name, config in runs.items():  # one after another: migrations share Alembic's globals
+                stacks[name] = start_stack(Path(workdir), config, args)
+            with ThreadPoolExecutor(max_workers=len(stacks) or 1) as pool:
+                futures = {name: pool.submit(measure, stack, trace) for name, stack in stacks.items()}
+                results = {name: future.result() for name, future in futures.items()}
+        finally:
+            for stack in stacks.values():
+                stack.stop()
+    capacity = 1 / service_s(args.generation, args.load_time)
     print(
         f"{args.requests} requests, {len(MODELS)} models, 1 slot, {args.generation:g} s generations, "
-        f"{args.load_time:g} s swaps, arrivals at {low:.0%} then {high:.0%} of capacity "
-        f"(trace {trace[-1].at:.0f} s)\n"
+        f"{args.load_time:g} s swaps; capacity in arrival order {capacity:.2f} req/s; arrivals at "
+        f"{low:.0%} then {high:.0%} of it (trace {trace[-1].at:.0f} s)\n"
     )
     print(table(results, args.load_time))
     if len(results) < 3:

@@ -36,16 +36,22 @@ class Outcome:
     wait_s: float  # queue wait the gateway reported (X-Seadragon-Queue-Wait)
 
 
+def service_s(generation_s: float, load_s: float) -> float:
+    """Mean seconds one request holds the slot in arrival order (its generation and expected swap)."""
+    return generation_s + (1 - sum(p * p for p in MODEL_WEIGHTS)) * load_s
+
+
 def make_trace(
-    requests: int, generation_s: float, loads: tuple[float, float], seed: int = 12
+    requests: int, generation_s: float, load_s: float, loads: tuple[float, float], seed: int = 12
 ) -> list[Arrival]:
-    """``requests`` arrivals, half at each load factor (fractions of one slot's no-swap capacity)."""
+    """``requests`` arrivals, half at each load factor (fractions of one slot's arrival-order capacity)."""
     rng = random.Random(seed)
+    capacity = 1 / service_s(generation_s, load_s)
     names = list(CLASSES)
     shares = [CLASSES[name][1] for name in names]
     arrivals, now = [], 0.0
     for index in range(requests):
-        rate = loads[0 if index < requests // 2 else 1] / generation_s
+        rate = loads[0 if index < requests // 2 else 1] * capacity
         now += rng.expovariate(rate)
         model = rng.choices(MODELS, MODEL_WEIGHTS)[0]
         arrivals.append(Arrival(round(now, 3), model, rng.choices(names, shares)[0]))

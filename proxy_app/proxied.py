@@ -164,8 +164,6 @@ class ProxiedRequest:
             identity.source.value,
             model,
             who=identity_key(identity),
-            max_queued=getattr(identity, "max_queued", None),
-            max_concurrent=getattr(identity, "max_concurrent", None),
             endpoint=self.endpoint,
             principal=self.principal,
         )

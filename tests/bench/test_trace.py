@@ -8,17 +8,30 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from bench import trace
-from bench.trace_model import CLASSES, MODELS, Arrival, Outcome, make_trace, percentile, waits_by_class
+from bench.trace_model import (
+    CLASSES,
+    MODELS,
+    Arrival,
+    Outcome,
+    make_trace,
+    percentile,
+    service_s,
+    waits_by_class,
+)
 
 
 def test_the_trace_is_reproducible_and_arrives_at_the_two_rates():
-    arrivals = make_trace(400, generation_s=0.5, loads=(0.8, 1.2), seed=3)
-    assert arrivals == make_trace(400, generation_s=0.5, loads=(0.8, 1.2), seed=3)
+    arrivals = make_trace(400, generation_s=0.5, load_s=2.0, loads=(0.8, 1.2), seed=3)
+    assert arrivals == make_trace(400, generation_s=0.5, load_s=2.0, loads=(0.8, 1.2), seed=3)
     assert [a.at for a in arrivals] == sorted(a.at for a in arrivals)
     first, second = arrivals[:200], arrivals[200:]
-    low = len(first) / first[-1].at * 0.5  # arrivals per generation time
-    high = len(second) / (second[-1].at - first[-1].at) * 0.5
+    service = service_s(0.5, 2.0)
+    assert service == pytest.approx(0.5 + 0.62 * 2.0)  # a swap unless two in a row share a model
+    low = len(first) / first[-1].at * service  # arrivals per mean service time
+    high = len(second) / (second[-1].at - first[-1].at) * service
     assert 0.65 < low < 0.95 and 1.0 < high < 1.45
     assert {a.model for a in arrivals} == set(MODELS) and {a.klass for a in arrivals} == set(CLASSES)
 
