@@ -7,45 +7,20 @@ waiting one from the dashboard; its client gets 503 ``cancelled by an administra
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import settings_env
-from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USER, ARTIFACTS
-from tests.e2e.test_dashboard import make_key, signed_in
-from tests.live import LiveServer
+from tests.e2e.conftest import ARTIFACTS
+
+# The dashboard test's slow simulator and one-slot gateway, for this module too.
+from tests.e2e.test_dashboard import live_server, make_key, signed_in, simulator  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
 HOLD = {"X-Sim-Delay": "0.2", "X-Sim-Tokens": "150"}  # a 30 s stream unless cancelled
 BODY = {"model": "llama3.2", "messages": [{"role": "user", "content": "Hello"}]}
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    """The simulator in its own process, as Ollama."""
-    from simulator import SimulatorConfig, serve_in_subprocess
-
-    handle = serve_in_subprocess(SimulatorConfig(tokens=5, token_delay=0.0))
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory, simulator) -> Iterator[LiveServer]:
-    """The whole gateway (``python asgi.py``) with one slot on the simulator."""
-    env = settings_env(
-        tmp_path_factory.mktemp("queue-panel"),
-        admin_user=ADMIN_USER,
-        admin_password=ADMIN_PASSWORD,
-        ollama_urls=f"{simulator.url}=1",
-    )
-    server = LiveServer(env).start()
-    yield server
-    server.stop()
 
 
 def in_background(fn) -> dict:
@@ -57,7 +32,7 @@ def in_background(fn) -> dict:
     return outcome
 
 
-def test_an_admin_cancels_a_waiting_request_from_the_dashboard(new_page, live_server, screenshot):
+def test_an_admin_cancels_a_waiting_request_from_the_dashboard(new_page, live_server):  # noqa: F811
     key = make_key(live_server, "shared-app")
     headers = {"X-API-Key": key}
 

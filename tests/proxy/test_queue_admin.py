@@ -37,13 +37,6 @@ SLOW = {"X-Sim-Delay": "0.1", "X-Sim-Tokens": "300"}  # a stream of 30 s unless 
 
 
 @pytest.fixture
-def pool():
-    """Threads for requests that run while the test watches."""
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        yield executor
-
-
-@pytest.fixture
 def world(gw_settings, accounts, serve, admin_app):
     """A one-slot gateway, a key (priority 2), an admin (Bearer token and signed-in session) and a user."""
 
@@ -59,6 +52,13 @@ def world(gw_settings, accounts, serve, admin_app):
         return serve(settings), db, key, admin, {"Authorization": f"Bearer {token}"}
 
     return make
+
+
+@pytest.fixture
+def pool():
+    """Threads for requests that run while the test watches."""
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        yield executor
 
 
 def view(server, auth: dict) -> list[dict]:
