@@ -68,7 +68,8 @@ async def replay(url: str, trace: list[Arrival], keys: dict[str, str]) -> list[O
             body["options"] = {"num_predict": TOKENS}
             response = await client.post("/api/chat", json=body, headers={"X-API-Key": keys[arrival.klass]})
             wait_ms = int(response.headers.get("X-Seadragon-Queue-Wait", "0"))
-            return Outcome(arrival, response.status_code, wait_ms / 1000)
+            error = None if response.status_code == 200 else response.text[:200]
+            return Outcome(arrival, response.status_code, wait_ms / 1000, error)
 
         return list(await asyncio.gather(*(one(arrival) for arrival in trace)))
 
@@ -126,6 +127,7 @@ def measure(stack: Stack, trace: list[Arrival]) -> dict:
     return {
         "swaps": loads,
         "failed": sum(1 for o in outcomes if o.status != 200),
+        "errors": sorted({f"{o.status} {o.error}" for o in outcomes if o.status != 200}),
         "waits": waits_by_class(outcomes),
     }
 
@@ -153,7 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--generation", type=float, default=0.5, help="seconds per generation")
     parser.add_argument("--load-time", type=float, default=2.0, help="seconds to swap a model in")
-    parser.add_argument("--loads", default="0.8,1.2", help="arrival rates, fractions of no-swap capacity")
+    parser.add_argument("--loads", default="0.8,1.2", help="arrival rates, fractions of capacity")
+    parser.add_argument(
+        "--capacity",
+        choices=("arrival-order", "no-swap"),
+        default="arrival-order",
+        help="what the load factors are fractions of: one slot in arrival order (generation + expected "
+        "swap), or one slot that never swaps (generation only)",
+    )
     parser.add_argument("--aging", type=float, default=6.0, help="AGING_PER_MINUTE for b and c")
     parser.add_argument("--affinity", type=float, default=2.0, help="MODEL_AFFINITY for c")
     parser.add_argument("--max-delay", type=float, default=10.0, help="AFFINITY_MAX_DELAY for c")
@@ -161,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma list of configuration letters (a,b,c)")
     args = parser.parse_args(argv)
     low, high = (float(part) for part in args.loads.split(","))
-    trace = make_trace(args.requests, args.generation, args.load_time, (low, high), args.seed)
+    swap_s = args.load_time if args.capacity == "arrival-order" else 0.0
+    capacity = 1 / service_s(args.generation, swap_s)
+    trace = make_trace(args.requests, capacity, (low, high), args.seed)
     chosen = {letter.strip() for letter in args.only.split(",") if letter.strip()}
     runs = {name: config for name, config in configurations(args).items() if not chosen or name[0] in chosen}
     stacks: dict[str, Stack] = {}
@@ -175,13 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for stack in stacks.values():
                 stack.stop()
-    capacity = 1 / service_s(args.generation, args.load_time)
     print(
         f"{args.requests} requests, {len(MODELS)} models, 1 slot, {args.generation:g} s generations, "
-        f"{args.load_time:g} s swaps; capacity in arrival order {capacity:.2f} req/s; arrivals at "
+        f"{args.load_time:g} s swaps; capacity ({args.capacity}) {capacity:.2f} req/s; arrivals at "
         f"{low:.0%} then {high:.0%} of it (trace {trace[-1].at:.0f} s)\n"
     )
     print(table(results, args.load_time))
+    for name, result in results.items():
+        for error in result["errors"]:
+            print(f"{name} failed: {error}")
     if len(results) < 3:
         return 0
     checks = goals(results, args)

@@ -3,7 +3,9 @@
 A trace is a list of arrivals: when (seconds from the start), which model, which class of
 client. Three models with skewed popularity, three classes with different priorities; the
 first half arrives at ``loads[0]`` x capacity, the second at ``loads[1]`` x capacity, Poisson.
-Capacity is what one slot serves when no model has to be swapped in: ``1 / generation_s``.
+Capacity is what one slot serves in arrival order: one generation, plus a swap whenever the
+next request's model differs from the last one's (probability ``1 - sum(p^2)``); or, with
+``--capacity no-swap``, what it serves when no model ever has to be swapped in.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Outcome:
     arrival: Arrival
     status: int
     wait_s: float  # queue wait the gateway reported (X-Seadragon-Queue-Wait)
+    error: str | None = None  # the body of a failed answer
 
 
 def service_s(generation_s: float, load_s: float) -> float:
@@ -41,12 +44,9 @@ def service_s(generation_s: float, load_s: float) -> float:
     return generation_s + (1 - sum(p * p for p in MODEL_WEIGHTS)) * load_s
 
 
-def make_trace(
-    requests: int, generation_s: float, load_s: float, loads: tuple[float, float], seed: int = 12
-) -> list[Arrival]:
-    """``requests`` arrivals, half at each load factor (fractions of one slot's arrival-order capacity)."""
+def make_trace(requests: int, capacity: float, loads: tuple[float, float], seed: int = 12) -> list[Arrival]:
+    """``requests`` arrivals, half at each load factor (fractions of ``capacity``, requests per second)."""
     rng = random.Random(seed)
-    capacity = 1 / service_s(generation_s, load_s)
     names = list(CLASSES)
     shares = [CLASSES[name][1] for name in names]
     arrivals, now = [], 0.0

@@ -24,12 +24,12 @@ from bench.trace_model import (
 
 
 def test_the_trace_is_reproducible_and_arrives_at_the_two_rates():
-    arrivals = make_trace(400, generation_s=0.5, load_s=2.0, loads=(0.8, 1.2), seed=3)
-    assert arrivals == make_trace(400, generation_s=0.5, load_s=2.0, loads=(0.8, 1.2), seed=3)
-    assert [a.at for a in arrivals] == sorted(a.at for a in arrivals)
-    first, second = arrivals[:200], arrivals[200:]
     service = service_s(0.5, 2.0)
     assert service == pytest.approx(0.5 + 0.62 * 2.0)  # a swap unless two in a row share a model
+    arrivals = make_trace(400, capacity=1 / service, loads=(0.8, 1.2), seed=3)
+    assert arrivals == make_trace(400, capacity=1 / service, loads=(0.8, 1.2), seed=3)
+    assert [a.at for a in arrivals] == sorted(a.at for a in arrivals)
+    first, second = arrivals[:200], arrivals[200:]
     low = len(first) / first[-1].at * service  # arrivals per mean service time
     high = len(second) / (second[-1].at - first[-1].at) * service
     assert 0.65 < low < 0.95 and 1.0 < high < 1.45
