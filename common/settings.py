@@ -86,6 +86,7 @@ class Settings:
     max_head_size: int = 64 * 1024  # bytes of request line + headers, then 431
     max_connections: int = 8192  # open client connections, then 503 at accept
     max_pending_per_ip: int = 64  # connections of one IP without a complete head, then 429
+    end_user_max_length: int = 128  # characters of an end-user header's value, then 400
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +140,8 @@ class Settings:
             max_head_size=env.size("MAX_HEAD_SIZE", 64 * 1024),
             max_connections=env.int("MAX_CONNECTIONS", 8192, minimum=1, maximum=1_000_000),
             max_pending_per_ip=env.int("MAX_PENDING_PER_IP", 64, minimum=1, maximum=1_000_000),
+            # At most the request log's end_user column (200).
+            end_user_max_length=env.int("END_USER_MAX_LENGTH", 128, minimum=1, maximum=200),
         )
 
 
