@@ -5,13 +5,16 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
+from admin_app.extensions import db
 from admin_app.forms import ActionForm, APIKeyForm, apply_error
 from admin_app.identity import admin_blueprint
 from admin_app.policy_form import patch_from_form, refused_edit
-from admin_app.requests_log import usage_summary
+from admin_app.requests_log import USAGE_WINDOWS, usage_summary
 from admin_app.services import NotFound, ServiceError
 from admin_app.services import apikeys as service
+from common.models import utcnow
 from common.policies import POLICY_FIELDS
+from common.usage import usage_by_end_user
 
 bp = admin_blueprint("apikeys", __name__, "/admin/apikeys")
 
@@ -22,6 +25,8 @@ EDIT_FIELDS = ("name", "priority", *POLICY_FIELDS, "end_user_header")
 def _page(form: APIKeyForm, status: int = 200, created=None, editing=None):
     keys = service.list_api_keys()
     usage = usage_summary("key")
+    # The people behind shared keys (end_user_header), over the same week as the usage columns.
+    end_users = usage_by_end_user(db.session, since=utcnow() - USAGE_WINDOWS["week"])
     page = render_template(
         "apikeys/index.html",
         form=form,
@@ -29,6 +34,7 @@ def _page(form: APIKeyForm, status: int = 200, created=None, editing=None):
         action=ActionForm(),
         created=created,
         usage=usage,
+        end_users=end_users,
         edit_fields=EDIT_FIELDS,
         editing=editing,
     )

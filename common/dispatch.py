@@ -13,20 +13,27 @@ ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 ADMIN_PREFIXES = ("/auth/", "/admin/", "/api/admin/", "/static/", "/chat/")
 # The API documentation is generated from the admin app's url_map and the gateway's route table.
 ADMIN_EXACT = ("/auth", "/admin", "/api/admin", "/docs", "/openapi.json", "/chat", "/account")
-# The chat's answers stream from the gateway: they go through its queue (docs/contract.md §9).
-GATEWAY_EXCEPTIONS = ("/api/admin/stats", "/chat/api/reply")
+# The chat's answers stream from the gateway: they go through its queue (docs/contract.md §9);
+# so does the queue itself (docs/contract.md §8): /api/admin/queue and /api/admin/queue/{request_id}.
+GATEWAY_EXCEPTIONS = ("/api/admin/stats", "/chat/api/reply", "/api/admin/queue")
+GATEWAY_EXCEPTION_PREFIXES = ("/api/admin/queue/",)
+
+
+def is_gateway_admin_path(path: str) -> bool:
+    """True if ``path`` is an admin-side endpoint the gateway answers itself (live queue state)."""
+    return path in GATEWAY_EXCEPTIONS or path.startswith(GATEWAY_EXCEPTION_PREFIXES)
 
 
 def is_admin_path(path: str) -> bool:
     """True if ``path`` belongs to the admin app."""
-    if path in GATEWAY_EXCEPTIONS:
+    if is_gateway_admin_path(path):
         return False
     return path in ADMIN_EXACT or path.startswith(ADMIN_PREFIXES)
 
 
 def is_proxied_path(path: str) -> bool:
     """True if ``path`` is a gateway request served by a ``ProxiedRequest`` (it logs its own line)."""
-    if is_admin_path(path) or path in GATEWAY_EXCEPTIONS:
+    if is_admin_path(path) or is_gateway_admin_path(path):
         return False
     return path in ("/api", "/v1") or path.startswith(("/api/", "/v1/"))
 

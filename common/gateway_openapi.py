@@ -3,9 +3,9 @@
 Paths under ``/api/`` and ``/v1/`` come from :data:`common.routes.TABLE` and its pattern entries
 (blobs, one model), so a route added there is documented at once; the gateway's own routes
 (``/``, ``/health``, ``/metrics``, ``/api/admin/stats``, the web chat's ``/chat/api/reply``) are
-listed in :data:`OWN_ROUTES` (tests/proxy/test_docs_data.py holds them to the gateway's URL map and
-view docstrings). The admin app serves the whole document (see ``admin_app/docs.py``) without
-importing the gateway.
+listed in :data:`OWN_ROUTES`, the live queue's in :data:`QUEUE_ROUTES` (tests/proxy/test_docs_data.py
+holds them to the gateway's URL map and view docstrings). The admin app serves the whole document (see
+``admin_app/docs.py``) without importing the gateway.
 """
 
 from __future__ import annotations
@@ -63,6 +63,19 @@ OWN_ROUTES = {
         "POST",
         "chat_stream.reply",
         "Store the user's message and stream the model's answer as NDJSON events",
+    ),
+}
+# The live queue (docs/contract.md §8): path -> (method, endpoint, summary).
+QUEUE_ROUTES = {
+    "/api/admin/queue": (
+        "get",
+        "queue_admin.queue",
+        "Waiting requests in dispatch order, then active ones; for an admin's session or access token",
+    ),
+    "/api/admin/queue/{request_id}": (
+        "delete",
+        "queue_admin.cancel",
+        "Cancel a waiting (503 to its client) or active (in-band error) request; 404 if unknown",
     ),
 }
 SUMMARIES = {
@@ -164,6 +177,41 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "in_use": {"type": "integer"},
             "models": {"type": ["array", "null"], "items": {"type": "string"}},
         },
+    },
+    "QueueEntry": {
+        "type": "object",
+        "description": "One waiting or active request (docs/contract.md §8).",
+        "properties": {
+            "request_id": {"type": "string", "description": "The X-Request-ID its client receives."},
+            "state": {"type": "string", "enum": ["waiting", "active"]},
+            "source": {"type": "string", "enum": ["direct_api", "custom_app", "web_chat"]},
+            "who": {
+                "type": "string",
+                "description": "key:<id>, key:<id>/end-user:<value>, ip:<whitelist entry id> or user:<id>.",
+            },
+            "model": {"type": ["string", "null"]},
+            "endpoint": {"type": ["string", "null"]},
+            "base_priority": {"type": "number"},
+            "effective_priority": {"type": "number", "description": "base + fair-share points - aging."},
+            "waited_s": {"type": "number"},
+            "position": {"type": ["integer", "null"], "description": "1-based; null when active."},
+            "eta_s": {"type": ["integer", "null"], "description": "Whole seconds; null when unknown."},
+            "backend": {"type": ["string", "null"], "description": "Redacted URL; null while waiting."},
+        },
+        "required": [
+            "request_id",
+            "state",
+            "source",
+            "who",
+            "model",
+            "endpoint",
+            "base_priority",
+            "effective_priority",
+            "waited_s",
+            "position",
+            "eta_s",
+            "backend",
+        ],
     },
     "Stats": {
         "type": "object",
@@ -278,7 +326,47 @@ def _own_paths() -> dict[str, dict[str, Any]]:
     paths: dict[str, dict[str, Any]] = {}
     for path, (method, endpoint, summary) in OWN_ROUTES.items():
         paths.setdefault(path, {})[method.lower()] = _own_route(endpoint, summary)
-    return paths
+    return paths | {
+        path: {method: _queue_route(endpoint, summary)}
+        for path, (method, endpoint, summary) in QUEUE_ROUTES.items()
+    }
+
+
+def _queue_route(endpoint: str, summary: str) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "tags": ["Admin API"],
+        "summary": summary,
+        "operationId": endpoint.replace(".", "_"),
+        "security": ADMIN_SECURITY,
+    }
+    refusals = {"401": _error("Not signed in."), "403": _error("Not an administrator.")}
+    if endpoint == "queue_admin.queue":
+        listing = {"type": "array", "items": _ref("QueueEntry")}
+        operation["responses"] = {
+            "200": {"description": "The queue", "content": {"application/json": {"schema": listing}}},
+            **refusals,
+        }
+        return operation
+    operation["description"] = (
+        "A waiting request is answered 503 `cancelled by an administrator` (in-band if its headers "
+        "went out); an active one ends with an in-band error and its upstream closes. With a session "
+        "cookie, send the page's CSRF token in `X-CSRFToken`."
+    )
+    operation["parameters"] = [
+        {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
+    cancelled = {
+        "type": "object",
+        "properties": {"request_id": {"type": "string"}, "cancelled": {"type": "boolean", "const": True}},
+        "required": ["request_id", "cancelled"],
+    }
+    operation["responses"] = {
+        "200": {"description": "Cancelled", "content": {"application/json": {"schema": cancelled}}},
+        "400": _error("A session without its CSRF token."),
+        **refusals,
+        "404": _error("No waiting or active request with this id."),
+    }
+    return operation
 
 
 def _own_route(endpoint: str, summary: str) -> dict[str, Any]:

@@ -208,6 +208,8 @@ class RequestLog(Base):
     repeats: Mapped[int] = mapped_column(default=1, server_default="1")
     # The display prefix of an API key that was refused (unknown, revoked, malformed); never the key.
     key_prefix: Mapped[str | None] = mapped_column(sa.String(16))
+    # The person behind a shared key, from the key's end_user_header (README "End users behind a shared key").
+    end_user: Mapped[str | None] = mapped_column(sa.String(200))
 
 
 class Conversation(Base):

@@ -87,6 +87,7 @@ class Settings:
     max_connections: int = 8192  # open client connections, then 503 at accept
     max_pending_per_ip: int = 64  # connections of one IP without a complete head, then 429
     pending_grace: float = 1.0  # seconds without a complete head before a connection counts as pending
+    end_user_max_length: int = 128  # characters of an end-user header's value, then 400
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -141,6 +142,8 @@ class Settings:
             max_connections=env.int("MAX_CONNECTIONS", 8192, minimum=1, maximum=1_000_000),
             max_pending_per_ip=env.int("MAX_PENDING_PER_IP", 64, minimum=1, maximum=1_000_000),
             pending_grace=env.float("PENDING_GRACE", 1.0, minimum=0.0),
+            # At most the request log's end_user column (200).
+            end_user_max_length=env.int("END_USER_MAX_LENGTH", 128, minimum=1, maximum=200),
         )
 
 

@@ -7,7 +7,7 @@ resolved client IP and lookup callables (backed by a cache in the gateway).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from common.network import IPAddress, Whitelist
@@ -47,6 +47,7 @@ class KeyInfo:
     id: int
     priority: int
     name: str = ""
+    end_user_header: str | None = None  # names the person behind a shared key (README "End users")
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,24 @@ class Identity:
     is_admin: bool = False
     label: str = ""
     policy: Policy = Policy()  # docs/contract.md §7; attached from the gateway's identity cache
+    end_user_header: str | None = None  # the key's header naming the person behind it
+    end_user: str | None = None  # that header's value on this request (None: the key itself)
+
+    @property
+    def holder(self) -> str:
+        """Who holds the policy and its counters: ``key:3`` (not per end user), ``ip:7``, ``user:12``."""
+        return who_of(self.api_key_id, self.whitelist_entry_id, self.user_id) or ""
 
     @property
     def who(self) -> str:
-        """The identity's name for limits and fair share: ``key:3``, ``ip:7`` or ``user:12``."""
-        return who_of(self.api_key_id, self.whitelist_entry_id, self.user_id) or ""
+        """Who shares fair share and queue limits (docs/contract.md §7, §8): the :attr:`holder`, or
+        ``key:3/end-user:alice`` for a person named through the key's ``end_user_header``."""
+        holder = self.holder
+        return (
+            holder
+            if self.end_user is None or self.api_key_id is None
+            else f"{holder}/end-user:{self.end_user}"
+        )
 
 
 def who_of(
@@ -149,7 +163,13 @@ def classify(
         key = find_key(hash_secret(credentials.api_key)) if looks_like_api_key(credentials.api_key) else None
         if key is None:
             raise ClassificationError(401, "invalid or revoked API key")
-        return Identity(RequestSource.CUSTOM_APP, key.priority, api_key_id=key.id, label=key.name)
+        return Identity(
+            RequestSource.CUSTOM_APP,
+            key.priority,
+            api_key_id=key.id,
+            label=key.name,
+            end_user_header=key.end_user_header,
+        )
 
     if origin and origin.lower().rstrip("/") not in allowed_origins:
         raise ClassificationError(403, "origin not allowed")
@@ -175,3 +195,22 @@ def classify(
             label=user.username,
         )
     raise ClassificationError(401, "authentication required: an API key, a whitelisted IP or a login")
+
+
+def with_end_user(identity: Identity, header_value: Callable[[str], str | None], max_length: int) -> Identity:
+    """The identity with the person its key's ``end_user_header`` names (README "End users").
+
+    A key without the option ignores the header; absent or blank → the key itself; a value
+    longer than ``max_length`` or not printable → 400.
+    """
+    header = identity.end_user_header
+    if header is None:
+        return identity
+    value = (header_value(header) or "").strip()
+    if not value:
+        return identity
+    if len(value) > max_length or not value.isprintable():
+        raise ClassificationError(
+            400, f"the {header} header must be printable text of at most {max_length} characters"
+        )
+    return replace(identity, end_user=value)

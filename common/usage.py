@@ -132,6 +132,29 @@ def usage_of_user(session: Session, user_id: int, since: datetime) -> Usage:
     return found or Usage(0, 0, 0, None)
 
 
+def usage_by_end_user(session: Session, since: datetime | None = None) -> dict[int, dict[str, Usage]]:
+    """Usage per API key id and the end user behind it (README "End users behind a shared key")."""
+    query = (
+        sa.select(
+            RequestLog.api_key_id,
+            RequestLog.end_user,
+            sa.func.count(RequestLog.id),
+            sa.func.coalesce(sa.func.sum(RequestLog.prompt_tokens), 0),
+            sa.func.coalesce(sa.func.sum(RequestLog.completion_tokens), 0),
+            sa.func.avg(RequestLog.queue_wait_ms),
+        )
+        .where(RequestLog.api_key_id.is_not(None), RequestLog.end_user.is_not(None))
+        .group_by(RequestLog.api_key_id, RequestLog.end_user)
+    )
+    if since is not None:
+        query = query.where(RequestLog.created_at >= since)
+    found: dict[int, dict[str, Usage]] = {}
+    for key_id, person, requests, prompt, completion, wait in session.execute(query):
+        usage = Usage(int(requests), int(prompt), int(completion), None if wait is None else float(wait))
+        found.setdefault(key_id, {})[person] = usage
+    return found
+
+
 def _conditions(filters: RequestFilters) -> list[sa.ColumnElement[bool]]:
     conditions = []
     for name in ("source", "api_key_id", "user_id", "status", "model", "endpoint", "client_ip", "request_id"):
@@ -227,7 +250,7 @@ def who_name(row: RequestLog, identities: dict[tuple[str, int], Any]) -> str | N
     """Who sent ``row``: the key's name, the username, or the whitelist entry's label (else its address)."""
     key = identities.get(("key", row.api_key_id))
     if key is not None:
-        return key.name
+        return key.name if row.end_user is None else f"{key.name}/end-user:{row.end_user}"
     user = identities.get(("user", row.user_id))
     if user is not None:
         return user.username

@@ -10,9 +10,11 @@ _WHO_KIND = {RequestSource.CUSTOM_APP: "key", RequestSource.DIRECT_API: "ip", Re
 
 
 def who(identity: Identity | None, key_prefix: str | None) -> str | None:
-    """``key:<name>``, ``ip:<address>``, ``user:<name>``; a refused key as ``refused-key:<prefix>``."""
+    """``key:<name>`` (``key:<name>/end-user:<value>`` for a person behind it), ``ip:<address>``,
+    ``user:<name>``; a refused key as ``refused-key:<prefix>`` (the access log quotes odd text)."""
     if identity is not None:
-        return f"{_WHO_KIND[identity.source]}:{identity.label}"
+        person = f"/end-user:{identity.end_user}" if identity.end_user is not None else ""
+        return f"{_WHO_KIND[identity.source]}:{identity.label}{person}"
     if key_prefix is not None:
         return f"refused-key:{key_prefix}"
     return None

@@ -17,7 +17,7 @@ upstream closes, as for any client that leaves) or when it breaks off. Prompts a
 answers go only to the conversation tables, never to the request log.
 
 :class:`QueuedChat` is the only code here that touches the queued path: it drives one
-:class:`~proxy_app.proxied.ProxiedRequest` through its steps (enqueue, queue_position while
+:class:`~proxy_app.proxied.ProxiedRequest` through its steps (enqueue, queue_position and queue_eta while
 waiting, wait_for_slot, open, relay, close), which writes the request's one log row.
 """
 
@@ -69,7 +69,7 @@ class QueuedChat:
         self.body = json.dumps(payload).encode()
 
     async def chunks(self) -> AsyncIterator[tuple[str, object]]:
-        """``("queued", position)`` while waiting, ``("started", None)``, then Ollama's bytes.
+        """``("queued", (position, eta_s))`` while waiting, ``("started", None)``, then Ollama's bytes.
 
         Raises :class:`ProxyError` when the queue or Ollama refuses (noted on the request's row).
         """
@@ -77,10 +77,10 @@ class QueuedChat:
         task = proxied.enqueue(self.model)
         last = None
         while not task.done():
-            position = proxied.queue_position()
-            if position is not None and position != last:
-                last = position
-                yield "queued", position
+            position, eta = proxied.queue_position(), proxied.queue_eta()
+            if position is not None and (position, eta) != last:
+                last = position, eta
+                yield "queued", last
             await asyncio.wait({task}, timeout=POSITION_POLL)
         grant = await proxied.wait_for_slot(task)
         headers = forward_headers([("Content-Type", "application/json")])
@@ -241,7 +241,8 @@ async def _events(generation: QueuedChat, answer: Answer) -> AsyncIterator[bytes
     try:
         async for kind, value in generation.chunks():
             if kind == "queued":
-                yield event("queued", position=value, eta_s=None)
+                position, eta = value  # type: ignore[misc]
+                yield event("queued", position=position, eta_s=eta)
             elif kind == "started":
                 yield event("started")
             else:

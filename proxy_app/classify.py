@@ -91,7 +91,7 @@ def identify(principal: Principal, snapshot: Snapshot, settings: Settings) -> Id
         direct_priority=settings.direct_priority,
         webchat_priority=settings.webchat_priority,
     )
-    policy = snapshot.policy_of(identity.who)
+    policy = snapshot.policy_of(identity.holder)
     if policy is NO_POLICY:
         return identity  # most callers: nothing to attach
     if policy.expired(datetime.now(UTC)):

@@ -113,7 +113,13 @@ async def load_snapshot(engine: AsyncEngine, settings: Settings) -> Snapshot:
     async with engine.connect() as conn:
         keys = await conn.execute(
             sa.select(
-                APIKey.id, APIKey.key_hash, APIKey.priority, APIKey.name, APIKey.expires_at, *_KEY_POLICY
+                APIKey.id,
+                APIKey.key_hash,
+                APIKey.priority,
+                APIKey.name,
+                APIKey.expires_at,
+                APIKey.end_user_header,
+                *_KEY_POLICY,
             ).where(APIKey.is_active.is_(True), APIKey.revoked_at.is_(None))
         )
         entries = await conn.execute(
@@ -142,7 +148,7 @@ async def load_snapshot(engine: AsyncEngine, settings: Settings) -> Snapshot:
             _with_policy(policies, who_of(whitelist_entry_id=entry.id), _policy(entry))
         key_infos = {}
         for key in keys:
-            key_infos[key.key_hash] = KeyInfo(key.id, key.priority, key.name)
+            key_infos[key.key_hash] = KeyInfo(key.id, key.priority, key.name, key.end_user_header)
             _with_policy(policies, who_of(api_key_id=key.id), _policy(key))
         user_records = {}
         for user in users:
@@ -161,12 +167,19 @@ async def _load_key(engine: AsyncEngine, key_hash: str) -> tuple[KeyInfo, Policy
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                sa.select(APIKey.id, APIKey.priority, APIKey.name, APIKey.expires_at, *_KEY_POLICY).where(
-                    APIKey.key_hash == key_hash, APIKey.is_active.is_(True), APIKey.revoked_at.is_(None)
-                )
+                sa.select(
+                    APIKey.id,
+                    APIKey.priority,
+                    APIKey.name,
+                    APIKey.expires_at,
+                    APIKey.end_user_header,
+                    *_KEY_POLICY,
+                ).where(APIKey.key_hash == key_hash, APIKey.is_active.is_(True), APIKey.revoked_at.is_(None))
             )
         ).first()
-    return None if row is None else (KeyInfo(row.id, row.priority, row.name), _policy(row))
+    return (
+        None if row is None else (KeyInfo(row.id, row.priority, row.name, row.end_user_header), _policy(row))
+    )
 
 
 async def _load_token(

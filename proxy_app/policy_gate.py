@@ -144,7 +144,7 @@ class PolicyGate:
         return self._since.get((who, field), 0.0)
 
     async def _check_limits(self, identity: Identity, policy: Policy, request_id: str) -> None:
-        who = identity.who
+        who = identity.holder  # counters are the policy's: one per key, whatever end user it names
         if policy.daily_tokens is not None:
             wait = await self.limits.tokens_retry_after(
                 who, policy.daily_tokens, self.since(who, DAILY_TOKENS)
@@ -181,7 +181,7 @@ def _limit_values(snapshot: Snapshot) -> dict[str, tuple[int | None, int | None]
 
 
 def _whose(identity: Identity) -> str:
-    return WHOSE[identity.who.partition(":")[0]]
+    return WHOSE[identity.holder.partition(":")[0]]
 
 
 def _item_allowed(policy: Policy, item: object, merge: Merge) -> bool:

@@ -21,8 +21,8 @@ Where later features plug in:
   :meth:`serve` once the body names the model; ``expires_at`` at classification.
 * The web chat (``proxy_app.chat_stream``, another Quart endpoint that streams its
   own events) serves a generation with the same object and its steps:
-  ``route_to``, ``admit(identity, principal)``, ``enqueue``, :meth:`queue_position`
-  while waiting, ``wait_for_slot``, ``open``, ``relay``; ``close`` writes its row.
+  ``route_to``, ``admit(identity, principal)``, ``enqueue``, :meth:`queue_position` and
+  :meth:`queue_eta` while waiting, ``wait_for_slot``, ``open``, ``relay``; ``close`` writes its row.
 * Stream dialects: each route carries its protocol's
   :class:`~proxy_app.dialects.StreamDialect` (``route.dialect``), which makes
   its in-band errors, queue-position comments and usage parsing.
@@ -37,14 +37,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 
 from quart import Response
 
 from common.models import utcnow
 from common.security import presented_key_prefix
-from common.sources import Identity
+from common.sources import Identity, with_end_user
 from proxy_app.bodies import Content, model_of, request_fields
 from proxy_app.classify import Principal
 from proxy_app.cloud_lane import serve_cloud
@@ -91,6 +91,7 @@ class ProxiedRequest:
         self.grant: Grant | None = None
         self.exchange: Exchange | None = None
         self.backend_url: str | None = None  # where it was sent (a queued one: its grant's backend)
+        self.cancelled: ProxyError | None = None  # an administrator's cancel of the active request
         self.ttfb_ms: float | None = None
         # How it ended: status None until known (a close without one is a client that left);
         # stage says where a request that did not finish well stopped.
@@ -122,6 +123,11 @@ class ProxiedRequest:
             self.client_ip = str(principal.client_ip) if principal.client_ip is not None else None
         if self.route.admin_only and not admin_or_whitelisted(identity):
             raise Forbidden(self.route.admin_only)
+
+    def name_end_user(self, header_value: Callable[[str], str | None]) -> None:
+        """The person behind a shared key, if the key names a header for it (400 if unreadable)."""
+        if self.identity is not None:
+            self.identity = with_end_user(self.identity, header_value, self.gw.settings.end_user_max_length)
 
     @property
     def route(self) -> Route:
@@ -186,6 +192,12 @@ class ProxiedRequest:
             return None
         return self.gw.scheduler.position(self.request_id)
 
+    def queue_eta(self) -> int | None:
+        """The scheduler's estimate of seconds until dispatch, or None (not waiting, or no estimate yet)."""
+        if self.task is None or self.task.done():
+            return None
+        return self.gw.scheduler.eta(self.request_id)
+
     async def wait_for_slot(self, task: asyncio.Task[Grant]) -> Grant:
         """The grant, or the scheduler's refusal as a :class:`ProxyError`."""
         try:
@@ -196,7 +208,14 @@ class ProxiedRequest:
         self.grant = grant
         self.stage = "waiting_upstream"
         self.gw.live.dispatched(self.request_id, grant.ticket.source, grant.waited * 1000)
+        grant.on_cancel(self._cancelled)
         return grant
+
+    def _cancelled(self, reason: str) -> None:
+        """An administrator cancelled this active request: its relay ends with ``reason`` in-band."""
+        self.cancelled = ProxyError(503, reason)
+        if self.exchange is not None:
+            self.exchange.abort(self.cancelled)
 
     async def open(
         self, base_url: str, method: str, path: str, content: Content, headers: list[tuple[str, str]]
@@ -212,6 +231,8 @@ class ProxiedRequest:
             raise self.fail(exc) from None
         self.stage = "streaming"
         self.ttfb_ms = (time.monotonic() - self.arrived) * 1000
+        if self.cancelled is not None:  # cancelled while Ollama was still to answer
+            self.exchange.abort(self.cancelled)
         return self.exchange
 
     async def read(self, exchange: Exchange) -> bytes:
@@ -311,6 +332,7 @@ class ProxiedRequest:
             prompt_tokens=tokens[0],
             completion_tokens=tokens[1],
             key_prefix=self._refused_key_prefix(),
+            end_user=identity.end_user if identity else None,
         )
 
     def _refused_key_prefix(self) -> str | None:

@@ -123,17 +123,18 @@ async def _refusal_in_band(exchange: Exchange) -> ProxyError:
 
 
 async def position_comments(proxied: ProxiedRequest) -> AsyncIterator[bytes]:
-    """The dialect's ``: queued position=N`` whenever the place changes (and now and then regardless)."""
+    """The dialect's ``: queued position=N eta=S`` whenever either changes (and now and then regardless)."""
     task = proxied.task
     if task is None:
         return  # not queued
     scheduler = proxied.gw.scheduler
-    last: int | None = None
+    last: tuple[int, int | None] | None = None
     said_at = 0.0
     while not task.done():
         position = scheduler.position(proxied.request_id)
+        eta = scheduler.eta(proxied.request_id)
         now = time.monotonic()
-        if position is not None and (position != last or now - said_at >= COMMENT_REPEAT):
-            last, said_at = position, now
-            yield proxied.route.dialect.queue_comment(position)
+        if position is not None and ((position, eta) != last or now - said_at >= COMMENT_REPEAT):
+            last, said_at = (position, eta), now
+            yield proxied.route.dialect.queue_comment(position, eta)  # docs/contract.md §8: whole seconds
         await asyncio.wait({task}, timeout=POSITION_POLL)

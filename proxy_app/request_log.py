@@ -72,6 +72,7 @@ class RequestRecord:
     completion_tokens: int | None = None
     repeats: int = 1  # more than 1: collapsed refusals (proxy_app/refusal_log.py)
     key_prefix: str | None = None  # a refused API key's display prefix
+    end_user: str | None = None  # the person behind a shared key (its end_user_header's value)
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None:

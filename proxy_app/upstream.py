@@ -190,7 +190,7 @@ class Exchange:
         self._waiting: asyncio.Timeout | None = None  # the idle timer of the read in progress
 
     def abort(self, error: ProxyError) -> None:
-        """End the relay now with ``error`` (in-band if streaming): the read in progress stops at once."""
+        """End the relay now with ``error`` (in-band if streaming): at shutdown's grace end or on a cancel."""
         self._aborted = error
         if self._waiting is not None:
             # Firing the read's own timer costs nothing per chunk, unlike racing every read.

@@ -75,5 +75,6 @@ async def api(rest: str) -> Response:
         identity = await gw.identify(principal)
         g.source = identity.source.value
         proxied.admit(identity, principal)
+        proxied.name_end_user(request.headers.get)
         content = await read_request_body(route, request, gw.settings.max_body, gw.settings.body_timeout)
     return await proxied.serve(content, forward_headers(request.headers.items()))

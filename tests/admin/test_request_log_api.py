@@ -190,3 +190,13 @@ def test_the_page_filters_by_status_class_endpoint_ip_and_request_id(admin_clien
         assert f'data-request-id="{wanted}"' in body and body.count("data-request-id=") == 1, query
     response = admin_client.get("/admin/requests?ip=nope")
     assert response.status_code == 400 and 'class="field-error"' in response.get_data(as_text=True)
+
+
+def test_who_names_the_end_user_behind_a_shared_key(api, admin_client, log, people):
+    shared = log(2, source="custom_app", api_key_id=people["key"], end_user="alice@example.org")
+    log(1, source="custom_app", api_key_id=people["key"])
+    rows = api.get("/api/admin/requests").get_json()["requests"]
+    assert [row["who"] for row in rows] == ["ci-bot", "ci-bot/end-user:alice@example.org"]
+    page = admin_client.get("/admin/requests").get_data(as_text=True)
+    cells = page.split("data-request-id=")[1:]
+    assert shared in cells[1] and "for alice@example.org" in cells[1] and "for alice" not in cells[0]

@@ -92,3 +92,19 @@ def test_the_user_list_shows_each_users_usage(admin_client, log, alice, bob):
         "wait-7d": "500 ms",
     }
     assert usage_in_row(body, "alice")["requests-7d"] == "0"
+
+
+def test_a_shared_key_shows_the_end_users_behind_it(admin_client, log, keys):
+    busy, idle = keys
+    key = {"source": "custom_app", "api_key_id": busy}
+    log(1, **key, end_user="alice", prompt_tokens=10, completion_tokens=100)
+    log(2, **key, end_user="alice", prompt_tokens=1, completion_tokens=1)
+    log(3, **key, end_user="bob", prompt_tokens=5, completion_tokens=5)
+    log(24 * 10, **key, end_user="carol")  # older than the week
+    log(1, **key)  # the key itself, no end user
+    body = admin_client.get("/admin/apikeys/").get_data(as_text=True)
+    [cell] = re.findall(r"<td>busy<span[^>]*data-end-users[^>]*>[^<]*</span>", body)
+    assert "2 end users (7 d)" in cell and "alice: 2 requests, 112 tokens; bob: 1 requests, 10 tokens" in cell
+    assert "carol" not in body
+    assert usage_in_row(body, "busy")["requests-24h"] == "4"
+    assert "<td>idle</td>" in body  # a key without end users shows none

@@ -116,6 +116,11 @@ def test_it_reads_choices_limits_and_the_public_url(tmp_path):
     assert settings.public_url == "https://llm.example.org/gw"
 
 
+def test_the_end_user_length_defaults_to_128_and_reads_up_to_the_column_width(tmp_path):
+    assert make(tmp_path).end_user_max_length == 128
+    assert make(tmp_path, END_USER_MAX_LENGTH="200").end_user_max_length == 200
+
+
 @pytest.mark.parametrize(
     ("name", "value", "fragment"),
     [
@@ -125,6 +130,7 @@ def test_it_reads_choices_limits_and_the_public_url(tmp_path):
         ("FAIR_SHARE", "-1", "at least 0"),
         ("PUBLIC_URL", "llm.example.org", "not a base URL"),
         ("LOG_RETENTION_DAYS", "0", "between 1 and"),
+        ("END_USER_MAX_LENGTH", "201", "between 1 and 200"),
     ],
 )
 def test_a_bad_policy_or_scheduling_value_names_the_variable(tmp_path, name, value, fragment):

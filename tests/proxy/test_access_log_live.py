@@ -6,13 +6,16 @@ import json
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from common.models import APIKey
 from common.security import new_api_key
 from tests.conftest import settings_env
 from tests.live import LiveServer
 from tests.proxy.support import chat_body
 
 PROMPT = "the-secret-prompt-xyzzy"
+PERSON_HEADER = "X-OpenWebUI-User-Email"
 
 
 @pytest.fixture
@@ -22,7 +25,12 @@ def live(gw_settings, accounts, sim, tmp_path):
 
     def start(mode: str) -> tuple[LiveServer, str]:
         settings = gw_settings(ACCESS_LOG=mode)
-        key = accounts(settings).key(name="laptop")
+        db = accounts(settings)
+        key = db.key(name="laptop")
+        with db.sessions.begin() as session:  # its end users are named in the access log too
+            session.execute(
+                sa.update(APIKey).where(APIKey.name == "laptop").values(end_user_header=PERSON_HEADER)
+            )
         env = settings_env(tmp_path, OLLAMA_URLS=f"{sim.url}=1", ACCESS_LOG=mode)
         servers.append(LiveServer(env).start())
         return servers[-1], key
@@ -69,6 +77,18 @@ def test_text_lines(live):
     assert refused[4].startswith("refused-key:sdk_") and len(refused[4]) == len("refused-key:") + 12
     assert len([line for line in output.splitlines() if " GET /auth/login 200 " in line]) == 1
     assert_no_secret(output, key)
+
+
+def test_a_text_line_names_the_end_user_behind_a_key_quoted(live):
+    # README "End users behind a shared key": who is <key name>/end-user:<value>; a space means quotes.
+    server, key = live("text")
+    headers = {"Authorization": f"Bearer {key}", PERSON_HEADER: "Ann Lee <ann@example.org>"}
+    answer = httpx.post(server.url + "/api/chat", json=chat_body(stream=False), headers=headers, timeout=30)
+    assert answer.status_code == 200
+    server.stop()
+    rid = answer.headers["X-Request-ID"]
+    [line] = [line for line in server.output().splitlines() if f" {rid} " in line]
+    assert ' custom_app "key:laptop/end-user:Ann Lee <ann@example.org>" POST /api/chat 200 ' in line
 
 
 def test_json_lines(live):

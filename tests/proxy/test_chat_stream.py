@@ -303,6 +303,20 @@ def test_a_waiting_reply_shows_its_place_and_leaves_the_queue_when_stopped(world
     holder.stop()
 
 
+def test_a_waiting_reply_s_eta_comes_from_the_scheduler_once_an_answer_was_timed(world, sim):
+    # docs/contract.md §9: eta_s is the scheduler's estimate (docs/contract.md §8), null until it has one.
+    _, server, admin, _ = world
+    sim.configure(tokens=3, token_delay=0.01)
+    bob = Browser(admin, "bob")
+    assert events(reply(server, bob, bob.new_conversation(), "a short one"))[-1]["status"] == "complete"
+    holder, waiting, _ = queued_behind_another(server, admin, sim)
+    queued = waiting.until("queued")
+    assert queued["position"] == 1
+    assert isinstance(queued["eta_s"], int) and queued["eta_s"] >= 1
+    waiting.stop()
+    holder.stop()
+
+
 def test_the_page_s_own_origin_is_welcome_and_a_foreign_one_is_refused(world):
     settings, server, admin, _ = world
     bob = Browser(admin, "bob")

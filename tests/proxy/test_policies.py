@@ -189,6 +189,17 @@ async def test_rpm_refuses_the_next_queued_request_with_retry_after(world, make_
     assert (await call(world.client, "GET", "/api/tags", KEY_IP, headers=headers)).status_code == 200
 
 
+async def test_rpm_counts_per_key_whatever_end_user_it_names(world, make_gateway):
+    # README "End users behind a shared key": fair share goes per end user, the key's policy stays the key's.
+    secret, _ = world.key(rpm=2, end_user_header="X-OpenWebUI-User-Id")
+    await start(world, make_gateway)
+    people = [{**key_header(secret), "X-OpenWebUI-User-Id": person} for person in ("u-1", "u-2", "u-3")]
+    assert [(await world.chat(headers=headers)).status_code for headers in people[:2]] == [200, 200]
+    refused = await world.chat(headers=people[2])
+    assert refused.status_code == 429
+    assert await error_of(refused) == "rate limit of 2 requests per minute reached for this key"
+
+
 async def test_daily_tokens_refuse_once_spent_with_retry_after_of_the_window(world, make_gateway):
     secret, _ = world.key(daily_tokens=TOKENS_PER_CHAT + 1)
     await start(world, make_gateway)

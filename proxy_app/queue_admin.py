@@ -1,0 +1,59 @@
+"""What waits, and for how long (docs/contract.md §8): the live queue for admins, and cancel.
+
+Served by the gateway, not the admin app: the queue lives in the gateway's process (or in
+Redis, which every instance reads). ``request_id`` is the ``X-Request-ID`` its client got.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, jsonify, request
+
+from common.sessions import (
+    SESSION_COOKIE_NAME,
+    SESSION_LIFETIME_SECONDS,
+    csrf_token_valid,
+    read_session_cookie,
+)
+from proxy_app.classify import principal_of
+from proxy_app.errors import ProxyError
+from proxy_app.gateway import Gateway, gateway
+from proxy_app.monitor import require_admin
+from proxy_app.scheduler import ADMIN_CANCEL
+from proxy_app.upstream import redact_url
+
+bp = Blueprint("queue_admin", __name__)
+
+REQUEST_ID_MAX = 64  # the request log's request_id width: a longer id was never issued
+
+
+@bp.get("/api/admin/queue")
+async def queue() -> Response:
+    """Waiting requests in dispatch order, then active ones; for an admin's session or access token."""
+    gw = gateway()
+    await require_admin(gw)
+    rows = await gw.scheduler.queue_view()
+    for row in rows:
+        if row["backend"] is not None:
+            row["backend"] = redact_url(row["backend"])
+    return jsonify(rows)
+
+
+@bp.delete("/api/admin/queue/<request_id>")
+async def cancel(request_id: str) -> dict:
+    """Cancel a waiting (503 to its client) or active (in-band error) request; 404 if unknown."""
+    gw = gateway()
+    await require_admin(gw)
+    _check_csrf(gw)
+    if len(request_id) > REQUEST_ID_MAX or not await gw.scheduler.cancel_request(request_id, ADMIN_CANCEL):
+        raise ProxyError(404, "no waiting or active request with this id")
+    return {"request_id": request_id, "cancelled": True}
+
+
+def _check_csrf(gw: Gateway) -> None:
+    """A session cookie comes with any request a browser makes: it needs the page's CSRF token too."""
+    if principal_of(request, gw.settings).credentials.user_token is not None:
+        return  # a Bearer access token: no browser adds one on its own
+    session = read_session_cookie(request.cookies.get(SESSION_COOKIE_NAME), gw.settings.secret_key)
+    token = request.headers.get("X-CSRFToken")
+    if not csrf_token_valid(token, session, gw.settings.secret_key, SESSION_LIFETIME_SECONDS):
+        raise ProxyError(400, "CSRF check failed: send the page's token in the X-CSRFToken header")
