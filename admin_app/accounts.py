@@ -1,4 +1,8 @@
-"""Service functions for people: login with lockout, sign-up with tokens, access tokens, users."""
+"""Service functions for people: login with lockout, sign-up with tokens, access tokens, users.
+
+A little over 300 lines: the lockout's atomic claim, the sign-up's single-use token and the access
+tokens share the session-version rules, which read best side by side.
+"""
 
 from __future__ import annotations
 

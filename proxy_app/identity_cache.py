@@ -4,6 +4,9 @@ Every request is classified against this snapshot with dictionary lookups of
 SHA-256 hashes: no database round trip and no slow hash on the hot path. A
 refresh replaces the snapshot whole, so a request never sees half of one.
 Key usage (``last_used``) is collected here and written in batches.
+
+Longer than 300 lines because the snapshot, its refresh from the database and the batched
+``last_used`` writes are one cache's life cycle, started and closed together.
 """
 
 from __future__ import annotations

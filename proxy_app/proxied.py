@@ -30,6 +30,9 @@ Where later features plug in:
   generation (``proxy_app.queued``), relays a cloud-model one at once without a slot
   (``proxy_app.cloud_lane``, after ``cloud_policy.check_cloud_access``), or relays
   anything else at once (``proxy_app.unqueued``).
+
+Longer than 300 lines on purpose: it is the one object that owns a proxied request, so every
+step of that story (admission, queue, upstream, relay, cancel, close, the log row) reads here in order.
 """
 
 from __future__ import annotations
