@@ -192,6 +192,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "type": "string",
                 "description": "key:<id>, key:<id>/end-user:<value>, ip:<whitelist entry id> or user:<id>.",
             },
+            "name": {
+                "type": "string",
+                "description": "What the panel shows for who: key name, entry network or username.",
+            },
             "model": {"type": ["string", "null"]},
             "endpoint": {"type": ["string", "null"]},
             "base_priority": {"type": "number"},

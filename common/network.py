@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -131,3 +131,6 @@ class Whitelist:
 
     def __len__(self) -> int:
         return len(self._rules)
+
+    def __iter__(self) -> Iterator[WhitelistRule]:
+        return iter(self._rules)

@@ -17,6 +17,7 @@ from common.sessions import (
 from proxy_app.classify import principal_of
 from proxy_app.errors import ProxyError
 from proxy_app.gateway import Gateway, gateway
+from proxy_app.identity_cache import Snapshot
 from proxy_app.monitor import require_admin
 from proxy_app.scheduler import ADMIN_CANCEL
 from proxy_app.upstream import redact_url
@@ -32,10 +33,23 @@ async def queue() -> Response:
     gw = gateway()
     await require_admin(gw)
     rows = await gw.scheduler.queue_view()
+    names = display_names(gw.cache.snapshot)
     for row in rows:
         if row["backend"] is not None:
             row["backend"] = redact_url(row["backend"])
+        # ``who`` is the scheduler's identity key (``key:3``); ``name`` what the panel shows for it.
+        holder, _, end_user = (row["who"] or "").partition("/")
+        name = names.get(holder, holder)
+        row["name"] = f"{name} / {end_user.removeprefix('end-user:')}" if end_user else name
     return jsonify(rows)
+
+
+def display_names(snapshot: Snapshot) -> dict[str, str]:
+    """``key:3`` → ``key 'ci-bot'``, ``ip:7`` → ``10.0.0.0/24``, ``user:12`` → ``alice``."""
+    names = {f"key:{key.id}": f"key '{key.name}'" for key in snapshot.keys.values()}
+    names.update({f"ip:{rule.id}": str(rule.network) for rule in snapshot.whitelist})
+    names.update({f"user:{user.id}": user.username for user in snapshot.users.values()})
+    return names
 
 
 @bp.delete("/api/admin/queue/<request_id>")

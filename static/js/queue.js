@@ -52,7 +52,7 @@
     state.append(badge);
     tr.append(
       state,
-      cell(entry.who || "—", "mono"),
+      cell(entry.name || entry.who || "—"),
       cell(entry.model || "—", "mono queue-detail"),
       cell(entry.endpoint || "—", "mono queue-detail"),
       cell(seconds(entry.waited_s), "num"),

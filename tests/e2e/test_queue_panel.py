@@ -56,7 +56,7 @@ def test_an_admin_cancels_a_waiting_request_from_the_dashboard(new_page, live_se
     expect(waiting).to_have_count(1)
     expect(waiting).to_contain_text("llama3.2")
     expect(waiting).to_contain_text("/api/chat")
-    expect(waiting.locator("td").nth(1)).to_have_text("key:1")
+    expect(waiting.locator("td").nth(1)).to_have_text("key 'shared-app'")  # the key's name, not its id
     expect(waiting.locator("td").nth(5)).to_have_text("1")  # position
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "queue-panel-1440.png"), full_page=False)

@@ -93,11 +93,12 @@ def test_the_queue_lists_waiting_and_active_requests_with_the_contract_fields(wo
     queued = submit(pool, server, {**OUTSIDE, "X-API-Key": key})
     row = waiting_row(server, auth)
     rows = view(server, auth)
-    assert all(set(r) == VIEW_KEYS for r in rows)
+    assert all(set(r) == VIEW_KEYS | {"name"} for r in rows)  # the contract's fields, and a display name
     active = [r for r in rows if r["state"] == "active"]
     assert len(active) == 1 and active[0]["who"].startswith("ip:") and active[0]["backend"]
     assert active[0]["source"] == "direct_api" and active[0]["position"] is None
     assert row["who"].startswith("key:") and row["source"] == "custom_app"
+    assert (active[0]["name"], row["name"]) == ("10.0.0.5/32", "key 'app'")
     assert (row["endpoint"], row["model"], row["position"]) == ("/api/chat", "llama3.2", 1)
     assert row["base_priority"] == 2 and row["backend"] is None and row["waited_s"] >= 0
     assert blocker.result().status_code == 200
