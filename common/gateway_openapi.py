@@ -210,6 +210,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "state",
             "source",
             "who",
+            "name",
             "model",
             "endpoint",
             "base_priority",

@@ -230,4 +230,9 @@ def test_sse_queue_comments_carry_an_eta_once_service_times_are_known(world, poo
 def test_the_documented_queue_entry_has_exactly_the_contract_fields():
     from common.gateway_openapi import SCHEMAS
 
-    assert set(SCHEMAS["QueueEntry"]["required"]) == set(SCHEMAS["QueueEntry"]["properties"]) == VIEW_KEYS
+    # The contract's fields, and the display name the panel shows for ``who``.
+    assert (
+        set(SCHEMAS["QueueEntry"]["required"])
+        == set(SCHEMAS["QueueEntry"]["properties"])
+        == VIEW_KEYS | {"name"}
+    )
