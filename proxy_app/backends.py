@@ -3,8 +3,18 @@
 A background loop asks each backend for ``/api/tags`` every few seconds. A
 backend that does not answer leaves the rotation and comes back as soon as it
 answers again; the model list it reports routes requests for those models to
-it. The same round asks ``/api/ps`` which models are loaded in memory: with the
-model a backend served last, that is what model affinity prefers (§8).
+it. The same round asks ``/api/ps`` which models are loaded in memory.
+
+Which models a backend holds *now* (what model affinity prefers, docs/contract.md §8)
+comes from two sources that disagree for a while after every swap: the models the
+gateway dispatched to it, most recent first, and its last ``/api/ps`` answer, which
+still lists a model evicted since. A backend holds at most ``capacity`` models (the
+most its ``/api/ps`` ever listed at once; 1 until then), so it has loaded a model
+when the model is among the ``capacity`` it was given last, or when ``/api/ps``
+lists a model the gateway never gave it (loaded before start or by another
+client) while fewer than ``capacity`` were given. A stale ``/api/ps`` thus never
+outvotes a newer dispatch. :func:`holds` is that rule; the Redis scheduler's
+script applies the same one to the dispatches all instances share.
 Pure asyncio + httpx, so the scheduler can be tested without Quart.
 """
 
@@ -13,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -44,9 +54,12 @@ class BackendState:
     # Canonical names from /api/tags; None = unknown, assume it serves any model.
     models: frozenset[str] | None = None
     last_error: str | None = None
-    # Canonical names from /api/ps (None = unknown) and the model it was last given.
+    # Canonical names from its last /api/ps answer (None = unknown).
     loaded: frozenset[str] | None = None
-    last_model: str | None = None
+    # The most models /api/ps listed at once: how many it can hold (1 until seen).
+    capacity: int = 1
+    # Models the gateway gave it, most recent first (at most RECENT_MODELS).
+    recent: list[str] = field(default_factory=list)
 
     @property
     def free(self) -> int:
@@ -60,11 +73,39 @@ class BackendState:
         return model_key(model) in self.models
 
     def has_loaded(self, model: str | None) -> bool:
-        """True if ``model`` is in memory here (its /api/ps, or the model it served last)."""
+        """True if ``model`` is in memory here by :func:`holds` (see the module docstring)."""
         if model is None:
             return False  # a request without a model has nothing to find loaded
+        return holds(model_key(model), self.recent, self.loaded or (), self.capacity)
+
+    def given(self, model: str | None) -> None:
+        """Note that a request for ``model`` was just dispatched here ("" or None: no model)."""
+        if not model:
+            return
         key = model_key(model)
-        return key == self.last_model or (self.loaded is not None and key in self.loaded)
+        if key in self.recent:
+            self.recent.remove(key)
+        self.recent.insert(0, key)
+        del self.recent[RECENT_MODELS:]
+
+    def saw_loaded(self, loaded: frozenset[str] | None) -> None:
+        """Record an /api/ps answer (None: it gave none)."""
+        self.loaded = loaded
+        if loaded:
+            self.capacity = max(self.capacity, len(loaded))
+
+
+# Dispatched models remembered per backend; far more than any GPU holds at once.
+RECENT_MODELS = 16
+
+
+def holds(model: str, recent: Sequence[str], listed: Collection[str], capacity: int) -> bool:
+    """Whether a backend holds ``model``: among the ``capacity`` it was given last, or
+    listed by its /api/ps, never given, while fewer than ``capacity`` were given."""
+    top = recent[:capacity]
+    if model in top:
+        return True
+    return len(top) < capacity and model in listed and model not in recent
 
 
 RECHECK_FIRST = 0.5  # seconds before a backend that failed its check is asked again
@@ -142,7 +183,7 @@ class BackendPool:
         if not backend.healthy:
             log.warning("backend %s is back", backend.url)
         backend.healthy, backend.models, backend.last_error = True, models, None
-        backend.loaded = await self._loaded(backend)
+        backend.saw_loaded(await self._loaded(backend))
         return changed
 
     async def _loaded(self, backend: BackendState) -> frozenset[str] | None:

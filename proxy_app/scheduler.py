@@ -184,7 +184,7 @@ class LocalScheduler:
         self, ticket: Ticket, backend: BackendState, *, waited: float, points: float, now: float
     ) -> Grant:
         backend.in_use += 1
-        backend.last_model = group_of(ticket.model) or backend.last_model
+        backend.given(group_of(ticket.model))
         self._active[ticket.source] += 1
         self._queue.holding(ticket.who, +1)
         effective = ticket.priority + points - self._rate * waited / 60.0

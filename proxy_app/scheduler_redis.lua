@@ -3,7 +3,8 @@
 -- (docs/contract.md §5, §7, §8) are those of proxy_app/scheduler.py, step for step.
 --
 -- ARGV[1] command, ARGV[2] key prefix, ARGV[3] config JSON {"backends": {url: slots},
---   "routes": {model: [url]}, "default": [url], "loaded": {url: [model]}, "fair": n,
+--   "routes": {model: [url]}, "default": [url], "loaded": {url: [model]} (its /api/ps),
+--   "capacity": {url: n} (the most models /api/ps listed at once), "fair": n,
 --   "slack": n, "max_delay": s} (healthy backends only, in configured order), ARGV[4] lease
 --   in ms, ARGV[5] the clock in seconds ('' = Redis TIME); the rest per command.
 -- Keys are built from the prefix, so this runs on a single Redis (not a cluster).
@@ -141,9 +142,25 @@ local function purge_leases(url)
   end
 end
 
+-- Models given to each backend, by every instance: a sorted set scored by a shared counter.
+local RECENT_MODELS = 16 -- as in proxy_app/backends.py
+local function given(url, model)
+  if model == '' then return end
+  local key = P .. ':recent:' .. url
+  redis.call('ZADD', key, redis.call('INCR', P .. ':recent_seq'), model)
+  redis.call('ZREMRANGEBYRANK', key, 0, -RECENT_MODELS - 1)
+end
+
+-- holds() in proxy_app/backends.py: among the ``capacity`` models given last, or listed
+-- by /api/ps, never given, while fewer than ``capacity`` were given.
 local function loaded(url, model)
   if model == '' then return false end
-  if redis.call('GET', P .. ':last:' .. url) == model then return true end
+  local capacity = (cfg.capacity or {})[url] or 1
+  local top = redis.call('ZREVRANGE', P .. ':recent:' .. url, 0, capacity - 1)
+  for _, m in ipairs(top) do
+    if m == model then return true end
+  end
+  if #top >= capacity or redis.call('ZSCORE', P .. ':recent:' .. url, model) then return false end
   for _, m in ipairs((cfg.loaded or {})[url] or {}) do
     if m == model then return true end
   end
@@ -193,7 +210,7 @@ local function grant_waiting(rid, member, model, url, free)
   redis.call('HSET', tkey(rid), 'state', 'granted', 'backend', url, 'waited', string.format('%.17g', waited))
   redis.call('HINCRBY', P .. ':counts', 'active:' .. t.source, 1)
   holding(t.who, 1)
-  if model ~= '' then redis.call('SET', P .. ':last:' .. url, model) end
+  given(url, model)
   -- Always told, even the enqueuing caller that also gets the answer directly:
   -- if that caller was cancelled meanwhile, the notice is what gives the slot back.
   local inbox = P .. ':granted:' .. t.owner
@@ -270,7 +287,7 @@ if cmd == 'enqueue' then
     redis.call('HSET', tkey(rid), 'state', 'granted', 'backend', url, 'waited', '0')
     redis.call('HINCRBY', P .. ':counts', 'active:' .. source, 1)
     holding(who, 1)
-    if model ~= '' then redis.call('SET', P .. ':last:' .. url, model) end
+    given(url, model)
     notify(owner, 'g\n' .. url .. '\n' .. rid)
     return {'granted', url, string.format('%.17g', points)}
   end

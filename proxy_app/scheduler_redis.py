@@ -17,7 +17,8 @@ Keys, under ``<prefix>:`` (default ``seadragon``):
 - ``t:<request id>`` hash: member, model, who, source, owner, deadline, state, backend,
   base, points, enq, waited, passed (first passed over by affinity), endpoint;
 - ``leases:<backend url>`` sorted set: request ids holding a slot there, scored by
-  lease expiry; ``last:<url>`` the model it was last given; ``svc`` mean service seconds
+  lease expiry; ``recent:<url>`` sorted set: the models it was given, scored by the shared
+  counter ``recent_seq`` (model affinity, proxy_app/backends.py); ``svc`` mean service seconds
   per ``model\nurl``; ``counts`` hash of ``queued:<source>`` / ``active:<source>``;
 - ``inst:<instance>`` heartbeat; ``granted:<instance>`` the instance's inbox: ``g`` grant,
   ``e`` evicted, ``c`` cancelled by an administrator (issued on any instance).
@@ -301,7 +302,7 @@ class RedisScheduler:
     def _hold(self, ticket: Ticket, url: str, *, waited: float, points: float) -> Grant:
         backend = self._backend(url)
         backend.in_use += 1
-        backend.last_model = group_of(ticket.model) or backend.last_model
+        backend.given(group_of(ticket.model))
         effective = ticket.priority + points - self.settings.aging_per_minute * waited / 60.0
         grant = Grant(ticket, backend, waited, points=points, effective=effective)
         grant.granted_at = self._now()

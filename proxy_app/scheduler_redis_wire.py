@@ -38,6 +38,7 @@ def script_config(pool: BackendPool, settings: Settings) -> str:
         "routes": routes,
         "default": default,
         "loaded": {b.url: sorted(b.loaded) for b in healthy if b.loaded},
+        "capacity": {b.url: b.capacity for b in healthy},
         "fair": settings.fair_share,
         "slack": settings.model_affinity,
         "max_delay": settings.affinity_max_delay,

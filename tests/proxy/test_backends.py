@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from common.settings import Backend
-from proxy_app.backends import BackendPool, BackendState, model_key
+from proxy_app.backends import RECENT_MODELS, BackendPool, BackendState, holds, model_key
 from proxy_app.transport import LeanTransport
 from tests.proxy.test_scheduler import tags_handler
 
@@ -199,3 +199,37 @@ async def test_snapshot_shows_each_backend(pool):
             "loaded": [],
         },
     ]
+
+
+@pytest.mark.parametrize(
+    ("model", "given", "listed", "capacity", "expected"),
+    [
+        ("small", ["small"], {"big"}, 1, True),  # the newest dispatch wins
+        ("big", ["small"], {"big"}, 1, False),  # /api/ps from before the swap is stale
+        ("big", ["small", "big"], {"big"}, 1, False),  # given before small: evicted since
+        ("big", [], {"big"}, 1, True),  # loaded before the gateway started
+        ("big", [], set(), 1, False),
+        ("a", ["c", "a"], {"a", "b"}, 2, True),  # two fit: the last two given
+        ("b", ["c", "a"], {"a", "b"}, 2, False),  # listed, never given, but two were given since
+        ("b", ["c"], {"a", "b"}, 2, True),  # listed, never given, room for one more
+        ("a", ["c", "b", "a"], {"a", "b"}, 2, False),  # third most recent of two
+    ],
+)
+def test_holds_believes_dispatches_over_a_stale_api_ps(model, given, listed, capacity, expected):
+    assert holds(model, given, listed, capacity) is expected
+
+
+def test_capacity_is_the_most_models_api_ps_ever_listed_and_dispatch_order_is_kept():
+    backend = BackendState("http://b0:11434", 1)
+    assert backend.capacity == 1
+    backend.saw_loaded(frozenset({"a:latest", "b:latest"}))
+    backend.saw_loaded(frozenset({"a:latest"}))
+    backend.saw_loaded(None)
+    assert backend.capacity == 2
+    for model in ["a", "b", "c", "b", "", None]:
+        backend.given(model)
+    assert backend.recent == ["b:latest", "c:latest", "a:latest"]
+    assert backend.has_loaded("b") and backend.has_loaded("c:latest") and not backend.has_loaded("a")
+    for index in range(40):
+        backend.given(f"m{index}")
+    assert len(backend.recent) == RECENT_MODELS

@@ -46,11 +46,11 @@ class Cluster:
         self.prefix = f"sdtest:{uuid.uuid4().hex[:12]}"
         self.instances: list[tuple[RedisScheduler, Redis, httpx.AsyncClient]] = []
 
-    async def add(self, *slots: int, clock=None, **overrides) -> RedisScheduler:
-        """Start another instance over backends b0, b1… with the given slots."""
+    async def add(self, *slots: int, clock=None, loaded=None, **overrides) -> RedisScheduler:
+        """Start another instance over backends b0, b1… with the given slots (and /api/ps answers)."""
         client = Redis.from_url(self.url)
         hosts = {f"b{i}": [] for i in range(len(slots or (1,)))}
-        http = httpx.AsyncClient(transport=httpx.MockTransport(tags_handler(hosts)))
+        http = httpx.AsyncClient(transport=httpx.MockTransport(tags_handler(hosts, loaded)))
         pool = BackendPool([Backend(f"http://b{i}:11434", n) for i, n in enumerate(slots or (1,))], http)
         scheduler = RedisScheduler(
             make_settings(**overrides), pool, client, prefix=self.prefix, lease=LEASE, tick=TICK, clock=clock

@@ -115,6 +115,20 @@ async def test_affinity_uses_the_model_the_backend_served_last_on_any_instance(c
     assert await serve_in_order(owner, holder, tasks) == ["big", "small", "far"]
 
 
+async def test_affinity_believes_a_dispatch_on_any_instance_over_a_stale_api_ps(cluster):
+    """Both instances' /api/ps still list "big" after "small" was given to the one-model backend."""
+    rules = {"model_affinity": 1.0, "fair_share": 0.0, "aging_per_minute": 0.0}
+    stale = {"b0": ["big:latest"]}
+    a = await cluster.add(1, loaded=stale, **rules)
+    b = await cluster.add(1, loaded=stale, **rules)
+    holder = await a.acquire(Ticket("holder", 1, "direct_api", "small"))
+    tasks, owner = {}, {"holder": a}
+    for rid, priority, model in [("big", 1, "big"), ("small", 2, "small")]:
+        tasks[rid] = await enqueue(b, Ticket(rid, priority, "direct_api", model))
+        owner[rid] = b
+    assert await serve_in_order(owner, holder, tasks) == ["small", "big"]
+
+
 async def test_a_cancel_on_one_instance_reaches_a_request_on_another(cluster):
     clock = FakeClock(0.0)
     a, b = await cluster.add(1, clock=clock), await cluster.add(1, clock=clock)

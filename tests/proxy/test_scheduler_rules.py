@@ -176,6 +176,24 @@ async def test_affinity_uses_the_models_api_ps_reports_loaded():
         assert await drain(scheduler, holder, tasks) == ["small", "big"]
 
 
+async def test_affinity_believes_a_newer_dispatch_over_a_stale_api_ps():
+    """/api/ps still lists "big" after "small" was given to a one-model backend: only small is loaded."""
+    hosts = {"b0": ["big:latest", "small:latest"]}
+    handler = tags_handler(hosts, {"b0": ["big:latest"]})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        pool = BackendPool([Backend("http://b0:11434", 1)], http)
+        scheduler = LocalScheduler(make_settings(model_affinity=1.0, fair_share=0.0), pool, clock=FakeClock())
+        await pool.check_all()
+        holder = await scheduler.acquire(Ticket("holder", 1, "direct_api", "small"))  # swaps big out
+        await pool.check_all()  # a poll answered before the swap shows: big still listed
+        assert pool.backends[0].loaded == frozenset({"big:latest"})
+        assert pool.backends[0].has_loaded("small") and not pool.backends[0].has_loaded("big")
+        tasks = await queue_up(
+            scheduler, [Ticket("big", 1, "direct_api", "big"), Ticket("small", 2, "direct_api", "small")]
+        )
+        assert await drain(scheduler, holder, tasks) == ["small", "big"]
+
+
 async def test_eta_comes_from_recent_service_times_of_the_model(client):
     clock = FakeClock()
     scheduler = scheduler_for(client, 1, clock=clock)
