@@ -136,6 +136,7 @@ def launch(build_app: Callable[[Settings], object]) -> None:
         access_log=False,
         http=protocol,
         timeout_keep_alive=settings.keepalive_timeout,
+        backlog=settings.listen_backlog,  # the kernel caps it at net.core.somaxconn
     )
 
 

@@ -143,7 +143,7 @@ def test_it_uses_the_documented_door_limits_and_reads_them(tmp_path):
     settings = make(tmp_path)
     assert (settings.head_timeout, settings.keepalive_timeout) == (10.0, 120.0)
     assert settings.max_head_size == 64 * 1024
-    assert (settings.max_connections, settings.max_pending_per_ip) == (8192, 64)
+    assert (settings.max_connections, settings.max_pending_per_ip, settings.listen_backlog) == (8192, 64, 4096)
     custom = make(
         tmp_path,
         HEAD_TIMEOUT="2.5",
@@ -151,9 +151,10 @@ def test_it_uses_the_documented_door_limits_and_reads_them(tmp_path):
         MAX_HEAD_SIZE="8KiB",
         MAX_CONNECTIONS="100",
         MAX_PENDING_PER_IP="3",
+        LISTEN_BACKLOG="100",
     )
     assert (custom.head_timeout, custom.keepalive_timeout, custom.max_head_size) == (2.5, 30.0, 8192)
-    assert (custom.max_connections, custom.max_pending_per_ip) == (100, 3)
+    assert (custom.max_connections, custom.max_pending_per_ip, custom.listen_backlog) == (100, 3, 100)
 
 
 @pytest.mark.parametrize(
@@ -163,6 +164,7 @@ def test_it_uses_the_documented_door_limits_and_reads_them(tmp_path):
         ("KEEPALIVE_TIMEOUT", "soon", "expected a number"),
         ("MAX_HEAD_SIZE", "1MB", "expected bytes"),
         ("MAX_CONNECTIONS", "0", "between 1 and"),
+        ("LISTEN_BACKLOG", "70000", "between 1 and"),
         ("MAX_PENDING_PER_IP", "many", "whole number"),
         ("TRUSTED_PROXIES", "10.0.0.0/٨", "not an IP address or CIDR"),
         ("TRUSTED_PROXIES", "fe80::1%eth0", "not an IP address or CIDR"),

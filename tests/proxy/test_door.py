@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -220,11 +221,13 @@ def test_past_the_cap_with_nothing_pending_a_new_connection_is_refused_503(door_
     assert late == [b"HTTP/1.1 503"] * 5
 
 
-def test_the_run_command_raises_the_open_file_limit_for_its_cap_and_says_so(tmp_path, sim_server):
+def test_the_run_command_raises_the_open_file_limit_for_its_cap_and_listens_with_its_backlog(
+    tmp_path, sim_server
+):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = descriptors_needed(1000)
     assert hard >= needed
-    env = settings_env(tmp_path, ollama_urls=f"{sim_server.url}=1", max_connections=1000)
+    env = settings_env(tmp_path, ollama_urls=f"{sim_server.url}=1", max_connections=1000, listen_backlog=123)
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # the child inherits a low soft limit
     try:
         server = LiveServer(env)
@@ -234,6 +237,11 @@ def test_the_run_command_raises_the_open_file_limit_for_its_cap_and_says_so(tmp_
     try:
         limits = Path(f"/proc/{server.process.pid}/limits").read_text()
         assert f"seadragon: open-file limit raised from 1024 to {needed}" in server.output()
+        # A listening socket's Send-Q in `ss -ltn` is its backlog.
+        listing = subprocess.run(
+            ["ss", "-Hltn", f"sport = :{server.port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert listing[2] == "123", listing
     finally:
         server.stop()
     open_files = next(line for line in limits.splitlines() if line.startswith("Max open files"))
