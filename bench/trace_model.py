@@ -3,9 +3,10 @@
 A trace is a list of arrivals: when (seconds from the start), which model, which class of
 client. Three models with skewed popularity, three classes with different priorities; the
 first half arrives at ``loads[0]`` x capacity, the second at ``loads[1]`` x capacity, Poisson.
-Capacity is what one slot serves in arrival order: one generation, plus a swap whenever the
-next request's model differs from the last one's (probability ``1 - sum(p^2)``); or, with
-``--capacity no-swap``, what it serves when no model ever has to be swapped in.
+Capacity is what one slot serves when no model ever has to be swapped in (``bench/trace.py``'s
+default), or, with ``--capacity arrival-order``, what it serves in arrival order: one
+generation, plus a swap whenever the next request's model differs from the last one's
+(probability ``1 - sum(p^2)``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,25 @@ def make_trace(requests: int, capacity: float, loads: tuple[float, float], seed:
         model = rng.choices(MODELS, MODEL_WEIGHTS)[0]
         arrivals.append(Arrival(round(now, 3), model, rng.choices(names, shares)[0]))
     return arrivals
+
+
+def greedy_swaps(trace: list[Arrival], generation_s: float, load_s: float) -> int:
+    """Swaps of an offline replay that always serves a waiting request for the loaded model
+    first (oldest first; else the oldest request), priorities ignored: about the fewest any
+    reordering of the queue can reach on this trace, a reference for the measured runs."""
+    clock, loaded, swaps, index, queue = 0.0, None, 0, 0, []
+    while index < len(trace) or queue:
+        if not queue:
+            clock = max(clock, trace[index].at)
+        while index < len(trace) and trace[index].at <= clock:
+            queue.append(trace[index])
+            index += 1
+        chosen = next((a for a in queue if a.model == loaded), queue[0])
+        queue.remove(chosen)
+        if chosen.model != loaded:
+            swaps, loaded, clock = swaps + 1, chosen.model, clock + load_s
+        clock += generation_s
+    return swaps
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -16,6 +16,7 @@ from bench.trace_model import (
     MODELS,
     Arrival,
     Outcome,
+    greedy_swaps,
     make_trace,
     percentile,
     service_s,
@@ -60,3 +61,13 @@ def test_a_short_trace_runs_all_three_configurations_and_affinity_swaps_less(cap
     assert all(failed == "0" for _, _, failed in rows.values()), out
     assert int(rows["c"][1]) < int(rows["a"][1]), out
     assert status in (0, 1) and "swaps at least 50 % fewer" in out
+
+
+def test_the_offline_reference_serves_the_loaded_model_first():
+    a, b = MODELS[0], MODELS[1]
+    # Arrival order would swap four times (a b a b); serving a's waiting request first, twice.
+    trace = [Arrival(0.0, a, "app"), Arrival(0.1, b, "app"), Arrival(0.2, a, "app"), Arrival(0.3, b, "app")]
+    assert greedy_swaps(trace, generation_s=1.0, load_s=1.0) == 2
+    # Nothing waits when each arrives after the last one finished: every change of model swaps.
+    spaced = [Arrival(10.0 * i, m, "app") for i, m in enumerate([a, b, a, b])]
+    assert greedy_swaps(spaced, generation_s=1.0, load_s=1.0) == 4
