@@ -42,7 +42,7 @@ def create_app(
         # admin's model upload to /api/blobs can stream through unbuffered.
         MAX_CONTENT_LENGTH=None,
         SEADRAGON_IDENTITY_REFRESH=REFRESH_INTERVAL,
-        SEADRAGON_HEALTH_INTERVAL=gateway_module.HEALTH_INTERVAL,
+        SEADRAGON_HEALTH_INTERVAL=settings.health_interval,
         SEADRAGON_PRUNE_INTERVAL=PRUNE_INTERVAL,
     )
     if test_config:

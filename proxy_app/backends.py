@@ -1,8 +1,11 @@
 """The Ollama servers behind the gateway: their slots, health and models.
 
-A background loop asks each backend for ``/api/tags`` every few seconds. A
-backend that does not answer leaves the rotation and comes back as soon as it
-answers again; the model list it reports routes requests for those models to
+A background loop asks each backend for ``/api/tags`` every ``HEALTH_INTERVAL``
+seconds. A backend that fails ``HEALTH_FAILURES`` checks in a row (each given
+``HEALTH_TIMEOUT``; the checks after a failure come within a second) leaves the
+rotation, so one check that times out on a busy machine costs nobody a 503; a
+backend that has never answered leaves at its first failure. It comes back as
+soon as it answers again; the model list it reports routes requests for those models to
 it. The same round asks ``/api/ps`` which models are loaded in memory.
 
 Which models a backend holds *now* (what model affinity prefers, docs/contract.md §8)
@@ -54,6 +57,9 @@ class BackendState:
     # Canonical names from /api/tags; None = unknown, assume it serves any model.
     models: frozenset[str] | None = None
     last_error: str | None = None
+    # Health checks failed in a row; whether one ever succeeded.
+    failed_checks: int = 0
+    answered: bool = False
     # Canonical names from its last /api/ps answer (None = unknown).
     loaded: frozenset[str] | None = None
     # The most models /api/ps listed at once: how many it can hold (1 until seen).
@@ -121,12 +127,14 @@ class BackendPool:
         *,
         interval: float = 5.0,
         timeout: float = 3.0,
+        failures: int = 1,
     ) -> None:
         self.backends: list[BackendState] = [BackendState(b.url.rstrip("/"), b.slots) for b in backends]
         self.client = client
         self.interval = interval
         # A health check must not hang behind a busy GPU for longer than a round.
         self.timeout = min(timeout, interval)
+        self.failures = failures
         self._listeners: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -154,7 +162,7 @@ class BackendPool:
         # up to the interval): one reset connection must not cost a whole interval of 503s.
         retry = RECHECK_FIRST
         while True:
-            down = any(not backend.healthy for backend in self.backends)
+            down = any(not backend.healthy or backend.failed_checks for backend in self.backends)
             await asyncio.sleep(min(retry, self.interval) if down else self.interval)
             retry = retry * 2 if down else RECHECK_FIRST
             try:
@@ -173,16 +181,17 @@ class BackendPool:
         try:
             response = await self.client.get(backend.url + "/api/tags", timeout=self.timeout)
         except httpx.HTTPError as exc:
-            self.mark_failed(backend, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            self._check_failed(backend, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             return False
         if response.status_code != 200:
-            self.mark_failed(backend, f"/api/tags answered {response.status_code}")
+            self._check_failed(backend, f"/api/tags answered {response.status_code}")
             return False
         models = _model_names(response)
         changed = not backend.healthy or models != backend.models
         if not backend.healthy:
             log.warning("backend %s is back", backend.url)
         backend.healthy, backend.models, backend.last_error = True, models, None
+        backend.failed_checks, backend.answered = 0, True
         backend.saw_loaded(await self._loaded(backend))
         return changed
 
@@ -193,6 +202,19 @@ class BackendPool:
         except httpx.HTTPError:
             return None
         return _model_names(response) if response.status_code == 200 else None
+
+    def _check_failed(self, backend: BackendState, error: str) -> None:
+        backend.failed_checks += 1
+        if backend.failed_checks >= self.failures or not backend.answered:
+            self.mark_failed(backend, error)
+        else:
+            log.info(
+                "backend %s failed a health check (%d of %d): %s",
+                backend.url,
+                backend.failed_checks,
+                self.failures,
+                error,
+            )
 
     def mark_failed(self, backend: BackendState, error: str) -> None:
         """Take ``backend`` out of rotation until a health check reaches it again."""

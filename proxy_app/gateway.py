@@ -41,7 +41,6 @@ log = logging.getLogger("seadragon.gateway")
 
 EXTENSION = "seadragon_gateway"
 CLEANUP_KEY = "seadragon.cleanup"
-HEALTH_INTERVAL = 5.0  # seconds between backend health checks
 SHUTTING_DOWN = "the gateway is shutting down"
 
 
@@ -52,7 +51,7 @@ class GatewayOptions:
     settings: Settings
     transport: httpx.AsyncBaseTransport | None = None  # replaces the upstream network in tests
     identity_refresh: float = REFRESH_INTERVAL
-    health_interval: float = HEALTH_INTERVAL
+    health_interval: float | None = None  # None: the settings' HEALTH_INTERVAL
     prune_interval: float = PRUNE_INTERVAL  # seconds between request-log prunes
 
 
@@ -107,7 +106,13 @@ class Gateway:
         writer = RequestLogWriter(make_async_sessionmaker(engine))
         transport = make_transport(options.transport)
         client = make_client(settings, transport)
-        pool = BackendPool(settings.backends, client, interval=options.health_interval)
+        pool = BackendPool(
+            settings.backends,
+            client,
+            interval=options.health_interval or settings.health_interval,
+            timeout=settings.health_timeout,
+            failures=settings.health_failures,
+        )
         redis = _redis(settings)
         scheduler = _make_scheduler(settings, pool, redis)
         upstream = Upstream(transport, settings, functools.partial(_connect_failed, pool))

@@ -145,6 +145,7 @@ def test_it_uses_the_documented_door_limits_and_reads_them(tmp_path):
     assert settings.max_head_size == 64 * 1024
     assert (settings.max_connections, settings.max_pending_per_ip) == (8192, 64)
     assert settings.listen_backlog == 4096
+    assert (settings.health_interval, settings.health_timeout, settings.health_failures) == (5.0, 3.0, 2)
     custom = make(
         tmp_path,
         HEAD_TIMEOUT="2.5",
@@ -153,9 +154,13 @@ def test_it_uses_the_documented_door_limits_and_reads_them(tmp_path):
         MAX_CONNECTIONS="100",
         MAX_PENDING_PER_IP="3",
         LISTEN_BACKLOG="100",
+        HEALTH_INTERVAL="2",
+        HEALTH_TIMEOUT="1.5",
+        HEALTH_FAILURES="3",
     )
     assert (custom.head_timeout, custom.keepalive_timeout, custom.max_head_size) == (2.5, 30.0, 8192)
     assert (custom.max_connections, custom.max_pending_per_ip, custom.listen_backlog) == (100, 3, 100)
+    assert (custom.health_interval, custom.health_timeout, custom.health_failures) == (2.0, 1.5, 3)
 
 
 @pytest.mark.parametrize(
@@ -166,6 +171,8 @@ def test_it_uses_the_documented_door_limits_and_reads_them(tmp_path):
         ("MAX_HEAD_SIZE", "1MB", "expected bytes"),
         ("MAX_CONNECTIONS", "0", "between 1 and"),
         ("LISTEN_BACKLOG", "70000", "between 1 and"),
+        ("HEALTH_FAILURES", "0", "between 1 and"),
+        ("HEALTH_TIMEOUT", "0", "at least"),
         ("MAX_PENDING_PER_IP", "many", "whole number"),
         ("TRUSTED_PROXIES", "10.0.0.0/٨", "not an IP address or CIDR"),
         ("TRUSTED_PROXIES", "fe80::1%eth0", "not an IP address or CIDR"),

@@ -233,3 +233,50 @@ def test_capacity_is_the_most_models_api_ps_ever_listed_and_dispatch_order_is_ke
     for index in range(40):
         backend.given(f"m{index}")
     assert len(backend.recent) == RECENT_MODELS
+
+
+async def test_one_failed_health_check_keeps_a_backend_that_answered_before_in_rotation():
+    """HEALTH_FAILURES=2: a check that times out is asked again within a second; two in a row take it out."""
+    answers = ["ok", "timeout", "ok", "timeout", "timeout", "ok"]
+    asked: list[float] = []
+
+    def handler(request):
+        if request.url.path == "/api/ps":
+            return httpx.Response(200, json={"models": []})
+        asked.append(asyncio.get_running_loop().time())
+        if (answers.pop(0) if answers else "ok") == "timeout":
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(200, json={"models": [{"name": "llama3.2:latest"}]})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        pool = BackendPool(BACKENDS[:1], client, interval=30, failures=2)
+        backend = pool.backends[0]
+        await pool.check_all()
+        await pool.check_all()  # one timeout: still serving
+        assert backend.healthy and backend.failed_checks == 1 and backend.last_error is None
+        await pool.check_all()
+        assert backend.healthy and backend.failed_checks == 0
+        await pool.check_all()
+        await pool.check_all()  # the second in a row
+        assert not backend.healthy and backend.last_error == "ReadTimeout: timed out"
+        await pool.check_all()
+        assert backend.healthy
+        answers[:] = ["timeout", "ok"]
+        await pool.start()  # the loop: after one failed check the next comes at RECHECK_FIRST, not 30 s
+        try:
+            async with asyncio.timeout(3):
+                while len(asked) < 8:
+                    await asyncio.sleep(0.02)
+        finally:
+            await pool.close()
+    assert backend.healthy and 0.4 <= asked[7] - asked[6] <= 2.0
+
+
+async def test_a_backend_that_never_answered_leaves_at_its_first_failed_check():
+    def handler(request):
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        pool = BackendPool(BACKENDS[:1], client, interval=30, failures=3)
+        await pool.check_all()
+    assert not pool.backends[0].healthy
