@@ -84,6 +84,7 @@ def start(tmp_path, redis: bool, **overrides) -> tuple[LiveServer, dict[str, str
     return server, env
 
 
+@pytest.mark.costly  # real processes stopped by signals
 @pytest.mark.parametrize("redis", [False, True], ids=["local", "redis"])
 @pytest.mark.parametrize("signame", sorted(SIGNALS))
 def test_shutdown_fails_the_waiting_at_once_lets_the_active_stream_finish_and_exits_0(
