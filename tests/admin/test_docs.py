@@ -39,6 +39,7 @@ def document(client) -> dict:
     return response.get_json()
 
 
+@pytest.mark.costly  # validates the whole OpenAPI document
 def test_the_document_is_valid_openapi_3(document):
     validate(document)
     assert document["openapi"].startswith("3.1")
@@ -120,6 +121,7 @@ def test_anyone_may_read_the_docs_and_the_page_loads_nothing_from_elsewhere(clie
             assert asset.status_code == 200, source
 
 
+@pytest.mark.costly  # validates answers against the schema
 def test_real_answers_of_the_admin_api_fit_the_documented_shapes(admin_client, document):
     def fits(response, method: str, path: str) -> dict:
         operation = document["paths"][path][method.lower()]

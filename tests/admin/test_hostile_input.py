@@ -49,6 +49,7 @@ def postgres_app(tmp_path, app_factory):
             db.engine.dispose()
 
 
+@pytest.mark.costly  # forty threads
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_forty_concurrent_logins_are_decided_one_by_one(request, database):
     """39 wrong passwords and the right one at the same moment: at most LOCKOUT_LIMIT are checked."""

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from common.settings import ROOT
 from tests.conftest import settings_env
 from tests.proxy.support import log_rows
@@ -29,6 +31,7 @@ def test_days_overrides_the_retention(app, settings):
     assert refused.exit_code != 0 and "--days" in refused.output
 
 
+@pytest.mark.costly  # a `flask` process
 def test_it_works_on_a_fresh_checkout(tmp_path):
     env = {**os.environ, **settings_env(tmp_path / "fresh", log_retention_days=7)}
     command = [sys.executable, "-m", "flask", "--app", "wsgi", "prune-requests"]

@@ -102,6 +102,7 @@ async def test_a_refused_connection_is_an_error_not_an_exception():
     assert result.error and not result.ok
 
 
+@pytest.mark.costly  # waits out a timeout
 async def test_a_stalled_stream_times_out_within_its_bound():
     async def stall(reader, writer):
         await reader.readuntil(b"\r\n\r\n")
@@ -125,6 +126,7 @@ def simulator():
     handle.stop()
 
 
+@pytest.mark.costly  # a second of wrk
 def test_wrk_reports_throughput_and_percentiles_from_the_simulator(simulator):
     result = run_wrk(
         f"{simulator.url}/api/chat", chat_body(3, stream=False), {}, connections=2, threads=1, seconds=1
@@ -134,6 +136,7 @@ def test_wrk_reports_throughput_and_percentiles_from_the_simulator(simulator):
     assert result.rps > 10
 
 
+@pytest.mark.costly  # a second of wrk
 def test_wrk_counts_error_statuses(simulator):
     body = {**chat_body(3, stream=False), "model": "no-such-model"}
     result = run_wrk(f"{simulator.url}/api/chat", body, {}, connections=1, threads=1, seconds=1)

@@ -23,6 +23,7 @@ def run(*argv: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.costly  # a soak
 def test_soak_samples_rss_and_descriptors_into_a_table_and_judges_the_growth():
     done = run("bench/soak.py", "--minutes", "0.15", "--interval", "2")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -39,6 +40,7 @@ def test_growth_is_measured_from_the_end_of_the_warm_up():
     assert growth(samples, "fds") == 0.0
 
 
+@pytest.mark.costly  # slow readers against a real gateway
 def test_slow_readers_cost_the_gateway_a_bounded_buffer_each():
     done = run("bench/slow_readers.py", "--readers", "10", "--seconds", "4")
     assert done.returncode == 0, done.stdout + done.stderr

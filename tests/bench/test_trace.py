@@ -49,6 +49,7 @@ def test_waits_are_summarised_per_class_from_answered_requests_only():
     assert percentile([5, 1, 2, 4, 3], 0.95) == 5 and percentile([], 0.5) == 0.0
 
 
+@pytest.mark.costly  # a trace through three gateways
 def test_a_short_trace_runs_all_three_configurations_and_affinity_swaps_less(capsys):
     args = ["--requests", "16", "--generation", "0.05", "--load-time", "0.3", "--max-delay", "2"]
     status = trace.main(args)

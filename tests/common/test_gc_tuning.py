@@ -22,6 +22,7 @@ def restored_gc():
         gc.enable()
 
 
+@pytest.mark.costly  # a full collection of the whole test process
 def test_startup_objects_are_frozen_and_the_young_generation_is_collected_less_often(restored_gc):
     _, gen1, gen2 = gc.get_threshold()
     tune_gc()
@@ -30,6 +31,7 @@ def test_startup_objects_are_frozen_and_the_young_generation_is_collected_less_o
     assert gc.isenabled()
 
 
+@pytest.mark.costly  # a full collection of the whole test process
 def test_cycles_made_after_tuning_are_collected_with_no_explicit_collect(restored_gc):
     tune_gc()
     collected: list[int] = []

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from common.settings import ROOT
 
 
@@ -43,6 +45,7 @@ def test_common_imports_no_web_framework_and_neither_app():
     assert offenders == {}
 
 
+@pytest.mark.costly  # a Python process importing every module
 def test_the_admin_app_and_its_openapi_document_load_without_the_gateway():
     modules = [f"admin_app.{info.name}" for info in pkgutil.iter_modules([str(Path(ROOT, "admin_app"))])]
     code = (

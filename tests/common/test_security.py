@@ -92,6 +92,7 @@ def test_the_gateway_reads_the_cookie_flask_writes():
     assert read_session_cookie(cookie[:-2] + "xx", "k" * 40) is None
 
 
+@pytest.mark.costly  # a Python process importing every module
 def test_common_imports_neither_flask_nor_quart():
     code = (
         "import sys, common.settings, common.models, common.security, common.network, common.sources, "

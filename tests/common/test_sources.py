@@ -63,7 +63,12 @@ def test_a_key_makes_a_custom_app_with_the_keys_priority():
     assert (identity.source, identity.priority, identity.api_key_id) == (RequestSource.CUSTOM_APP, 2, 11)
 
 
-@pytest.mark.parametrize("bad", [new_api_key(), "sdk_short", "not-a-key", KEY + "x"])
+# Fixed ids: a random key in a test id differs between pytest-xdist workers, which must collect alike.
+@pytest.mark.parametrize(
+    "bad",
+    [new_api_key(), "sdk_short", "not-a-key", KEY + "x"],
+    ids=["unknown", "short", "not-a-key", "one-too-long"],
+)
 def test_an_unknown_or_malformed_key_is_401_even_from_a_whitelisted_ip(bad):
     with pytest.raises(ClassificationError) as caught:
         run(Credentials(api_key=bad), ip="10.0.0.9", session_user=ALICE)

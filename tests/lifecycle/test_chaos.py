@@ -8,7 +8,7 @@ import pytest
 from bench.chaos import CLIENT_LEFT, run
 from tests.conftest import fresh_redis_url
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.costly, pytest.mark.timeout(240)]  # real processes, faults and kills
 
 
 def test_a_thousand_requests_with_departures_and_faults_leave_nothing_behind(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from bench.crash import LEASE_BOUND_S, lease_recovery, run_rounds
 from tests.conftest import fresh_redis_url
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.costly, pytest.mark.timeout(300)]  # real processes killed with SIGKILL
 
 
 def test_kill_9_during_admin_writes_loses_no_acknowledged_write_and_the_file_is_sound(tmp_path):

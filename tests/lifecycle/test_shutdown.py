@@ -84,6 +84,7 @@ def start(tmp_path, redis: bool, **overrides) -> tuple[LiveServer, dict[str, str
     return server, env
 
 
+@pytest.mark.costly  # real processes stopped by signals
 @pytest.mark.parametrize("redis", [False, True], ids=["local", "redis"])
 @pytest.mark.parametrize("signame", sorted(SIGNALS))
 def test_shutdown_fails_the_waiting_at_once_lets_the_active_stream_finish_and_exits_0(
@@ -133,6 +134,7 @@ def test_shutdown_fails_the_waiting_at_once_lets_the_active_stream_finish_and_ex
     assert rows == [(200, None), (503, "queued"), (503, "queued")]
 
 
+# Not `costly` on purpose (3.5 s): `scripts/test.sh --fast` keeps one test that stops a real gateway process.
 def test_a_stream_still_running_when_the_grace_ends_gets_an_in_band_error_and_its_row(tmp_path):
     server, env = start(tmp_path, redis=False, shutdown_grace=1)
     try:

@@ -14,6 +14,8 @@ from tests.conftest import settings_env
 from tests.live import LiveServer
 from tests.proxy.support import chat_body
 
+pytestmark = pytest.mark.costly  # a real `python asgi.py` per test
+
 PROMPT = "the-secret-prompt-xyzzy"
 PERSON_HEADER = "X-OpenWebUI-User-Email"
 

@@ -14,6 +14,8 @@ import zstandard
 
 from tests.proxy.support import log_rows, wait_until
 
+pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
+
 RESPONSES_BODY = {"model": "llama3.2", "input": "Say hello", "stream": True}
 CHAT_BODY = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 COMPRESS = {"gzip": gzip.compress, "zstd": lambda data: zstandard.ZstdCompressor().compress(data)}

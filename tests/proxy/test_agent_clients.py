@@ -19,6 +19,8 @@ import pytest
 
 from tests.proxy.support import log_rows, sse_events, wait_until
 
+pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
+
 TEXT = "Hello there, agent"
 HELLO = [{"role": "user", "content": f"Say hello\n!say {TEXT}"}]
 DROP = {"X-Sim-Fault": "drop_mid,after=3"}  # the simulator closes the connection after 3 chunks

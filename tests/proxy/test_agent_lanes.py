@@ -15,6 +15,8 @@ import pytest
 
 from tests.proxy.support import log_rows, wait_until
 
+pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
+
 WHITELISTED = {"X-Forwarded-For": "10.0.0.5"}
 ACCOUNT_CALLS = [
     ("POST", "/api/me", None),

@@ -131,6 +131,7 @@ async def test_a_failed_backend_rejoins_when_the_health_loop_reaches_it(pool, ho
     assert joined and joined[0] == [True, True], "listeners hear that capacity came back"
 
 
+@pytest.mark.costly  # waits for a health check
 async def test_a_backend_down_at_start_is_asked_again_within_a_second_not_an_interval():
     answers = iter([httpx.Response(503), httpx.Response(200, json={"models": [{"name": "llama3.2:latest"}]})])
     asked = []
@@ -153,6 +154,7 @@ async def test_a_backend_down_at_start_is_asked_again_within_a_second_not_an_int
     assert 0.4 <= asked[1] - asked[0] <= 2.0  # RECHECK_FIRST (0.5 s), not the 30 s interval
 
 
+@pytest.mark.costly  # waits for health checks
 async def test_while_all_backends_are_healthy_the_interval_is_kept(pool, hosts):
     asked = []
     pool.on_change(lambda: None)

@@ -20,6 +20,8 @@ from common.sessions import (
 )
 from tests.proxy.support import PASSWORD, AdminApp, log_rows, wait_until
 
+pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
+
 META_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 

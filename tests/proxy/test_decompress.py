@@ -87,6 +87,7 @@ def test_a_truncated_or_corrupt_body_is_400(encoding):
             decompress(broken, encoding, MiB)
 
 
+@pytest.mark.costly  # decompresses bombs
 @pytest.mark.parametrize(("encoding", "bomb"), [("zstd", zstd_zeros), ("gzip", gzip_zeros)])
 def test_a_bomb_is_refused_while_decompressing_without_holding_its_output(encoding, bomb):
     packed = bomb(256 * MiB)

@@ -25,6 +25,8 @@ from tests.proxy.live_gateway import (
     PENDING_PER_IP,
 )
 
+pytestmark = pytest.mark.costly  # a real `python asgi.py` and waits out its head and keep-alive timeouts
+
 OPEN: list[socket.socket] = []
 
 

@@ -17,6 +17,8 @@ from tests.proxy.support import log_rows, wait_until
 from tests.proxy.test_queue import OUTSIDE, occupy, submit
 from tests.proxy.test_queue_admin import pool, view, world  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.costly  # each test serves the gateway and fills its queue
+
 
 def shared_key(db, header: str | None, priority: int = 2) -> tuple[str, int]:
     """A key (as Open WebUI's connection would use) with ``end_user_header`` set to ``header``."""

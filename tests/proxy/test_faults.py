@@ -6,9 +6,12 @@ import json
 import time
 
 import httpx
+import pytest
 
 from simulator import serve_in_thread
 from tests.proxy.support import chat_body, ndjson, sse_events
+
+pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
 
 DIRECT = {"X-Forwarded-For": "10.0.0.5"}
 

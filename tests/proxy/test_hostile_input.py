@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.proxy.live_gateway import ADMIN_PASSWORD
+
+pytestmark = pytest.mark.costly  # a real `python asgi.py`
 
 DEEP_ARRAYS = "[" * 1000 + "]" * 1000
 DEEP_OBJECTS = '{"a":' * 65 + "1" + "}" * 65

@@ -16,6 +16,8 @@ from common.models import APIKey
 from common.security import hash_secret
 from tests.proxy.support import chat_body
 
+pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
+
 DIRECT = {"X-Forwarded-For": "10.0.0.5"}  # whitelisted
 HOLD = {"X-Sim-First-Token-Delay": "1.5"}  # keeps a slot busy for a while
 

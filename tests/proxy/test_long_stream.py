@@ -7,8 +7,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from tests.proxy.support import chat_body, ndjson, sse_events
+
+pytestmark = pytest.mark.costly  # each test serves the gateway and streams for seconds
 
 TOKENS = 10
 PACED = {"X-Sim-Tokens": str(TOKENS), "X-Sim-Delay": "0.3", "X-Forwarded-For": "10.0.0.5"}  # ~3 s

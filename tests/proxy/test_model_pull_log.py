@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from tests.proxy.support import log_rows, ndjson
+
+pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
 
 DIRECT = {"X-Forwarded-For": "10.0.0.5"}  # whitelisted: may manage models
 

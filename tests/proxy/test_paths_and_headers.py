@@ -10,6 +10,8 @@ import pytest
 
 from tests.proxy.support import chat_body
 
+pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
+
 PULL = json.dumps({"model": "llama3.2", "stream": False})
 
 

@@ -87,6 +87,7 @@ async def error_of(response) -> str:
 # --- models -------------------------------------------------------------------------------
 
 
+@pytest.mark.costly  # a served gateway
 async def test_a_key_generates_only_with_its_models_and_others_are_never_forwarded(
     world, make_gateway, fake_ollama
 ):
@@ -212,6 +213,7 @@ async def test_daily_tokens_refuse_once_spent_with_retry_after_of_the_window(wor
     assert 86_000 <= int(refused.headers["Retry-After"]) <= 86_400
 
 
+@pytest.mark.costly  # a served gateway
 async def test_a_user_takes_webchat_defaults_unless_their_own_policy_says_otherwise(world, make_gateway):
     bob = world.db.user("bob")
     world.set(User, bob, rpm=5)
@@ -266,6 +268,7 @@ async def seconds_until(predicate, timeout: float = 5.0) -> float:
     return time.monotonic() - started
 
 
+@pytest.mark.costly  # waits for the patch to bite
 async def test_a_policy_patched_through_the_admin_api_bites_within_a_second(world, make_gateway):
     secret, key_id = world.key()
     await start(world, make_gateway)
@@ -286,6 +289,7 @@ async def test_a_policy_patched_through_the_admin_api_bites_within_a_second(worl
     assert await seconds_until(expired) < 1.0
 
 
+@pytest.mark.costly  # waits out a window
 async def test_limits_count_requests_from_the_moment_they_are_set(world, make_gateway):
     secret, key_id = world.key(rpm=10, daily_tokens=1000)
     await start(world, make_gateway)
@@ -307,6 +311,7 @@ async def test_limits_count_requests_from_the_moment_they_are_set(world, make_ga
     assert "rate limit of 3" in await error_of(await world.chat(headers=headers))
 
 
+@pytest.mark.costly  # two gateways, one after the other
 async def test_a_restarted_gateway_remembers_the_days_tokens_and_when_the_limit_was_set(world, make_gateway):
     secret, key_id = world.key()
     first = await start(world, make_gateway)

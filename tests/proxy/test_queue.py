@@ -15,6 +15,8 @@ import pytest
 
 from tests.proxy.support import QUESTION, chat_body, cookie_header, log_rows, ndjson, sse_events, wait_until
 
+pytestmark = pytest.mark.costly  # each test serves the gateway and fills its queue
+
 DIRECT = {"X-Forwarded-For": "10.0.0.5"}  # whitelisted
 OUTSIDE = {"X-Forwarded-For": "10.9.9.9"}  # not whitelisted
 HOLD = {"X-Sim-First-Token-Delay": "1.5"}  # keeps the only slot busy for a while

@@ -18,6 +18,8 @@ from common.sessions import SESSION_COOKIE_NAME
 from tests.proxy.support import chat_body, log_rows, ndjson, sse_events, wait_until
 from tests.proxy.test_queue import DIRECT, OUTSIDE, occupy, post, submit
 
+pytestmark = pytest.mark.costly  # each test serves the gateway and fills its queue
+
 VIEW_KEYS = {
     "request_id",
     "state",

@@ -9,6 +9,9 @@ import pytest
 
 from tests.proxy.support import QUESTION, chat_body, ndjson, sse_events, without_clock
 
+# Not `costly` (each test serves the gateway, ~0.25 s): `scripts/test.sh --fast` keeps this file so that a
+# fast run still drives the official clients through a real socket.
+
 
 @pytest.fixture
 def ollama_client():

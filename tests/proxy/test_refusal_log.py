@@ -112,6 +112,7 @@ def total(metrics_text: str, status: str) -> float:
     return 0.0
 
 
+@pytest.mark.costly  # a flood of requests
 async def test_a_flood_of_unauthenticated_requests_leaves_a_handful_of_rows_that_count_it_all(
     settings_factory, fake_ollama, accounts
 ):

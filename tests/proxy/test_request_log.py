@@ -176,6 +176,7 @@ async def test_close_flushes_every_buffered_row(sessions):
     assert writer.buffer_length == 0
 
 
+@pytest.mark.costly  # waits for the database to recover
 async def test_a_stalled_database_never_blocks_record_and_rows_arrive_once_it_recovers(sessions):
     troubled = TroubledSessions(sessions)
     troubled.gate.clear()
@@ -219,6 +220,7 @@ async def test_a_full_buffer_drops_new_rows_and_counts_them(sessions):
     assert [row.request_id for row in await stored_rows(sessions)] == [f"req-{n:05d}" for n in range(5)]
 
 
+@pytest.mark.costly  # waits out the close timeout
 async def test_close_gives_up_on_a_dead_database_and_counts_the_loss(sessions):
     troubled = TroubledSessions(sessions, failures=10**9)
     writer = RequestLogWriter(troubled, interval=0.01, close_timeout=0.3)

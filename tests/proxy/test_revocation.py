@@ -14,6 +14,8 @@ import pytest
 
 from tests.proxy.support import chat_body, ndjson, wait_until
 
+pytestmark = pytest.mark.costly  # each test serves the gateway and waits for revocation to bite
+
 DIRECT = {"X-Forwarded-For": "10.0.0.5"}
 HOLD = {"X-Sim-First-Token-Delay": "2"}
 

@@ -190,6 +190,7 @@ async def test_a_request_waiting_past_queue_timeout_gets_queue_timeout(client):
     assert scheduler.snapshot()["active_requests"] == 0
 
 
+@pytest.mark.costly  # waits out real deadlines
 async def test_each_waiting_request_times_out_on_its_own_deadline(client):
     scheduler = scheduler_for(client, 1, queue_timeout=1.0)
     await scheduler.acquire(Ticket("holder", 1, "direct_api"))

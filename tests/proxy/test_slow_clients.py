@@ -13,6 +13,8 @@ import pytest
 from common.settings import ConfigError, Settings
 from tests.proxy.support import chat_body, log_rows, wait_until
 
+pytestmark = pytest.mark.costly  # each test serves the gateway and waits out slow clients
+
 DIRECT = {"X-Forwarded-For": "10.0.0.5"}  # whitelisted
 BUFFER_BOUND = 1024 * 1024  # bytes of one stream the gateway may hold for a slow reader (§10)
 

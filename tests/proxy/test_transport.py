@@ -614,6 +614,7 @@ def listener_with_full_backlog() -> Iterator[int]:
         yield port
 
 
+@pytest.mark.costly  # waits out a timeout
 async def test_connect_timeout_is_connect_timeout(client):
     with listener_with_full_backlog() as port:
         async with asyncio.timeout(WAIT):
@@ -719,6 +720,7 @@ async def test_a_body_that_stalls_is_read_timeout_and_its_connection_is_closed(s
     assert idle(lean, server) == []
 
 
+@pytest.mark.costly  # waits for a slow answer
 async def test_without_a_read_timeout_a_slow_answer_is_waited_for(serve, lean, client):
     async def handle(peer: Peer) -> None:
         await peer.read_request()
@@ -732,6 +734,7 @@ async def test_without_a_read_timeout_a_slow_answer_is_waited_for(serve, lean, c
     assert response.content == b"ok"
 
 
+@pytest.mark.costly  # waits out a timeout
 async def test_a_request_body_the_server_never_reads_is_write_timeout(serve, lean, client):
     async def handle(peer: Peer) -> None:
         await peer.read_head()

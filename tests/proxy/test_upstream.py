@@ -120,6 +120,7 @@ async def test_chunks_pass_through_byte_for_byte(upstream_for):
     assert exchange.failure is None
 
 
+@pytest.mark.costly  # waits out a timeout
 async def test_silence_mid_stream_ends_with_an_in_band_error(upstream_for):
     body = Chunks(b'{"done":false}\n', 1.0, b'{"done":true}\n')
     upstream = upstream_for(lambda r: httpx.Response(200, stream=body))
@@ -145,6 +146,7 @@ async def test_a_connection_lost_mid_stream_ends_with_an_in_band_error(upstream_
     assert isinstance(exchange.failure, BadGateway)
 
 
+@pytest.mark.costly  # waits out a timeout
 async def test_no_status_line_within_first_byte_timeout_is_504(upstream_for):
     async def slow(request):
         await asyncio.sleep(1.0)

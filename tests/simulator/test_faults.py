@@ -51,6 +51,7 @@ def test_status_fault_reaches_the_official_clients(sim: ThreadHandle) -> None:
     assert failed.value.body["type"] == "api_error"
 
 
+@pytest.mark.costly  # waits out a stall
 def test_stall_headers_delays_the_response_headers(http: httpx.Client) -> None:
     started = time.monotonic()
     with http.stream(
@@ -62,6 +63,7 @@ def test_stall_headers_delays_the_response_headers(http: httpx.Client) -> None:
     assert 0.6 <= waited < 3
 
 
+@pytest.mark.costly  # waits out a stall
 def test_stall_mid_pauses_after_n_chunks(http: httpx.Client) -> None:
     lines = read_lines_timed(http, {"X-Sim-Fault": "stall_mid=0.6,after=2"})
     times = [t for t, _ in lines]

@@ -61,6 +61,7 @@ def test_a_client_leaving_mid_stream_is_recorded_as_cancelled(sim: ThreadHandle,
     assert entry["finished"] - left_at < 1.0
 
 
+@pytest.mark.costly  # paced streams
 @pytest.mark.parametrize(
     "headers",
     [
@@ -83,6 +84,7 @@ def test_a_client_leaving_during_a_long_wait_is_seen_at_once(
     assert entry["outcome"] == "cancelled" and entry["finished"] - left_at < 1.0
 
 
+@pytest.mark.costly  # paced streams
 def test_per_request_headers_set_token_count_and_pacing(http: httpx.Client) -> None:
     started = time.monotonic()
     headers = {"X-Sim-Tokens": "3", "X-Sim-Delay": "0.1", "X-Sim-First-Token-Delay": "0.2"}
@@ -105,6 +107,7 @@ def test_a_full_simulator_answers_503_like_ollama(sim: ThreadHandle, http: httpx
     assert sim.stats()["outcomes"]["rejected"] == 1
 
 
+@pytest.mark.costly  # paced streams
 async def test_waiting_requests_get_the_slot_in_arrival_order(sim: ThreadHandle) -> None:
     sim.configure(num_parallel=1, max_queue=2, token_delay=0.05)
     async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
@@ -131,6 +134,7 @@ async def test_waiting_requests_get_the_slot_in_arrival_order(sim: ThreadHandle)
     assert all(later["dispatched"] >= earlier["finished"] for earlier, later in pairwise(served))
 
 
+@pytest.mark.costly  # paced streams
 def test_a_client_leaving_the_line_never_runs(sim: ThreadHandle, http: httpx.Client) -> None:
     sim.configure(num_parallel=1, max_queue=4)
     with http.stream("POST", "/api/chat", json=chat_body(), headers=SLOW) as holding:
@@ -146,6 +150,7 @@ def test_a_client_leaving_the_line_never_runs(sim: ThreadHandle, http: httpx.Cli
     assert http.post("/api/chat", json=chat_body()).status_code == 200  # the slot was not leaked
 
 
+@pytest.mark.costly  # a long stream
 def test_a_long_stream_without_delay_arrives_whole(http: httpx.Client) -> None:
     started = time.monotonic()
     response = http.post(

@@ -59,6 +59,7 @@ def test_config_can_change_over_http_while_running(http: httpx.Client) -> None:
     assert http.post("/_sim/config", json={"warp": 9}).status_code == 400
 
 
+@pytest.mark.costly  # two more servers
 def test_two_thread_servers_are_independent() -> None:
     with serve_in_thread(tokens=1, token_delay=0) as one, serve_in_thread(tokens=2, token_delay=0) as two:
         assert one.url != two.url
@@ -70,6 +71,7 @@ def test_two_thread_servers_are_independent() -> None:
     one.stop()  # stopping twice is harmless
 
 
+@pytest.mark.costly  # a simulator process
 def test_a_child_process_simulator_speaks_the_same_api() -> None:
     handle = serve_in_subprocess(SimulatorConfig(tokens=3, token_delay=0, models=("tiny:1b",)))
     try:

@@ -25,6 +25,7 @@ def timed_chat(client: ollama.Client, model: str) -> tuple[float, ollama.ChatRes
     return time.monotonic() - started, answer
 
 
+@pytest.mark.costly  # waits out load times
 def test_first_request_pays_the_load_time_and_reports_it(
     sim: ThreadHandle, ollama_client: ollama.Client
 ) -> None:
@@ -36,6 +37,7 @@ def test_first_request_pays_the_load_time_and_reports_it(
     assert sim.stats()["vram"]["loads"] == 1
 
 
+@pytest.mark.costly  # waits out load times
 def test_lru_model_is_evicted_when_max_loaded_are_in(sim: ThreadHandle, ollama_client: ollama.Client) -> None:
     sim.configure(max_loaded=2, load_time=LOAD)
     for model in ("llama3.2", "qwen2.5-coder:7b", "llama3.2"):
@@ -51,6 +53,7 @@ def test_lru_model_is_evicted_when_max_loaded_are_in(sim: ThreadHandle, ollama_c
     assert vram["loaded"] == ["phi3:mini", "qwen2.5-coder:7b"]  # least recently used first
 
 
+@pytest.mark.costly  # waits out load times
 def test_concurrent_requests_share_one_load(sim: ThreadHandle) -> None:
     sim.configure(load_time=LOAD)
     body = {"model": "llama3.2", "messages": QUESTION, "stream": False}
