@@ -237,6 +237,7 @@ def test_capacity_is_the_most_models_api_ps_ever_listed_and_dispatch_order_is_ke
     assert len(backend.recent) == RECENT_MODELS
 
 
+@pytest.mark.costly  # waits for the recheck after a failed health check (0.5 s)
 async def test_one_failed_health_check_keeps_a_backend_that_answered_before_in_rotation():
     """HEALTH_FAILURES=2: a check that times out is asked again within a second; two in a row take it out."""
     answers = ["ok", "timeout", "ok", "timeout", "timeout", "ok"]
