@@ -39,11 +39,10 @@ async def tags(ex: Exchange) -> None:
 
 
 async def ps(ex: Exchange) -> None:
-    """GET /api/ps: the loaded models, longest keep-alive left first (PsHandler in server/routes.go)."""
-    vram = ex.state.vram
-    vram.purge()
+    """GET /api/ps: the loaded models and those being loaded, longest keep-alive left first
+    (PsHandler in server/routes.go)."""
     running = []
-    for name, expires in sorted(vram.loaded.items(), key=lambda item: -(item[1] // 1_000_000_000)):
+    for name, expires in sorted(ex.state.vram.listed(), key=lambda item: -(item[1] // 1_000_000_000)):
         size = model_size(name)
         running.append(
             {

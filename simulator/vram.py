@@ -45,6 +45,7 @@ class Vram:
     def __init__(self) -> None:
         self.loaded: OrderedDict[str, int] = OrderedDict()  # model -> expiry (time.time_ns)
         self.loading: dict[str, asyncio.Future[None]] = {}
+        self.loading_keep_alive: dict[str, float] = {}  # model being loaded -> its keep-alive (s)
         self.loads = 0
         self.evictions = 0
 
@@ -68,6 +69,18 @@ class Vram:
         while max_loaded and self.loaded and len(self.loaded) + len(self.loading) > max_loaded:
             self.loaded.popitem(last=False)
             self.evictions += 1
+
+    def listed(self) -> list[tuple[str, int]]:
+        """What /api/ps lists: loaded models and those being loaded, with their expiry (time.time_ns).
+
+        Ollama's scheduler puts a runner in its ``loaded`` map before the load finishes, and
+        PsHandler lists every entry; one still loading has no expiry yet and shows now plus its
+        keep-alive (server/sched.go ``load``, server/routes.go ``PsHandler``).
+        """
+        self.purge()
+        now = time.time_ns()
+        loading = [(name, now + int(seconds * 1e9)) for name, seconds in self.loading_keep_alive.items()]
+        return list(self.loaded.items()) + loading
 
     def stats(self) -> dict[str, Any]:
         """What ``/_sim/stats`` reports under ``vram``."""
@@ -103,6 +116,7 @@ async def acquire(ex: Exchange, model: str, keep_alive: Any = None) -> None:
 async def _load(ex: Exchange, vram: Vram, name: str, keep_alive: float) -> None:
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     vram.loading[name] = done
+    vram.loading_keep_alive[name] = keep_alive
     try:
         vram.make_room(ex.config.max_loaded)  # this model already counts, in `loading`
         await ex.pause(ex.config.load_time)
@@ -110,4 +124,5 @@ async def _load(ex: Exchange, vram: Vram, name: str, keep_alive: float) -> None:
         vram.keep(name, keep_alive)
     finally:
         del vram.loading[name]
+        del vram.loading_keep_alive[name]
         done.set_result(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import concurrent.futures
 import time
 
@@ -82,6 +83,25 @@ def test_ps_lists_loaded_models_as_ollama_does(ollama_client: ollama.Client, htt
     assert running[0].size_vram == running[0].size > 0 and running[0].details.family == "llama"
     ollama_client.chat(model="llama3.2", messages=[], keep_alive=0)  # unload
     assert [m.model for m in ollama_client.ps().models] == ["qwen2.5-coder:7b"]
+
+
+@pytest.mark.costly  # waits out a load
+def test_ps_lists_a_model_while_it_loads_as_ollama_does(sim: ThreadHandle, http: httpx.Client) -> None:
+    """Ollama's scheduler lists a runner in /api/ps from the moment its load starts (server/sched.go)."""
+    sim.configure(load_time=LOAD * 2)
+    body = {"model": "llama3.2", "messages": QUESTION, "stream": False, "keep_alive": "10m"}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(httpx.post, f"{sim.url}/api/chat", json=body, timeout=30)
+        deadline = time.monotonic() + LOAD
+        while sim.stats()["vram"]["loading"] != ["llama3.2:latest"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sim.stats()["vram"]["loading"] == ["llama3.2:latest"], "the load had not begun"
+        during = http.get("/api/ps").json()["models"]
+        assert answer.result().status_code == 200
+    assert [m["name"] for m in during] == ["llama3.2:latest"]
+    left = calendar.timegm(time.strptime(during[0]["expires_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.time()
+    assert 500 < left <= 601  # now plus its keep-alive (10 minutes)
+    assert [m["name"] for m in http.get("/api/ps").json()["models"]] == ["llama3.2:latest"]
 
 
 def test_cloud_models_are_listed_remote_and_never_loaded(
