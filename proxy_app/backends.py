@@ -1,9 +1,10 @@
 """The Ollama servers behind the gateway: their slots, health and models.
 
 A background loop asks each backend for ``/api/tags`` every ``HEALTH_INTERVAL``
-seconds. A backend that fails ``HEALTH_FAILURES`` checks in a row (each given
-``HEALTH_TIMEOUT``; the checks after a failure come within a second) leaves the
-rotation, so one check that times out on a busy machine costs nobody a 503; a
+seconds. A backend that refuses the connection leaves the rotation at once; one
+whose check times out or answers an error leaves after ``HEALTH_FAILURES`` such
+checks in a row (each given ``HEALTH_TIMEOUT``; the check after a failure comes
+within a second), so one check slowed by a busy machine costs nobody a 503; a
 backend that has never answered leaves at its first failure. It comes back as
 soon as it answers again; the model list it reports routes requests for those models to
 it. The same round asks ``/api/ps`` which models are loaded in memory.
@@ -181,7 +182,13 @@ class BackendPool:
         try:
             response = await self.client.get(backend.url + "/api/tags", timeout=self.timeout)
         except httpx.HTTPError as exc:
-            self._check_failed(backend, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            # A refused connection (a new one: the transport retries a stale pooled one) is
+            # certain; a timeout may be a busy machine and counts towards HEALTH_FAILURES.
+            if isinstance(exc, httpx.ConnectError):
+                self.mark_failed(backend, error)
+            else:
+                self._check_failed(backend, error)
             return False
         if response.status_code != 200:
             self._check_failed(backend, f"/api/tags answered {response.status_code}")

@@ -277,9 +277,26 @@ async def test_one_failed_health_check_keeps_a_backend_that_answered_before_in_r
 
 async def test_a_backend_that_never_answered_leaves_at_its_first_failed_check():
     def handler(request):
-        raise httpx.ConnectError("connection refused", request=request)
+        raise httpx.ReadTimeout("timed out", request=request)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         pool = BackendPool(BACKENDS[:1], client, interval=30, failures=3)
         await pool.check_all()
     assert not pool.backends[0].healthy
+
+
+async def test_a_refused_connection_takes_a_backend_out_at_once_whatever_health_failures_says():
+    refuse = False
+
+    def handler(request):
+        if refuse:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"models": []})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        pool = BackendPool(BACKENDS[:1], client, interval=30, failures=3)
+        await pool.check_all()
+        assert pool.backends[0].healthy
+        refuse = True
+        await pool.check_all()
+    assert not pool.backends[0].healthy and pool.backends[0].last_error == "ConnectError: connection refused"
