@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -81,7 +82,10 @@ class DoorProtocol(HttpToolsProtocol):
 
     limits: ClassVar[DoorLimits]
     pending: ClassVar[dict[str, int]]  # client IP -> its pending connections (past the grace)
-    pending_by_age: ClassVar[dict[DoorProtocol, None]]  # connections without a head yet, oldest first
+    # Connections without a head yet, oldest first. An OrderedDict: a plain dict that is
+    # emptied from the front makes ``next(iter(...))`` walk every deleted slot, which under a
+    # flood of evictions was 6 % of the gateway's CPU.
+    pending_by_age: ClassVar[OrderedDict[DoorProtocol, None]]
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - uvicorn's signature
         super().__init__(*args, **kwargs)
@@ -226,7 +230,7 @@ class DoorProtocol(HttpToolsProtocol):
 
 def door_protocol(limits: DoorLimits) -> type[DoorProtocol]:
     """A protocol class for one server: its limits and its own pending counts."""
-    state = {"limits": limits, "pending": {}, "pending_by_age": {}}
+    state = {"limits": limits, "pending": {}, "pending_by_age": OrderedDict()}
     return type("SeadragonDoorProtocol", (DoorProtocol,), state)
 
 
