@@ -92,6 +92,7 @@ class Settings:
     health_interval: float = 5.0  # seconds between backend health checks
     health_timeout: float = 3.0  # seconds a health check may take (at most the interval)
     health_failures: int = 2  # failed checks in a row that take a backend out of rotation
+    upstream_keepalive_expiry: float = 4.0  # seconds an idle connection to a backend is kept for reuse
     max_pending_per_ip: int = 64  # connections of one IP without a complete head, then 429
     pending_grace: float = 1.0  # seconds without a complete head before a connection counts as pending
     end_user_max_length: int = 128  # characters of an end-user header's value, then 400
@@ -151,6 +152,7 @@ class Settings:
             health_interval=env.float("HEALTH_INTERVAL", 5.0, minimum=0.001),
             health_timeout=env.float("HEALTH_TIMEOUT", 3.0, minimum=0.001),
             health_failures=env.int("HEALTH_FAILURES", 2, minimum=1, maximum=100),
+            upstream_keepalive_expiry=env.float("UPSTREAM_KEEPALIVE_EXPIRY", 4.0, minimum=0.0),
             max_pending_per_ip=env.int("MAX_PENDING_PER_IP", 64, minimum=1, maximum=1_000_000),
             pending_grace=env.float("PENDING_GRACE", 1.0, minimum=0.0),
             # At most the request log's end_user column (200).

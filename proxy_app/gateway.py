@@ -104,7 +104,7 @@ class Gateway:
         settings = options.settings
         engine = make_async_engine(settings.database_url)
         writer = RequestLogWriter(make_async_sessionmaker(engine))
-        transport = make_transport(options.transport)
+        transport = make_transport(settings, options.transport)
         client = make_client(settings, transport)
         pool = BackendPool(
             settings.backends,

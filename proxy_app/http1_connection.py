@@ -43,6 +43,7 @@ class Connection(asyncio.Protocol):
         self._stray = False  # a second message began after the response: not ours to parse
         self.error: httpx.TransportError | None = None
         self.reused = False  # taken from the pool: it carried an answered request before this one
+        self.idle_since = 0.0  # loop time it went back to the pool
         self.peer_closed = False  # the server closed or reset it (not our own close)
         self.nothing_sent = False  # the socket refused the request's first bytes (see write_refused)
 

@@ -41,7 +41,9 @@ Timeouts are never retried, and a new connection's failure always goes to the ca
 new connection's failure can count against a backend's health (``Upstream.on_connect_error``,
 the health checks). A connection whose close was seen before it is picked (``eof_received`` and
 ``connection_lost`` set ``closed``; a FIN already in the socket, as httpcore's ``is_readable``
-check finds) is not picked at all.
+check finds) is not picked at all, and neither is one idle for longer than ``keepalive_expiry``
+(``UPSTREAM_KEEPALIVE_EXPIRY``, 4 s: below the 5 s idle timeout of uvicorn-served backends such as
+the bundled simulator, so the gateway closes first and the race above does not start).
 """
 
 from __future__ import annotations
@@ -114,8 +116,16 @@ class ResponseStream(httpx.AsyncByteStream):
 class LeanTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 over asyncio Protocols with a per-(host, port) keep-alive pool."""
 
-    def __init__(self, *, max_keepalive: int = 32, fallback: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_keepalive: int = 32,
+        keepalive_expiry: float | None = None,
+        fallback: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.max_keepalive = max_keepalive
+        # A connection idle longer than this is closed, not reused (None: kept while the server keeps it).
+        self.keepalive_expiry = keepalive_expiry
         self._idle: dict[tuple[str, int], deque[Connection]] = {}
         self._fallback = fallback
         self._closed = False
@@ -127,12 +137,17 @@ class LeanTransport(httpx.AsyncBaseTransport):
     def put_back(self, key: tuple[str, int], conn: Connection) -> None:
         """Return an idle connection to the pool (the oldest goes when it is full)."""
         idle = self._idle.setdefault(key, deque())
+        conn.idle_since = asyncio.get_running_loop().time()
         idle.append(conn)
         while len(idle) > self.max_keepalive:
             idle.popleft().close()
 
     def _pooled(self, key: tuple[str, int]) -> Connection | None:
         idle = self._idle.get(key)
+        if idle and self.keepalive_expiry is not None:
+            oldest_kept = asyncio.get_running_loop().time() - self.keepalive_expiry
+            while idle and idle[0].idle_since < oldest_kept:  # oldest first: expired ones are on the left
+                idle.popleft().close()
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be timed out by the server
             if conn.usable and not conn.readable_now():

@@ -38,18 +38,25 @@ def redact_url(url: str) -> str:
 
 
 # Slots, not the connection pool, limit concurrency.
-_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+MAX_KEEPALIVE = 256  # idle connections kept per backend
 
 
-def make_transport(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncBaseTransport:
+def make_transport(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncBaseTransport:
     """The connection pool to Ollama: ``transport`` if given (tests), else a :class:`LeanTransport`."""
     if transport is not None:
         return transport
     # httpcore costs ~4x the CPU per request and scales badly with concurrency;
     # https backends still go through httpx's own transport (LeanTransport's fallback).
+    expiry = settings.upstream_keepalive_expiry
+    limits = httpx.Limits(
+        max_connections=None, max_keepalive_connections=MAX_KEEPALIVE, keepalive_expiry=expiry
+    )
     return LeanTransport(
-        max_keepalive=_LIMITS.max_keepalive_connections,
-        fallback=httpx.AsyncHTTPTransport(limits=_LIMITS, trust_env=False),
+        max_keepalive=MAX_KEEPALIVE,
+        keepalive_expiry=expiry,
+        fallback=httpx.AsyncHTTPTransport(limits=limits, trust_env=False),
     )
 
 
@@ -66,7 +73,7 @@ def upstream_timeout(settings: Settings) -> httpx.Timeout:
 def make_client(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
     """A client on the upstream transport (health checks), with every timeout set on purpose."""
     return httpx.AsyncClient(
-        transport=make_transport(transport),
+        transport=make_transport(settings, transport),
         timeout=upstream_timeout(settings),
         trust_env=False,  # an HTTP_PROXY in the environment must not capture Ollama traffic
         follow_redirects=False,

@@ -146,6 +146,7 @@ def test_it_uses_the_documented_door_limits_and_reads_them(tmp_path):
     assert (settings.max_connections, settings.max_pending_per_ip) == (8192, 64)
     assert settings.listen_backlog == 4096
     assert (settings.health_interval, settings.health_timeout, settings.health_failures) == (5.0, 3.0, 2)
+    assert settings.upstream_keepalive_expiry == 4.0
     custom = make(
         tmp_path,
         HEAD_TIMEOUT="2.5",
@@ -157,10 +158,12 @@ def test_it_uses_the_documented_door_limits_and_reads_them(tmp_path):
         HEALTH_INTERVAL="2",
         HEALTH_TIMEOUT="1.5",
         HEALTH_FAILURES="3",
+        UPSTREAM_KEEPALIVE_EXPIRY="0",
     )
     assert (custom.head_timeout, custom.keepalive_timeout, custom.max_head_size) == (2.5, 30.0, 8192)
     assert (custom.max_connections, custom.max_pending_per_ip, custom.listen_backlog) == (100, 3, 100)
     assert (custom.health_interval, custom.health_timeout, custom.health_failures) == (2.0, 1.5, 3)
+    assert custom.upstream_keepalive_expiry == 0.0
 
 
 @pytest.mark.parametrize(
@@ -173,6 +176,7 @@ def test_it_uses_the_documented_door_limits_and_reads_them(tmp_path):
         ("LISTEN_BACKLOG", "70000", "between 1 and"),
         ("HEALTH_FAILURES", "0", "between 1 and"),
         ("HEALTH_TIMEOUT", "0", "at least"),
+        ("UPSTREAM_KEEPALIVE_EXPIRY", "-1", "at least"),
         ("MAX_PENDING_PER_IP", "many", "whole number"),
         ("TRUSTED_PROXIES", "10.0.0.0/٨", "not an IP address or CIDR"),
         ("TRUSTED_PROXIES", "fe80::1%eth0", "not an IP address or CIDR"),

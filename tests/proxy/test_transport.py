@@ -476,6 +476,23 @@ async def test_the_pool_keeps_at_most_max_keepalive_idle_connections(serve):
         assert {peer.index for peer in server.peers if len(peer.requests) == 2} == kept
 
 
+@pytest.mark.costly  # waits out the expiry
+async def test_a_connection_idle_past_the_keepalive_expiry_is_closed_and_a_new_one_opened(serve):
+    """UPSTREAM_KEEPALIVE_EXPIRY: the gateway closes an idle connection before the server would."""
+    server = await serve(answering())
+    transport = LeanTransport(keepalive_expiry=0.3)
+    async with asyncio.timeout(WAIT), httpx.AsyncClient(transport=transport) as client:
+        await client.get(server.url)
+        await asyncio.sleep(0.05)
+        await client.get(server.url)  # within the expiry: the same connection
+        assert server.accepts == 1
+        await asyncio.sleep(0.4)
+        assert (await client.get(server.url)).content == b"ok"
+        assert server.accepts == 2  # past it: a new connection...
+        await until(lambda: server.peers[0].client_closed.is_set())  # ...and the old one closed by us
+        assert [len(peer.requests) for peer in server.peers] == [2, 1]
+
+
 async def test_an_idle_connection_the_server_closed_is_replaced(serve, lean, client):
     hang_up = asyncio.Event()
 
