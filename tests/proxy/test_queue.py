@@ -61,9 +61,9 @@ def submit(
     return pool.submit(post, server, headers, body, path)
 
 
-def occupy(pool, server, sim) -> Future:
+def occupy(pool, server, sim, hold: dict = HOLD) -> Future:
     """Take the only slot with a slow request and wait until Ollama has it."""
-    blocker = submit(pool, server, {**DIRECT, **HOLD, "X-Who": "blocker"})
+    blocker = submit(pool, server, {**DIRECT, **hold, "X-Who": "blocker"})
     server.wait_for(lambda s: s["active_requests"] == 1)
     sim.wait_for(lambda s: s["active"] == 1)
     return blocker

@@ -91,7 +91,8 @@ def signed_in_session(admin, username: str) -> tuple[str, str]:
 
 def test_the_queue_lists_waiting_and_active_requests_with_the_contract_fields(world, pool, sim):
     server, _, key, _, auth = world()
-    blocker = occupy(pool, server, sim)
+    # Held longer than the others: the view must still show it active after a slow machine's polls.
+    blocker = occupy(pool, server, sim, {"X-Sim-First-Token-Delay": "4"})
     queued = submit(pool, server, {**OUTSIDE, "X-API-Key": key})
     row = waiting_row(server, auth)
     rows = view(server, auth)
