@@ -42,7 +42,6 @@ def create_app(
         # admin's model upload to /api/blobs can stream through unbuffered.
         MAX_CONTENT_LENGTH=None,
         SEADRAGON_IDENTITY_REFRESH=REFRESH_INTERVAL,
-        SEADRAGON_HEALTH_INTERVAL=settings.health_interval,
         SEADRAGON_PRUNE_INTERVAL=PRUNE_INTERVAL,
     )
     if test_config:
@@ -63,7 +62,7 @@ def create_app(
             settings,
             transport=transport,
             identity_refresh=app.config["SEADRAGON_IDENTITY_REFRESH"],
-            health_interval=app.config["SEADRAGON_HEALTH_INTERVAL"],
+            health_interval=app.config.get("SEADRAGON_HEALTH_INTERVAL"),
             prune_interval=app.config["SEADRAGON_PRUNE_INTERVAL"],
         ),
     )

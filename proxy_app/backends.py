@@ -46,6 +46,10 @@ def model_key(name: str) -> str:
     return name
 
 
+# Dispatched models remembered per backend; far more than any GPU holds at once.
+RECENT_MODELS = 16
+
+
 @dataclass(eq=False)
 class BackendState:
     """One Ollama server; compared by identity so it can key dicts and sets."""
@@ -100,10 +104,6 @@ class BackendState:
         self.loaded = loaded
         if loaded:
             self.capacity = max(self.capacity, len(loaded))
-
-
-# Dispatched models remembered per backend; far more than any GPU holds at once.
-RECENT_MODELS = 16
 
 
 def holds(model: str, recent: Sequence[str], listed: Collection[str], capacity: int) -> bool:

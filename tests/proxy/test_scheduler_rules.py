@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -161,13 +164,19 @@ async def test_affinity_never_takes_a_ticket_beyond_the_slack(client):
     assert await drain(scheduler, holder, tasks) == ["small", "big"]
 
 
-async def test_affinity_uses_the_models_api_ps_reports_loaded():
-    hosts = {"b0": ["big:latest", "small:latest"]}
-    handler = tags_handler(hosts, {"b0": ["small:latest"]})
+@contextlib.asynccontextmanager
+async def one_model_backend(listed: list[str]) -> AsyncIterator[tuple[BackendPool, LocalScheduler]]:
+    """One backend serving big and small whose /api/ps lists ``listed``, checked once, and its scheduler."""
+    handler = tags_handler({"b0": ["big:latest", "small:latest"]}, {"b0": listed})
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         pool = BackendPool([Backend("http://b0:11434", 1)], http)
         scheduler = LocalScheduler(make_settings(model_affinity=1.0, fair_share=0.0), pool, clock=FakeClock())
         await pool.check_all()
+        yield pool, scheduler
+
+
+async def test_affinity_uses_the_models_api_ps_reports_loaded():
+    async with one_model_backend(["small:latest"]) as (pool, scheduler):
         assert pool.backends[0].loaded == frozenset({"small:latest"})
         holder = await scheduler.acquire(Ticket("holder", 1, "direct_api"))  # no model: loads nothing
         tasks = await queue_up(
@@ -178,12 +187,7 @@ async def test_affinity_uses_the_models_api_ps_reports_loaded():
 
 async def test_affinity_believes_a_newer_dispatch_over_a_stale_api_ps():
     """/api/ps still lists "big" after "small" was given to a one-model backend: only small is loaded."""
-    hosts = {"b0": ["big:latest", "small:latest"]}
-    handler = tags_handler(hosts, {"b0": ["big:latest"]})
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        pool = BackendPool([Backend("http://b0:11434", 1)], http)
-        scheduler = LocalScheduler(make_settings(model_affinity=1.0, fair_share=0.0), pool, clock=FakeClock())
-        await pool.check_all()
+    async with one_model_backend(["big:latest"]) as (pool, scheduler):
         holder = await scheduler.acquire(Ticket("holder", 1, "direct_api", "small"))  # swaps big out
         await pool.check_all()  # a poll answered before the swap shows: big still listed
         assert pool.backends[0].loaded == frozenset({"big:latest"})
