@@ -35,6 +35,23 @@ class UTCDateTime(sa.types.TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+MAX_ID = 2**63 - 1  # no row has a larger id; SQLite and PostgreSQL's bigint overflow binding one
+
+
+def parse_utc(text: str) -> datetime | None:
+    """An ISO 8601 time as timezone-aware UTC (no zone means UTC); ``None`` if malformed or out of range.
+
+    ``0001-01-01T00:00:00+23:59`` parses but lies before year 1 in UTC, and
+    ``9999-12-31T23:59:59-23:59`` after year 9999: converting either overflows,
+    which must be a bad request, never a 500 (docs/contract.md §16).
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 UTC with a ``Z``, as every API response shows times."""
     if value is None:
