@@ -52,9 +52,12 @@ PATTERN_CHARS = re.compile(r"[A-Za-z0-9._:/*-]+")
 DEFAULT_REGISTRY = "registry.ollama.ai/"
 DEFAULT_NAMESPACE = "library/"
 DEFAULT_TAG = ":latest"
-# A header name is an RFC 9110 token; these carry credentials or routing and never name an end user.
+# A header name is an RFC 9110 token; these carry credentials or routing and never name an end user
+# (docs/contract.md §16: an end user's name reaches the request log, a credential never may).
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
-RESERVED_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "host", "content-length"})
+RESERVED_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "cookie", "host", "content-length"}
+)
 
 
 class PolicyError(ValueError):
