@@ -53,8 +53,8 @@ async def _admin_user(gw: Gateway) -> UserInfo | None:
     return user if user is not None and user.is_admin else None
 
 
-async def require_admin(gw: Gateway) -> None:
-    """401 unless an admin's session cookie or Bearer access token came with the request; 403 for others."""
+async def require_admin(gw: Gateway) -> UserInfo:
+    """The admin behind the session cookie or Bearer access token; 401 without one, 403 for others."""
     principal = principal_of(request, gw.settings)
     await gw.cache.learn(principal.credentials)
     user = logged_in_user(principal, gw.cache.snapshot)
@@ -62,6 +62,7 @@ async def require_admin(gw: Gateway) -> None:
         raise ProxyError(401, "admin login required (session cookie or Bearer access token)")
     if not user.is_admin:
         raise Forbidden("admins only")
+    return user
 
 
 @bp.get("/metrics")
