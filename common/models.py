@@ -35,6 +35,9 @@ class UTCDateTime(sa.types.TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Identities' ids are never handed out twice (docs/contract.md §16; migration 0009): on SQLite a
+# table needs AUTOINCREMENT for that, PostgreSQL's sequences never repeat.
+NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
 MAX_ID = 2**63 - 1  # no row has a larger id; SQLite and PostgreSQL's bigint overflow binding one
 
 
@@ -75,6 +78,7 @@ class PolicyColumns:
 
 class User(PolicyColumns, Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSED_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(sa.String(100), unique=True)
@@ -98,6 +102,7 @@ class User(PolicyColumns, Base):
 
 class RegistrationToken(Base):
     __tablename__ = "registration_tokens"
+    __table_args__ = NEVER_REUSED_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
@@ -128,6 +133,7 @@ class AccessToken(Base):
     """Bearer tokens from ``POST /auth/token``, stored hashed."""
 
     __tablename__ = "access_tokens"
+    __table_args__ = NEVER_REUSED_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
@@ -141,6 +147,7 @@ class AccessToken(Base):
 
 class APIKey(PolicyColumns, Base):
     __tablename__ = "api_keys"
+    __table_args__ = NEVER_REUSED_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100))
@@ -159,6 +166,7 @@ class APIKey(PolicyColumns, Base):
 
 class WhitelistEntry(PolicyColumns, Base):
     __tablename__ = "whitelist_entries"
+    __table_args__ = NEVER_REUSED_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ip: Mapped[str] = mapped_column(sa.String(64), unique=True)  # normalised IP or CIDR
