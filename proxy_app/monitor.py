@@ -24,7 +24,8 @@ async def health() -> dict:
     """
     gw = gateway()
     status = "ok" if all(backend.healthy for backend in gw.pool.backends) else "degraded"
-    if await _admin_user(gw) is None:
+    user = await _signed_in(gw)
+    if user is None or not user.is_admin:
         return {"status": status}
     backends = [
         {
@@ -45,19 +46,16 @@ async def health() -> dict:
     }
 
 
-async def _admin_user(gw: Gateway) -> UserInfo | None:
-    """The admin behind the request's session cookie or Bearer token, else ``None``."""
+async def _signed_in(gw: Gateway) -> UserInfo | None:
+    """The user behind the request's session cookie or Bearer access token, if any."""
     principal = principal_of(request, gw.settings)
     await gw.cache.learn(principal.credentials)
-    user = logged_in_user(principal, gw.cache.snapshot)
-    return user if user is not None and user.is_admin else None
+    return logged_in_user(principal, gw.cache.snapshot)
 
 
 async def require_admin(gw: Gateway) -> UserInfo:
     """The admin behind the session cookie or Bearer access token; 401 without one, 403 for others."""
-    principal = principal_of(request, gw.settings)
-    await gw.cache.learn(principal.credentials)
-    user = logged_in_user(principal, gw.cache.snapshot)
+    user = await _signed_in(gw)
     if user is None:
         raise ProxyError(401, "admin login required (session cookie or Bearer access token)")
     if not user.is_admin:
