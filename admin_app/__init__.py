@@ -9,11 +9,12 @@ from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import BadRequest
+from werkzeug.routing import IntegerConverter
 
 from admin_app.policy_form import edit_value, policy_summary
 from common.db import engine_options, sqlite_engine_hooks
 from common.jsondepth import JSONTooDeep, loads_limited
-from common.models import iso
+from common.models import MAX_ID, iso
 from common.sessions import SESSION_COOKIE_NAME, SESSION_LIFETIME_SECONDS
 from common.settings import ROOT, Settings
 from common.sources import CREDENTIAL_HEADERS, ClassificationError, single_credential
@@ -48,11 +49,23 @@ class DepthLimitedJSONProvider(DefaultJSONProvider):
             raise BadRequest(str(exc)) from None
 
 
+class RowIdConverter(IntegerConverter):
+    """``<int:...>`` in a path: an id past any row's is a 400 naming it, not a 404 or an overflow (§16)."""
+
+    def to_python(self, value: str) -> int:
+        """The id, or :class:`BadRequest` when no database could hold it."""
+        row_id = int(value)
+        if row_id > MAX_ID:
+            raise BadRequest(f"id {value[:40]} is out of range (ids are below 2^63)")
+        return row_id
+
+
 def create_app(test_config: dict | None = None, *, settings: Settings | None = None) -> Flask:
     """Build the admin app from settings (``SEADRAGON_*`` env when not given)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.json = DepthLimitedJSONProvider(app)
+    app.url_map.converters["int"] = RowIdConverter
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         SEADRAGON=settings,

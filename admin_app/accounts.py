@@ -303,6 +303,8 @@ def change_password(user: User, current: object, new: object) -> User:
         raise ServiceError("current_password: this is not your current password", "current_password")
     user.password_hash = hash_password(check_password(new, "new_password"))
     end_sessions(user)
+    # docs/contract.md §16: password changes are audited (never the password or its hash).
+    audit.record(user, "user.password_change", f"user:{user.id}", {"sessions_ended": True})
     db.session.commit()
     return user
 
@@ -316,10 +318,16 @@ def create_or_reset_admin(username: object, password: object) -> tuple[User, boo
     if created:
         user = User(username=name, password_hash=password_hash, is_admin=True, created_at=utcnow())
         db.session.add(user)
+        db.session.flush()  # its id, for the audit row
+        audit.record(
+            None, "user.create", f"user:{user.id}", {"username": name, "is_admin": True, "via": "cli"}
+        )
     else:
+        changes = audit.diff(user, {"is_admin": True, "is_active": True})
         user.password_hash = password_hash
         user.is_admin = True
         user.is_active = True
         end_sessions(user)
+        audit.record(None, "user.password_change", f"user:{user.id}", {**changes, "via": "cli"})
     db.session.commit()
     return user, created

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from common.models import ChatMessage, Conversation, iso, utcnow
+from common.models import MAX_ID, ChatMessage, Conversation, iso, utcnow
 
 TITLE_MAX = 80  # characters of the first message kept as the title
 ROLES = ("user", "assistant")
@@ -49,8 +49,8 @@ def check_title(value: object) -> str:
 
 def check_id(value: object) -> int:
     """A conversation id: a positive JSON integer."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ChatError("conversation_id must be a positive whole number")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise ChatError("conversation_id must be a positive whole number")  # past 2^63 none exists
     return value
 
 

@@ -35,6 +35,26 @@ class UTCDateTime(sa.types.TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Identities' ids are never handed out twice (docs/contract.md §16; migration 0009): on SQLite a
+# table needs AUTOINCREMENT for that, PostgreSQL's sequences never repeat.
+NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
+MAX_ID = 2**63 - 1  # no row has a larger id; SQLite and PostgreSQL's bigint overflow binding one
+
+
+def parse_utc(text: str) -> datetime | None:
+    """An ISO 8601 time as timezone-aware UTC (no zone means UTC); ``None`` if malformed or out of range.
+
+    ``0001-01-01T00:00:00+23:59`` parses but lies before year 1 in UTC, and
+    ``9999-12-31T23:59:59-23:59`` after year 9999: converting either overflows,
+    which must be a bad request, never a 500 (docs/contract.md §16).
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 UTC with a ``Z``, as every API response shows times."""
     if value is None:
@@ -58,6 +78,7 @@ class PolicyColumns:
 
 class User(PolicyColumns, Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSED_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(sa.String(100), unique=True)
@@ -81,6 +102,7 @@ class User(PolicyColumns, Base):
 
 class RegistrationToken(Base):
     __tablename__ = "registration_tokens"
+    __table_args__ = NEVER_REUSED_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
@@ -111,6 +133,7 @@ class AccessToken(Base):
     """Bearer tokens from ``POST /auth/token``, stored hashed."""
 
     __tablename__ = "access_tokens"
+    __table_args__ = NEVER_REUSED_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
@@ -124,6 +147,7 @@ class AccessToken(Base):
 
 class APIKey(PolicyColumns, Base):
     __tablename__ = "api_keys"
+    __table_args__ = NEVER_REUSED_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100))
@@ -142,6 +166,7 @@ class APIKey(PolicyColumns, Base):
 
 class WhitelistEntry(PolicyColumns, Base):
     __tablename__ = "whitelist_entries"
+    __table_args__ = NEVER_REUSED_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ip: Mapped[str] = mapped_column(sa.String(64), unique=True)  # normalised IP or CIDR

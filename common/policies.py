@@ -21,9 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from common.models import parse_utc
 from common.settings import Settings
 
 MODELS, RPM, MAX_QUEUED, MAX_CONCURRENT, DAILY_TOKENS, EXPIRES_AT = (
@@ -51,9 +52,12 @@ PATTERN_CHARS = re.compile(r"[A-Za-z0-9._:/*-]+")
 DEFAULT_REGISTRY = "registry.ollama.ai/"
 DEFAULT_NAMESPACE = "library/"
 DEFAULT_TAG = ":latest"
-# A header name is an RFC 9110 token; these carry credentials or routing and never name an end user.
+# A header name is an RFC 9110 token; these carry credentials or routing and never name an end user
+# (docs/contract.md §16: an end user's name reaches the request log, a credential never may).
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
-RESERVED_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "host", "content-length"})
+RESERVED_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "cookie", "host", "content-length"}
+)
 
 
 class PolicyError(ValueError):
@@ -186,13 +190,12 @@ def parse_expires_at(value: object) -> datetime:
         raise PolicyError(
             "expires_at must be an ISO 8601 time like 2027-01-31T00:00:00Z, or null", EXPIRES_AT
         )
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+    moment = parse_utc(value.strip())
+    if moment is None:
         raise PolicyError(
             f"expires_at: {value[:40]!r} is not an ISO 8601 time like 2027-01-31T00:00:00Z", EXPIRES_AT
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        )
+    return moment
 
 
 def validate_policy_patch(

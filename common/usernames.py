@@ -4,6 +4,8 @@ A name is stored NFKC-normalised (fullwidth ``ａｄｍｉｎ`` becomes ``admin`
 accounts are told apart by :func:`username_key`, its case-folded form, which
 has a unique index. Control, format and separator characters (zero-width
 spaces, RTL overrides, spaces) are refused: they make names that look alike.
+So are names mixing scripts (``аdmin`` with a Cyrillic ``а``), as Unicode's
+confusable detection defines it (``common.scripts``; docs/contract.md §16).
 Normalisation happens here in Python: SQLite's ``lower()`` and ``NOCASE``
 fold ASCII only.
 """
@@ -11,6 +13,8 @@ fold ASCII only.
 from __future__ import annotations
 
 import unicodedata
+
+from common.scripts import mixed_scripts
 
 # Unicode categories a username may not contain: control, format (zero-width,
 # bidi overrides), unassigned, private use, surrogates, and every separator.
@@ -35,4 +39,7 @@ def username_problem(name: str) -> str | None:
             return f"must not contain spaces, invisible or control characters (found U+{ord(char):04X})"
     if len(username_key(name)) > KEY_MAX:
         return "is too long"
+    mixed = mixed_scripts(name)
+    if mixed:
+        return f"must be written in one script, not mixed ({', '.join(mixed)}): such names pass for others"
     return None

@@ -18,9 +18,10 @@ from common.jsondepth import loads_limited
 from common.routes import Body
 from proxy_app.decompress import BodyTooLarge, UnsupportedEncoding, body_encoding, decompress
 from proxy_app.errors import BadRequest, ProxyError
+from proxy_app.ollama_fields import case_variant
 from proxy_app.routes import Route
 
-MODEL_FIELD_LIMIT = 1024  # bytes of a multipart ``model`` field kept
+MODEL_FIELD_LIMIT = 1024  # bytes of a multipart ``model`` part; a longer one is 400 (no model name is)
 
 # What goes upstream: a body read whole, one streamed through, or nothing.
 Content = bytes | AsyncIterable[bytes] | None
@@ -84,7 +85,13 @@ def request_fields(route: Route, content: Content, headers: Iterable[tuple[str, 
         return {"model": multipart_model(content_type, content)}
     if route.body is Body.OPTIONAL_JSON and not content.strip():
         return {}
-    return parse_object(content)
+    fields = parse_object(content)
+    variant = case_variant(route.name, list(fields))
+    if variant is not None:
+        # Ollama's Go decoder would take it for a field the gateway reads by its exact name (§16).
+        key, field = variant
+        raise BadRequest(f"field '{key}' must be spelled '{field}' (field names are case-sensitive)")
+    return fields
 
 
 async def _raw_stream(request: Request) -> AsyncIterator[bytes]:
@@ -92,8 +99,49 @@ async def _raw_stream(request: Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def multipart_model(content_type: str, body: bytes) -> str | None:
-    """The ``model`` field of a ``multipart/form-data`` body (400 if the body is not one)."""
+def multipart_model(content_type: str, body: bytes) -> str:
+    """The one part named ``model`` of a ``multipart/form-data`` body, file or not (400 otherwise).
+
+    Go's ``FormValue("model")`` in Ollama reads a part sent with ``filename=""``
+    as a value, so every part so named counts; two, or none, are refused
+    (docs/contract.md §16). The body's delimiters must be the plain ones
+    (``CRLF--boundary`` then CRLF or ``--``) and the boundary may occur nowhere
+    else, so Go's parser and this one split the body into the same parts.
+    """
+    boundary = _boundary(content_type).encode("latin-1", "replace")
+    decoder = MultipartDecoder(boundary, max_form_memory_size=len(body) + 1)
+    decoder.receive_data(body)
+    decoder.receive_data(None)
+    current: str | None = None
+    parts = 0
+    values: list[bytearray] = []
+    try:
+        while not isinstance(event := decoder.next_event(), NeedData | Epilogue):
+            if isinstance(event, Field | File):
+                parts += 1
+                if len(event.headers.getlist("Content-Disposition")) != 1:
+                    raise BadRequest("a multipart part must have exactly one Content-Disposition header")
+                current = event.name
+                if current == "model":
+                    values.append(bytearray())
+            elif isinstance(event, Data) and current == "model":
+                if len(values[-1]) + len(event.data) > MODEL_FIELD_LIMIT:
+                    raise BadRequest(f"the multipart 'model' field is over {MODEL_FIELD_LIMIT} bytes")
+                values[-1] += event.data
+    except ValueError as exc:
+        raise BadRequest(f"malformed multipart body: {exc}") from None
+    if not isinstance(event, Epilogue) or not _plain_delimiters(body, b"--" + boundary, parts):
+        raise BadRequest("malformed multipart body: its parts are not delimited plainly by its boundary")
+    if len(values) != 1:
+        count = "several" if values else "none"
+        raise BadRequest(f"the multipart body must have exactly one 'model' part, not {count}")
+    model = values[0].decode("utf-8", "replace")
+    if not model:
+        raise BadRequest("the multipart 'model' part is empty")
+    return model
+
+
+def _boundary(content_type: str) -> str:
     kind, _, params = content_type.partition(";")
     boundary = ""
     for param in params.split(";"):
@@ -102,23 +150,22 @@ def multipart_model(content_type: str, body: bytes) -> str | None:
             boundary = value.strip().strip('"')
     if kind.strip().lower() != "multipart/form-data" or not boundary:
         raise BadRequest("expected a multipart/form-data body with a boundary")
-    decoder = MultipartDecoder(boundary.encode(), max_form_memory_size=len(body) + 1)
-    decoder.receive_data(body)
-    decoder.receive_data(None)
-    current: str | None = None
-    value = bytearray()
-    try:
-        while not isinstance(event := decoder.next_event(), NeedData | Epilogue):
-            if isinstance(event, Field | File):
-                current = event.name if isinstance(event, Field) else None
-            elif isinstance(event, Data) and current == "model":
-                if len(value) < MODEL_FIELD_LIMIT:
-                    value += event.data
-                if not event.more_data:
-                    return value.decode("utf-8", "replace").strip() or None
-    except ValueError as exc:
-        raise BadRequest(f"malformed multipart body: {exc}") from None
-    return None
+    return boundary
+
+
+def _plain_delimiters(body: bytes, delimiter: bytes, parts: int) -> bool:
+    """Whether ``delimiter`` occurs only as the ``parts + 1`` plain delimiter lines of the body."""
+    at = body.find(delimiter)
+    seen = 0
+    while at != -1:
+        seen += 1
+        # The first may follow a preamble's line; the rest end the part before them with CRLF.
+        before_ok = (at == 0 or body[at - 1 : at] == b"\n") if seen == 1 else body[at - 2 : at] == b"\r\n"
+        after = body[at + len(delimiter) : at + len(delimiter) + 2]
+        if not before_ok or after not in (b"\r\n", b"--") or (after == b"--") != (seen == parts + 1):
+            return False
+        at = body.find(delimiter, at + len(delimiter))
+    return seen == parts + 1
 
 
 def parse_object(body: bytes) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 
 from common.security import constant_time_equals
+from common.sources import UserInfo
 from proxy_app.classify import logged_in_user, principal_of
 from proxy_app.errors import Forbidden, ProxyError
 from proxy_app.gateway import Gateway, gateway
@@ -15,8 +16,17 @@ bp = Blueprint("monitor", __name__)
 
 @bp.get("/health")
 async def health() -> dict:
-    """200 while the process lives: ``ok`` when every backend is up, else ``degraded``."""
+    """200 while the process lives: ``ok`` when every backend is up, else ``degraded``.
+
+    Anyone may ask whether it is up; backend URLs, slots and models are for an
+    admin (session or Bearer) only (docs/contract.md §16): they map the network
+    behind the gateway.
+    """
     gw = gateway()
+    status = "ok" if all(backend.healthy for backend in gw.pool.backends) else "degraded"
+    user = await _signed_in(gw)
+    if user is None or not user.is_admin:
+        return {"status": status}
     backends = [
         {
             "url": redact_url(backend.url),
@@ -29,22 +39,28 @@ async def health() -> dict:
     ]
     snapshot = gw.stats_snapshot()
     return {
-        "status": "ok" if all(b["healthy"] for b in backends) else "degraded",
+        "status": status,
         "backends": backends,
         "queue_length": snapshot["queue_length"],
         "active_requests": snapshot["active_requests"],
     }
 
 
-async def require_admin(gw: Gateway) -> None:
-    """401 unless an admin's session cookie or Bearer access token came with the request; 403 for others."""
+async def _signed_in(gw: Gateway) -> UserInfo | None:
+    """The user behind the request's session cookie or Bearer access token, if any."""
     principal = principal_of(request, gw.settings)
     await gw.cache.learn(principal.credentials)
-    user = logged_in_user(principal, gw.cache.snapshot)
+    return logged_in_user(principal, gw.cache.snapshot)
+
+
+async def require_admin(gw: Gateway) -> UserInfo:
+    """The admin behind the session cookie or Bearer access token; 401 without one, 403 for others."""
+    user = await _signed_in(gw)
     if user is None:
         raise ProxyError(401, "admin login required (session cookie or Bearer access token)")
     if not user.is_admin:
         raise Forbidden("admins only")
+    return user
 
 
 @bp.get("/metrics")

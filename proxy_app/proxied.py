@@ -95,6 +95,7 @@ class ProxiedRequest:
         self.exchange: Exchange | None = None
         self.backend_url: str | None = None  # where it was sent (a queued one: its grant's backend)
         self.cancelled: ProxyError | None = None  # an administrator's cancel of the active request
+        self._opening: asyncio.Task[Exchange] | None = None  # the wait for Ollama's status line
         self.ttfb_ms: float | None = None
         # How it ended: status None until known (a close without one is a client that left);
         # stage says where a request that did not finish well stopped.
@@ -219,6 +220,9 @@ class ProxiedRequest:
         self.cancelled = ProxyError(503, reason)
         if self.exchange is not None:
             self.exchange.abort(self.cancelled)
+        elif self._opening is not None:
+            # Still waiting for Ollama's first byte: close the upstream now, not when it answers (§16).
+            self._opening.cancel()
 
     async def open(
         self, base_url: str, method: str, path: str, content: Content, headers: list[tuple[str, str]]
@@ -226,12 +230,20 @@ class ProxiedRequest:
         """Send the request upstream and wait for Ollama's status line."""
         self.stage = "waiting_upstream"
         self.backend_url = base_url
+        self._opening = asyncio.ensure_future(
+            self.gw.upstream.open(base_url, method, path, content=content, headers=headers)
+        )
         try:
-            self.exchange = await self.gw.upstream.open(
-                base_url, method, path, content=content, headers=headers
-            )
+            self.exchange = await self._opening
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self.cancelled is None or (task is not None and task.cancelling()):
+                raise  # the client left (Quart cancels the handler): not an administrator's cancel
+            raise self.fail(self.cancelled) from None
         except ProxyError as exc:
             raise self.fail(exc) from None
+        finally:
+            self._opening = None
         self.stage = "streaming"
         self.ttfb_ms = (time.monotonic() - self.arrived) * 1000
         if self.cancelled is not None:  # cancelled while Ollama was still to answer

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify, request
 
+from common.db import make_async_sessionmaker
+from common.models import AuditEntry, utcnow
 from common.sessions import (
     SESSION_COOKIE_NAME,
     SESSION_LIFETIME_SECONDS,
@@ -56,11 +58,28 @@ def display_names(snapshot: Snapshot) -> dict[str, str]:
 async def cancel(request_id: str) -> dict:
     """Cancel a waiting (503 to its client) or active (in-band error) request; 404 if unknown."""
     gw = gateway()
-    await require_admin(gw)
+    admin = await require_admin(gw)
     _check_csrf(gw)
-    if len(request_id) > REQUEST_ID_MAX or not await gw.scheduler.cancel_request(request_id, ADMIN_CANCEL):
+    if len(request_id) > REQUEST_ID_MAX:
         raise ProxyError(404, "no waiting or active request with this id")
+    if not await gw.scheduler.cancel_request(request_id, ADMIN_CANCEL):
+        raise ProxyError(404, "no waiting or active request with this id")
+    await _audit_cancel(gw, admin.username, request_id)
     return {"request_id": request_id, "cancelled": True}
+
+
+async def _audit_cancel(gw: Gateway, actor: str, request_id: str) -> None:
+    """Every admin action is audited (docs/contract.md §16), this one by the gateway that did it."""
+    async with make_async_sessionmaker(gw.engine)() as session, session.begin():
+        session.add(
+            AuditEntry(
+                at=utcnow(),
+                actor=actor,
+                action="queue.cancel",
+                target=f"request:{request_id}",
+                changes={},  # the target names it; nothing of the request itself (a prompt) is kept
+            )
+        )
 
 
 def _check_csrf(gw: Gateway) -> None:

@@ -1,18 +1,20 @@
-"""Refusals without an identity are collapsed per client IP and minute, so a flood cannot grow the log.
+"""Refusals are collapsed per caller and minute, so a flood cannot grow the log.
 
-A request refused before anyone was identified (401, and a 400/403/404/405
-before classification succeeded: ``source`` is None) costs the refuser nothing,
-so one client could otherwise add rows without limit. Rule (README "Request
-log"): per client IP, status and minute, the first such refusal is written at
-once as usual; the later ones are only counted, and when the minute is over
-one more row stands for them all (``repeats`` = how many, the last one's
-request id, time, endpoint, error and key prefix). At most two rows per IP
-and status a minute, and the repeats add up to the exact number of refusals.
+A refusal costs the refuser nothing, so one client could otherwise add rows
+without limit. Rule (README "Request log"): a 4xx answer (not a 499: a client
+that left was not refused) is collapsed per caller, status and minute. The
+first such refusal is written at once as usual; the later ones are only
+counted, and when the minute is over one more row stands for them all
+(``repeats`` = how many, the last one's request id, time, endpoint, error and
+key prefix). At most two rows per caller and status a minute, and the repeats
+add up to the exact number of refusals.
 
-Memory is bounded: at most ``max_ips`` distinct IPs are tracked per minute;
-refusals from further IPs are counted together under one row whose
-``client_ip`` is empty. Identified requests always get their own row, and
-``/metrics`` still counts every refusal (``Gateway.finish`` observes each one).
+The caller is the identity when one was found (a key, a whitelist entry or a
+user, whatever end user a shared key names: docs/contract.md §16), else the
+client IP. Memory is bounded: identities by the accounts that exist, IPs by
+``max_ips`` per minute; refusals from further IPs are counted together under
+one row whose ``client_ip`` is empty. ``/metrics`` still counts every refusal
+(``Gateway.finish`` observes each one).
 """
 
 from __future__ import annotations
@@ -39,9 +41,14 @@ class _Tally:
     last: RequestRecord | None = None
 
 
-def is_anonymous_refusal(rec: RequestRecord) -> bool:
-    """A 4xx answer to a request nobody was identified for (a client that left is not a refusal)."""
-    return rec.source is None and 400 <= rec.status < 500 and rec.status != 499
+def is_refusal(rec: RequestRecord) -> bool:
+    """A 4xx answer (a client that left is not a refusal)."""
+    return 400 <= rec.status < 500 and rec.status != 499
+
+
+def _identity(rec: RequestRecord) -> tuple:
+    # The end user behind a shared key is left out: rotating its header must not make rows.
+    return (rec.source, rec.api_key_id, rec.whitelist_entry_id, rec.user_id)
 
 
 class RefusalLog:
@@ -60,21 +67,30 @@ class RefusalLog:
         self.window = window
         self.clock = clock
         self._minute = self._now_minute()
-        self._tallies: dict[tuple[str | None, int], _Tally] = {}
+        self._tallies: dict[tuple, _Tally] = {}
         self._ips: set[str | None] = set()
 
     def record(self, rec: RequestRecord) -> None:
-        """Write ``rec`` now, or count it towards its IP's row of this minute."""
-        if not is_anonymous_refusal(rec):
+        """Write ``rec`` now, or count it towards its caller's row of this minute."""
+        if not is_refusal(rec):
             self.sink.record(rec)
             return
         self.roll()
+        if rec.source is not None:
+            key = ("who", _identity(rec), rec.status)
+            if key not in self._tallies:
+                self._tallies[key] = _Tally()
+                self.sink.record(rec)
+                return
+            self._tallies[key].more += 1
+            self._tallies[key].last = rec
+            return
         ip = rec.client_ip
         if ip not in self._ips:
             if len(self._ips) >= self.max_ips:
                 ip = None  # over the cap: counted with every other untracked IP
             self._ips.add(ip)
-        key = (ip, rec.status)
+        key = ("ip", ip, rec.status)
         tally = self._tallies.get(key)
         if tally is None and ip is not None:
             self._tallies[key] = _Tally()
@@ -95,9 +111,13 @@ class RefusalLog:
     def flush(self) -> None:
         """Write one row for each IP and status with uncounted refusals, and start afresh."""
         tallies, self._tallies, self._ips = self._tallies, {}, set()
-        for (ip, _status), tally in tallies.items():
-            if tally.last is not None:
-                self.sink.record(dataclasses.replace(tally.last, client_ip=ip, repeats=tally.more))
+        for (kind, caller, _status), tally in tallies.items():
+            if tally.last is None:
+                continue
+            if kind == "ip":  # the untracked IPs' row has no client IP
+                self.sink.record(dataclasses.replace(tally.last, client_ip=caller, repeats=tally.more))
+            else:
+                self.sink.record(dataclasses.replace(tally.last, repeats=tally.more))
 
     @property
     def tracked_ips(self) -> int:

@@ -158,7 +158,7 @@ class Upstream:
             method,
             _url(base_url + path),
             content=content,
-            headers=headers,
+            headers=wire_headers(headers),
             extensions={"timeout": self._timeout},
         )
         try:
@@ -285,3 +285,13 @@ class Exchange:
             if on_close is not None:
                 on_close(self)
             await self.response.aclose()
+
+
+def wire_headers(headers: list[tuple[str, str]]) -> list[tuple[str, bytes]]:
+    """Header values as the bytes the client sent (docs/contract.md §16: odd bytes are not errors).
+
+    The ASGI server hands values over as bytes and Quart decodes them as
+    latin-1; httpx would encode a ``str`` as ASCII and fail on the first
+    accented byte, so each value goes back to its own bytes.
+    """
+    return [(name, value.encode("latin-1", "replace")) for name, value in headers]

@@ -11,6 +11,7 @@ from proxy_app.bodies import read_request_body
 from proxy_app.classify import principal_of
 from proxy_app.gateway import gateway, on_request_end
 from proxy_app.headers import forward_headers
+from proxy_app.host_guard import check_host
 from proxy_app.pages import browser_root, wants_html
 from proxy_app.proxied import ProxiedRequest
 from proxy_app.routes import resolve
@@ -75,6 +76,7 @@ async def api(rest: str) -> Response:
         identity = await gw.identify(principal)
         g.source = identity.source.value
         proxied.admit(identity, principal)
+        check_host(identity, principal, request.headers.get("Host"), gw.settings)  # DNS rebinding
         proxied.name_end_user(request.headers.get)
         content = await read_request_body(route, request, gw.settings.max_body, gw.settings.body_timeout)
     return await proxied.serve(content, forward_headers(request.headers.items()))

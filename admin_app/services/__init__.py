@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from admin_app.extensions import db
+from common.models import MAX_ID
 
 PRIORITY_MIN, PRIORITY_MAX = 0, 100
 NAME_MAX = 100
@@ -61,9 +62,6 @@ def check_text(value: object, field: str, *, required: bool, maximum: int = NAME
     if any(ord(char) < 32 or ord(char) == 127 for char in text):
         raise ServiceError(f"{field} must not contain control characters", field)
     return text
-
-
-MAX_ID = 2**63 - 1  # larger ids cannot exist, and SQLite would overflow binding them
 
 
 def get_by_id(model, row_id: int):

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from admin_app.accounts import find_user
 from admin_app.extensions import db
 from admin_app.services import ServiceError, get_by_id
-from common.models import APIKey, RequestLog, User
+from common.models import MAX_ID, APIKey, RequestLog, User, parse_utc
 from common.network import parse_ip
 from common.sources import RequestSource
 from common.usage import MAX_PER_PAGE, RequestFilters, request_slice
@@ -29,13 +29,13 @@ DEFAULT_LIMIT = 100
 
 
 def _time(value: str, field: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+    moment = parse_utc(value)
+    if moment is None:
         raise ServiceError(
-            f"{field}: {value[:40]!r} is not an ISO 8601 time like 2026-12-01T09:00:00Z", field
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+            f"{field}: {value[:40]!r} is not an ISO 8601 time like 2026-12-01T09:00:00Z",
+            field,
+        )
+    return moment
 
 
 def _digits(value: str) -> int | None:
@@ -117,7 +117,10 @@ def parse_cursor(value: str | None) -> tuple[datetime, int] | None:
     try:
         text = base64.urlsafe_b64decode(value.strip() + "=" * (-len(value.strip()) % 4)).decode()
         time, _, row_id = text.partition("|")
-        return datetime.fromisoformat(time).astimezone(UTC), int(row_id)
+        moment, position = parse_utc(time), int(row_id)
+        if moment is None or not 0 <= position <= MAX_ID:
+            raise ValueError("out of range")
+        return moment, position
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ServiceError(
             "cursor is not one this API handed out (use next_cursor as given)", "cursor"

@@ -19,7 +19,7 @@ from admin_app.services import (
 )
 from admin_app.services import policies as policy_patch
 from admin_app.services.audit import record
-from common.models import User, WhitelistEntry, utcnow
+from common.models import MAX_ID, User, WhitelistEntry, utcnow
 from common.network import IPNetwork, network_text, normalise_network
 from common.policies import LIMIT_FIELDS
 
@@ -89,6 +89,8 @@ def find_whitelist_entry(ident: str) -> WhitelistEntry | None:
     """The entry with this id (all digits) or this IP/CIDR (in any spelling)."""
     ident = ident.strip()
     if ident.isascii() and ident.isdigit():
+        if int(ident) > MAX_ID:
+            raise ServiceError(f"whitelist entry id {ident[:40]} is out of range (ids are below 2^63)", "id")
         return get_by_id(WhitelistEntry, int(ident))
     try:
         text = network_text(normalise_network(ident))

@@ -105,12 +105,24 @@ def _sign_up(app, admin_client, username: str):
         ("\u202eecila", "invisible or control characters"),  # right-to-left override
         ("al ice", "invisible or control characters"),
         ("al\u00a0ice", "invisible or control characters"),  # no-break space
+        # docs/contract.md §16: mixed scripts, as Unicode's confusable detection (UTS #39) defines them
+        ("\u0430dmin", "one script, not mixed (Cyrl, Latn)"),  # Cyrillic а
+        ("adm\u0456n", "one script, not mixed (Cyrl, Latn)"),  # Ukrainian і
+        ("\u03b1dmin", "one script, not mixed (Grek, Latn)"),  # Greek α
+        ("paypa\u04cf", "one script, not mixed"),  # Cyrillic palochka for l
     ],
 )
 def test_lookalike_usernames_are_refused(app, admin_client, username, message):
     response = _sign_up(app, admin_client, username)
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "username", ["иван", "やまだ太郎", "Ελένη", "김철수", "José-María", "user_01", "straße"]
+)
+def test_names_in_one_script_of_any_kind_are_accepted(app, admin_client, username):
+    assert _sign_up(app, admin_client, username).status_code == 302
 
 
 def test_names_differing_only_in_case_or_composition_are_one_account(app, admin_client):

@@ -73,3 +73,15 @@ def test_policies_audit_and_cursor_paging_work_on_postgresql(pg_app):
         seen += [row["request_id"] for row in body["requests"]]
         cursor = body["next_cursor"]
     assert sorted(seen) == [f"r{n:02d}" for n in range(9)]
+
+
+def test_ids_are_never_reused_on_postgresql_and_migration_0009_changes_nothing_there(pg_app):
+    # docs/contract.md §16: PostgreSQL's sequences never repeat; 0009 rebuilds only SQLite tables.
+    with pg_app.app_context():
+        assert db.session.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() >= "0009"
+    client = pg_app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {bearer_token(client, 'alice')}"
+    first = client.post("/api/admin/whitelist", json={"ip": "10.9.0.1", "priority": 5}).get_json()["id"]
+    assert client.delete(f"/api/admin/whitelist/{first}").status_code == 200
+    second = client.post("/api/admin/whitelist", json={"ip": "10.9.0.2", "priority": 5}).get_json()["id"]
+    assert second != first

@@ -164,6 +164,7 @@ def test_nobody_else_may_reply_in_a_conversation_admins_included(world):
         ({"content": "   "}, "content must be a non-empty string"),
         ({"model": None}, "model is required"),
         ({"conversation_id": "1"}, "conversation_id must be a positive whole number"),
+        ({"conversation_id": 10**23}, "conversation_id must be a positive whole number"),  # §16: past 2^63
     ],
 )
 def test_bad_input_is_a_clear_400(world, change, message):

@@ -35,8 +35,7 @@ def test_a_backend_that_refuses_connections_is_502_then_out_of_rotation(settings
     after = post(server, chat_body(stream=False))
     assert after.status_code == 503
     assert int(after.headers["Retry-After"]) >= 1
-    health = httpx.get(server.url + "/health").json()
-    assert health["status"] == "degraded" and health["backends"][0]["healthy"] is False
+    assert httpx.get(server.url + "/health").json() == {"status": "degraded"}  # anonymous: up or down only
 
 
 def test_ollamas_500_is_a_502_json_error(gateway):

@@ -227,10 +227,8 @@ def test_the_model_of_a_multipart_upload():
         b'--XyZ\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper:small\r\n--XyZ--\r\n'
     )
     assert multipart_model('multipart/form-data; boundary="XyZ"', body) == "whisper:small"
-    assert (
+    with pytest.raises(BadRequest, match="exactly one 'model' part, not none"):  # docs/contract.md §16
         multipart_model("multipart/form-data; boundary=XyZ", body.replace(b'name="model"', b'name="x"'))
-        is None
-    )
     for content_type in ("application/json", "multipart/form-data"):
         with pytest.raises(BadRequest):
             multipart_model(content_type, body)

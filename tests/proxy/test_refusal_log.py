@@ -1,11 +1,14 @@
-"""Refusals without an identity are collapsed per IP and minute (README "Request log"), exact in total."""
+"""Refusals are collapsed per caller (identity, else IP) and minute (README "Request log"), exact in total."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from common.models import APIKey
+from common.security import hash_secret
 from common.settings import ConfigError, Settings
 from proxy_app import create_app
 from proxy_app.refusal_log import RefusalLog
@@ -71,13 +74,33 @@ def test_each_status_of_an_ip_is_counted_apart_and_a_new_minute_starts_afresh():
     assert rows[-1].request_id == "r200"
 
 
-def test_identified_requests_and_clients_that_left_always_get_their_own_row():
+def test_served_requests_and_clients_that_left_always_get_their_own_row():
     log, rows, _ = make_log()
     for number in range(5):
-        log.record(refusal(number, status=403, source="custom_app", api_key_id=1))
         log.record(refusal(10 + number, status=499))
         log.record(refusal(20 + number, status=200, source="direct_api"))
+        log.record(refusal(30 + number, status=499, source="custom_app", api_key_id=1))
     assert len(rows) == 15 and all(row.repeats == 1 for row in rows)
+
+
+def test_an_identified_callers_refusals_collapse_per_identity_whatever_end_user_or_ip():
+    # docs/contract.md §16: as anonymous ones do; rotating the end-user header or the IP makes no rows.
+    log, rows, clock = make_log()
+    for number in range(5):
+        key_one = {"source": "custom_app", "api_key_id": 1, "end_user": f"user-{number}"}
+        log.record(refusal(number, ip=f"10.1.0.{number}", status=429, **key_one))
+        log.record(refusal(10 + number, status=429, source="custom_app", api_key_id=2))
+        log.record(refusal(20 + number, status=403, source="custom_app", api_key_id=1))
+    assert [(row.request_id, row.repeats) for row in rows] == [("r0", 1), ("r10", 1), ("r20", 1)]
+    clock.now += 60
+    log.roll()
+    assert [(row.request_id, row.api_key_id, row.status, row.repeats) for row in rows[3:]] == [
+        ("r4", 1, 429, 4),
+        ("r14", 2, 429, 4),
+        ("r24", 1, 403, 4),
+    ]
+    assert rows[3].client_ip == "10.1.0.4" and rows[3].end_user == "user-4"  # the last one's, as it was
+    assert sum(row.repeats for row in rows) == 15
 
 
 def test_ips_over_the_cap_are_counted_together_under_an_empty_client_ip():
@@ -143,3 +166,29 @@ async def test_a_flood_of_unauthenticated_requests_leaves_a_handful_of_rows_that
     admin.post("/auth/login", data={"username": "root", "password": PASSWORD})
     page = admin.get("/admin/requests", query_string={"status": "401"}).get_data(as_text=True)
     assert all(f"×{row.repeats}<" in page for row in refused if row.repeats > 1)
+
+
+@pytest.mark.costly  # a flood of requests
+async def test_a_key_refused_again_and_again_leaves_a_handful_of_rows_that_count_it_all(
+    settings_factory, fake_ollama, accounts
+):
+    settings = settings_factory()
+    db = accounts(settings)
+    secret = db.key("flooder")
+    with db.sessions.begin() as session:
+        session.execute(
+            sa.update(APIKey).where(APIKey.key_hash == hash_secret(secret)).values(models=["qwen*"])
+        )
+    app = create_app(settings=settings, transport=httpx.MockTransport(fake_ollama))
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        for _ in range(300):
+            headers = {"X-API-Key": secret}
+            response = await call(
+                client, "POST", "/api/chat", ATTACKER, headers=headers, json={"model": "mistral"}
+            )
+            assert response.status_code == 403
+    refused = [row for row in log_rows(settings) if row.status == 403]
+    assert 2 <= len(refused) <= 4  # the first, then one row for the rest (twice if it straddled a minute)
+    assert all(row.api_key_id is not None and row.source == "custom_app" for row in refused)
+    assert sum(row.repeats for row in refused) == 300

@@ -238,8 +238,14 @@ async def test_the_root_says_who_answers(world):
     assert await response.get_json() == {"message": "Seadragon LLM Server"}
 
 
-async def test_health_shows_backends_without_secrets(settings_factory, make_gateway, fake_ollama):
+async def test_health_shows_backends_without_secrets_to_an_admin_only(
+    settings_factory, make_gateway, fake_ollama, accounts, admin_app
+):
     settings = settings_factory(OLLAMA_URLS="http://user:hunter2@gpu-a:11434=2,http://gpu-b:11434")
+    made = accounts(settings)
+    made.user("root", admin=True)
+    made.user("bob")
+    admin_token, user_token = (admin_app(settings).access_token(name) for name in ("root", "bob"))
 
     def by_host(request):
         if request.url.host == "gpu-b":
@@ -247,7 +253,11 @@ async def test_health_shows_backends_without_secrets(settings_factory, make_gate
         return fake_ollama(request)
 
     client = await make_gateway(settings, transport=httpx.MockTransport(by_host))
-    response = await client.get("/health")
+    # docs/contract.md §16: anyone learns up or down, nothing of the network behind.
+    for headers in ({}, {"Authorization": f"Bearer {user_token}"}, {"X-API-Key": "sdk_" + "x" * 43}):
+        anonymous = await client.get("/health", headers=headers)
+        assert anonymous.status_code == 200 and await anonymous.get_json() == {"status": "degraded"}
+    response = await client.get("/health", headers={"Authorization": f"Bearer {admin_token}"})
     assert response.status_code == 200
     health = await response.get_json()
     assert health["status"] == "degraded"
