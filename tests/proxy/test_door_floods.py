@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import threading
 import time
@@ -159,3 +160,23 @@ def test_a_body_still_dripping_after_a_refusal_is_cut_at_the_body_timeout(door_s
         closed = is_closed(sock, wait=0.2)
     assert closed
     assert time.monotonic() - started < BODY_TIMEOUT + 3
+
+
+def test_an_admitted_blob_upload_may_take_longer_than_the_body_timeout(door_server):
+    """Model files are gigabytes: an admin's upload streams on past BODY_TIMEOUT (no 408)."""
+    token = httpx.post(
+        door_server.url + "/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}
+    ).json()["access_token"]
+    blob = b"GGUF" * 64
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    sock = connect(door_server, "127.0.6.2")
+    sock.sendall(
+        f"POST /api/blobs/{digest} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Length: {len(blob)}\r\n\r\n".encode()
+    )
+    started = time.monotonic()
+    for piece in range(0, len(blob), 32):
+        sock.sendall(blob[piece : piece + 32])
+        time.sleep((BODY_TIMEOUT + 1.5) / (len(blob) / 32))
+    assert time.monotonic() - started > BODY_TIMEOUT + 1
+    assert read_response(sock).startswith(b"HTTP/1.1 201 ")
