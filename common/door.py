@@ -44,6 +44,7 @@ and body arrive in one read) pays a few attribute checks.
 from __future__ import annotations
 
 import asyncio
+import select
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar
@@ -66,6 +67,8 @@ LINGER_SECONDS = 1.0
 # Past BODY_TIMEOUT an app reading the body answers 408 itself; the door waits this much longer
 # before it answers for an app that did not, so the two never race.
 BODY_BACKSTOP_GRACE = 1.0
+# Candidates looked at, in each of the two lists, before one is closed to make room.
+ROOM_CHECKS = 16
 # Scope key an app sets on a request whose body may take longer than BODY_TIMEOUT.
 LONG_BODY = "seadragon.long_body"
 
@@ -143,18 +146,46 @@ class DoorProtocol(HttpToolsProtocol):
         self._pending_ip = ip
 
     def _make_room(self) -> bool:
-        """Close the oldest pending connection, else the one idle longest (§16); False if all are busy."""
-        oldest = next(iter(self.pending_by_age), None)
-        if oldest is not None:
-            oldest._release_pending()
-            oldest._stop_head_timer()
-        else:
-            oldest = next(iter(self.idle_by_age), None)
-            if oldest is None:
-                return False
-            oldest._leave_idle()
-        oldest.transport.close()
+        """Close the oldest pending connection, else the one idle longest (§16); False if all are busy.
+
+        A connection whose bytes wait unread in its socket is passed over (moved to the back): a
+        client that has sent its whole head, which the server has not read yet, is not "still
+        sending" one, and a kept-alive client whose next request is on its way would see the close
+        as a failed request. Under a flood a key holder's new connection is in that state for the
+        moment between accept and read, and closing it was a failed request in a measurement.
+        """
+        for connections in (self.pending_by_age, self.idle_by_age):
+            for _ in range(min(len(connections), ROOM_CHECKS)):
+                oldest = next(iter(connections))
+                if oldest._has_unread_bytes():
+                    connections.move_to_end(oldest)
+                    continue
+                oldest._close_for_room()
+                return True
+        # Every candidate looked at has a request coming: the oldest pending one goes all the same.
+        oldest = next(iter(self.pending_by_age), None) or next(iter(self.idle_by_age), None)
+        if oldest is None:
+            return False
+        oldest._close_for_room()
         return True
+
+    def _close_for_room(self) -> None:
+        self._release_pending()
+        self._stop_head_timer()
+        self._leave_idle()
+        self.transport.close()
+
+    def _has_unread_bytes(self) -> bool:
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        # poll, not select: select() refuses descriptors past 1024, and a full door holds thousands.
+        poller = select.poll()
+        try:
+            poller.register(sock.fileno(), select.POLLIN)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return False
 
     def _exempt(self, ip: str) -> bool:
         trusted = self.limits.trusted_proxies
@@ -238,7 +269,7 @@ class DoorProtocol(HttpToolsProtocol):
             self._between_requests()
 
     def _between_requests(self) -> None:
-        if self.transport.is_closing() or self._idle:
+        if self.transport.is_closing() or self._idle or self in self.pending_by_age:
             return
         if self._head_begun:
             self._join_pending()  # the next head has begun: pending, not idle

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 from ipaddress import ip_network
 
 import pytest
@@ -48,6 +49,7 @@ class Transport(asyncio.Transport):
         super().__init__()
         self.peer, self.written, self.closed = peer, b"", False
         self.protocol = None
+        self.sock: socket.socket | None = None  # a real socket, when a test needs unread bytes in one
 
     def pause_reading(self) -> None:
         """Nothing to pause in memory."""
@@ -57,7 +59,8 @@ class Transport(asyncio.Transport):
 
     def get_extra_info(self, name: str, default=None):
         """The peer and local addresses."""
-        return {"peername": (self.peer, 40000), "sockname": ("127.0.0.1", 8080)}.get(name, default)
+        extra = {"peername": (self.peer, 40000), "sockname": ("127.0.0.1", 8080), "socket": self.sock}
+        return extra.get(name, default)
 
     def write(self, data) -> None:
         """Keep what was written."""
@@ -169,6 +172,25 @@ async def test_room_is_made_from_a_pending_connection_before_an_idle_one():
     idle[1].protocol.data_received(b"GET / HT")
     open_from("192.0.2.5")
     assert idle[1].closed and not idle[0].closed
+
+
+async def test_a_connection_whose_head_waits_unread_in_its_socket_is_passed_over_for_room():
+    """Between accept and the first read, a whole head sits unread in the socket: not "still sending"."""
+    open_from = _opener(max_connections=2, max_pending_per_ip=10)
+    arrived = open_from("192.0.2.1")
+    ours, theirs = socket.socketpair()
+    try:
+        arrived.sock = ours
+        theirs.sendall(GET)  # the event loop has not read it yet
+        idle = await asked(open_from("192.0.2.2"))
+        open_from("192.0.2.3")
+        assert idle.closed and not arrived.closed
+        arrived.protocol.data_received(ours.recv(1024))
+        await settle()
+        assert arrived.written.startswith(b"HTTP/1.1 204 ")
+    finally:
+        ours.close()
+        theirs.close()
 
 
 async def test_a_connection_with_a_request_in_flight_is_never_closed_for_room():
