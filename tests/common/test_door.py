@@ -174,6 +174,19 @@ async def test_room_is_made_from_a_pending_connection_before_an_idle_one():
     assert idle[1].closed and not idle[0].closed
 
 
+async def test_a_new_connection_is_spared_within_its_grace_and_pending_after_it():
+    """Only past PENDING_GRACE is a head-less connection pending; until then an idle one goes first."""
+    open_from = _opener(max_connections=2, max_pending_per_ip=10, pending_grace=0.3)
+    idle = await asked(open_from("192.0.2.1"))
+    new = open_from("192.0.2.2")  # no head yet, but only just accepted
+    later = open_from("192.0.2.3")
+    assert idle.closed and not new.closed
+    await asked(later)
+    await asyncio.sleep(0.35)  # `new` has gone its grace without a head: pending now
+    open_from("192.0.2.4")
+    assert new.closed and not later.closed
+
+
 async def test_a_connection_whose_head_waits_unread_in_its_socket_is_passed_over_for_room():
     """Between accept and the first read, a whole head sits unread in the socket: not "still sending"."""
     open_from = _opener(max_connections=2, max_pending_per_ip=10)
