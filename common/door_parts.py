@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import resource
+import select
 from collections.abc import Callable
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
@@ -41,6 +43,20 @@ def carries_credential(headers: list[tuple[bytes, bytes]]) -> bool:
         if name in _CREDENTIAL_HEADERS or (name == b"cookie" and _SESSION_COOKIE in value):
             return True
     return False
+
+
+def has_unread_bytes(transport: asyncio.BaseTransport) -> bool:
+    """True when bytes (or a close) wait in the connection's socket that the event loop has not read."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    # poll, not select: select() refuses descriptors past 1024, and a full door holds thousands.
+    poller = select.poll()
+    try:
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def descriptors_needed(max_connections: int) -> int:
