@@ -69,7 +69,7 @@ class RoomKeeping:
         complete head ``PENDING_GRACE`` after accept. A newer connection has mostly just not been
         read yet: under an idle flood a key holder's new connection sat between accept and its first
         read while the flood's connects closed the oldest head-less one, which was often it (9 of
-        120 fresh requests failed in a measurement). Likewise a connection whose bytes wait unread
+        160 fresh requests failed in a measurement). Likewise a connection whose bytes wait unread
         in its socket is passed over (moved to the back): it is not "still sending", and a
         kept-alive client whose next request is on its way would see the close as a failure.
         """
