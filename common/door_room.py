@@ -10,6 +10,7 @@ its IP's ``idle_anonymous`` bucket, capped at ``MAX_IDLE_PER_IP``. Past ``MAX_CO
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
@@ -89,7 +90,12 @@ class RoomKeeping:
                 oldest._close_for_room()
                 return True
             idle.move_to_end(oldest)
-        # Nothing pending or idle to spare: the oldest new connection goes, or a burst would be refused.
+        # Nothing pending or idle to spare: the oldest new connection goes (one whose head has come
+        # if it can), or a burst would be refused.
+        for candidate in itertools.islice(pending, ROOM_CHECKS):
+            if not has_unread_bytes(candidate.transport):
+                candidate._close_for_room()
+                return True
         oldest = next(iter(pending), None) or next(iter(idle), None)
         if oldest is None:
             return False

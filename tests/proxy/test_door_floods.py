@@ -180,3 +180,13 @@ def test_an_admitted_blob_upload_may_take_longer_than_the_body_timeout(door_serv
         time.sleep((BODY_TIMEOUT + 1.5) / (len(blob) / 32))
     assert time.monotonic() - started > BODY_TIMEOUT + 1
     assert read_response(sock).startswith(b"HTTP/1.1 201 ")
+
+
+def test_a_body_over_max_body_to_the_admin_app_is_413_before_any_of_it_is_read(door_server):
+    sock = connect(door_server, "127.0.6.3")
+    sock.sendall(
+        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: %d\r\n\r\nusername=a" % (16 * 1024 * 1024 + 1)
+    )
+    answer = read_all(sock, limit=5)
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"request body too large" in answer
