@@ -178,8 +178,14 @@ class DoorProtocol(RoomKeeping, HttpToolsProtocol):
         self._body_open = False
         if self._body_timer is not None:
             self._stop_body_timer()
-        if self.cycle is not None and self.cycle.response_complete:
-            self._between_requests()  # it was answered before its body was all in
+        if self.cycle is not None and self.cycle.response_complete and not self.transport.is_closing():
+            # Answered before its body was all in: uvicorn armed the keep-alive timer with the answer,
+            # and every byte of the body since cancelled it.
+            self._between_requests()
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
 
     def on_response_complete(self) -> None:
         """A response went out: with nothing else asked, the connection is idle until its next head."""

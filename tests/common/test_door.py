@@ -82,8 +82,8 @@ async def _app(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def _opener(app=_app, **limits):
-    config = Config(app, lifespan="off", log_level="warning")
+def _opener(app=_app, keepalive: float = 5.0, **limits):
+    config = Config(app, lifespan="off", log_level="warning", timeout_keep_alive=keepalive)
     config.load()
     limits.setdefault("pending_grace", 0.0)
     protocol = door_protocol(DoorLimits(head_timeout=10, max_head_size=4096, **limits))
@@ -274,6 +274,19 @@ async def test_a_body_still_arriving_after_an_early_answer_is_cut_at_the_body_ti
     await asyncio.sleep(0.5)
     assert dripping.closed and b" 408 " not in dripping.written
     assert not whole.closed  # a body that came whole has no deadline left
+
+
+async def test_a_connection_answered_before_its_body_was_all_in_is_idle_after_it_and_times_out():
+    open_from = _opener(keepalive=0.3, max_connections=10, max_pending_per_ip=10, body_timeout=5)
+    early = open_from("192.0.2.1")
+    early.protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\na")
+    await settle()
+    assert early.written.startswith(b"HTTP/1.1 204 ")
+    early.protocol.data_received(b"b")
+    early.protocol.data_received(b"c")  # the body is whole: the connection is idle now
+    assert early.protocol in early.protocol.idle_by_age
+    await asyncio.sleep(0.5)
+    assert early.closed  # by KEEPALIVE_TIMEOUT, though each byte of the body cancelled uvicorn's timer
 
 
 async def test_a_body_nobody_answers_gets_408_from_the_door_a_moment_after_the_body_timeout():
