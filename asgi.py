@@ -15,6 +15,7 @@ from admin_app import create_app as create_admin_app
 from common.access_log import AccessLog, AccessLogMiddleware
 from common.dispatch import PathDispatch, is_proxied_path
 from common.settings import ConfigError, Settings
+from common.whole_body import WholeBody
 from proxy_app import create_app as create_proxy_app
 
 
@@ -25,6 +26,9 @@ def build_app(settings: Settings | None = None) -> AccessLogMiddleware:
     gateway = create_proxy_app(settings=settings)
     # Flask runs in a thread pool so slow admin work never blocks the event loop.
     app = PathDispatch(gateway, WSGIMiddleware(admin, workers=8))
+    # Every body but a proxied request's (the gateway reads those itself) is read whole on the event
+    # loop before the app sees it: no Flask worker thread ever waits on a client (docs/contract.md §16).
+    app = WholeBody(app, max_body=settings.max_body, timeout=settings.body_timeout, streamed=is_proxied_path)
     # Proxied requests write their access-log line when they end (Gateway.finish); this writes the rest's.
     return AccessLogMiddleware(app, AccessLog(settings.access_log), is_proxied_path, settings.trusted_proxies)
 

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = Config(app, lifespan="off", log_level="warning", timeout_keep_alive=120)
     config.load()
-    door = door_protocol(DoorLimits(10.0, 64 * 1024, 8192, 64))
+    door = door_protocol(DoorLimits(10.0, 64 * 1024, 8192, 64, body_timeout=60.0))
     timings: dict[str, list[float]] = {"uvicorn httptools": [], "door": []}
 
     async def rounds() -> None:

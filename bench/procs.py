@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from common.door import raise_descriptor_limit
+from common.door_parts import raise_descriptor_limit
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STOP_GRACE_S = 10

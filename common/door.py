@@ -1,55 +1,59 @@
-"""Limits at the door: what a connection may cost before it has sent a request.
+"""Limits at the door: what a connection may cost before and between its requests.
 
-uvicorn 0.54 with httptools enforces none of these, so they live in a
-subclass of its httptools protocol, passed to ``uvicorn.run(http=...)``:
+uvicorn 0.54 with httptools enforces none of these, so they live in a subclass of
+its httptools protocol, passed to ``uvicorn.run(http=...)``. README "Limits at the
+door" says what each does and why (docs/contract.md §10 and §16):
 
-- ``HEAD_TIMEOUT``: a connection that has not sent a complete request head
-  within it is closed (408 if it had begun one). uvicorn has no header-read
-  timeout, and its keep-alive timer is reset by every byte, so a client
-  sending one byte every few seconds held a socket forever.
-- ``MAX_HEAD_SIZE``: bytes are counted *before* they reach the parser; past
-  the limit the answer is 431 and the rest is never read. httptools keeps
-  no limit and concatenates header pieces, so a 100 MB header cost seconds
-  of CPU and memory that stayed.
-- ``MAX_CONNECTIONS``: past it, the oldest *pending* connection (see below)
-  is closed to make room, so a flood of half-open sockets cannot keep a
-  client with a real request out; when none is pending, the new connection
-  is answered 503 and closed at once. uvicorn's ``limit_concurrency`` only
-  answers 503 once a whole head has arrived, so idle sockets still took
-  every file descriptor.
-- ``MAX_PENDING_PER_IP``: a connection is *pending* once it has gone
-  ``PENDING_GRACE`` seconds after accept without a complete request head;
-  one IP may hold this many pending connections, the next is answered 429
-  and closed. The grace keeps a legitimate burst (one client opening a
-  thousand streams at once: every head arrives within milliseconds) out of
-  the count, while sockets held idle or trickled count after a second.
-  Connections from ``TRUSTED_PROXIES`` are exempt (the proxy multiplexes
-  many clients).
+- ``HEAD_TIMEOUT``: no complete head within it, the connection closes (408 if begun).
+  uvicorn's keep-alive timer is reset by every byte: a trickle held a socket forever.
+- ``MAX_HEAD_SIZE``: bytes are counted *before* the parser sees them; past it 431.
+- ``MAX_CONNECTIONS``: past it, room is made from the idle (§16): the oldest
+  *pending* connection, else the kept-alive one idle longest, else the oldest
+  still within its grace; one with a request in flight never. All in flight: 503.
+- ``MAX_PENDING_PER_IP``: *pending* is no complete head ``PENDING_GRACE`` after
+  accept (a burst of real requests never is); past it 429.
+- ``MAX_IDLE_PER_IP``: idle kept-alive connections of one IP whose last request
+  carried no credential; past it the oldest closes.
+- ``BODY_TIMEOUT`` is a backstop here: the apps answer 408 themselves when they read
+  a body (``common.whole_body``, ``proxy_app.bodies``); a body still arriving after
+  an early answer, or one nobody reads, ends the connection. A request marked
+  ``LONG_BODY`` (an admitted blob upload, gigabytes) is exempt.
 - ``KEEPALIVE_TIMEOUT`` is uvicorn's own ``timeout_keep_alive``.
 
-The hot path (a head that arrives in one read) pays a few attribute checks.
+``TRUSTED_PROXIES`` are exempt from the per-IP caps (a proxy carries many clients).
+Every list is an ``OrderedDict`` in age order (a plain dict emptied from the front
+walks its deleted slots: 6 % of the CPU in a flood), so making room and the per-IP
+caps are O(1). The hot path (a request whose head and body come in one read) pays a
+few attribute checks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import resource
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from common.door_parts import (
+    BODY_TIMEOUT_ANSWER,
+    HEAD_TIMEOUT_ANSWER,
+    HEAD_TOO_LARGE,
+    TOO_MANY,
+    TOO_MANY_PENDING,
+)
+from common.door_room import Bucket, RoomKeeping
 from common.network import IPNetwork, in_any, parse_ip
 
 # After refusing an oversized head, reads stop and the socket closes this
 # much later, so the client can read the 431 before the reset.
 LINGER_SECONDS = 1.0
-# Descriptors besides client sockets: upstream connections (one per active
-# request at most), the database, logs, the simulator pipe.
-SPARE_DESCRIPTORS = 256
+# Past BODY_TIMEOUT an app reading the body answers 408 itself; the door waits this much longer
+# before it answers for an app that did not, so the two never race.
+BODY_BACKSTOP_GRACE = 1.0
+# Scope key an app sets on a request whose body may take longer than BODY_TIMEOUT.
+LONG_BODY = "seadragon.long_body"
 
 
 @dataclass(frozen=True)
@@ -62,30 +66,14 @@ class DoorLimits:
     max_pending_per_ip: int
     pending_grace: float = 1.0
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    max_idle_per_ip: int = 64
+    body_timeout: float | None = None
 
 
-def refusal(status: int, message: str) -> bytes:
-    """A complete HTTP/1.1 response with a JSON error that closes the connection."""
-    body = json.dumps({"error": message}).encode()
-    head = b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body)
-    return STATUS_LINE[status] + head + body
-
-
-_TOO_MANY = refusal(503, "too many open connections")
-_TOO_MANY_PENDING = refusal(429, "too many connections from this address without a request")
-_HEAD_TOO_LARGE = refusal(431, "request head too large")
-_HEAD_TIMEOUT = refusal(408, "request head not received in time")
-
-
-class DoorProtocol(HttpToolsProtocol):
+class DoorProtocol(RoomKeeping, HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits above; see :func:`door_protocol`."""
 
     limits: ClassVar[DoorLimits]
-    pending: ClassVar[dict[str, int]]  # client IP -> its pending connections (past the grace)
-    # Connections without a head yet, oldest first. An OrderedDict: a plain dict that is
-    # emptied from the front makes ``next(iter(...))`` walk every deleted slot, which under a
-    # flood of evictions was 6 % of the gateway's CPU.
-    pending_by_age: ClassVar[OrderedDict[DoorProtocol, None]]
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - uvicorn's signature
         super().__init__(*args, **kwargs)
@@ -95,40 +83,28 @@ class DoorProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._grace_timer: asyncio.TimerHandle | None = None
         self._pending_ip: str | None = None  # set once counted against its IP
+        self._pending_since = 0.0  # loop time it joined pending_by_age
+        self._counted_ip: str | None = None  # its IP when the per-IP caps apply to it
+        self._idle = False  # in idle_by_age
+        self._idle_bucket: Bucket | None = None  # its IP's idle_anonymous entry, when in it
+        self._body_open = False  # a request's body is still arriving
+        self._body_due = 0.0
+        self._body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection, or refuse it when a cap is reached."""
         super().connection_made(transport)
-        limits = self.limits
         ip = self.client[0] if self.client else None
-        counted = ip is not None and not self._exempt(ip)
-        if counted and self.pending.get(ip, 0) >= limits.max_pending_per_ip:
-            self._refuse(_TOO_MANY_PENDING)
+        if ip is not None and not self._exempt(ip):
+            self._counted_ip = ip
+            if self.pending.get(ip, 0) >= self.limits.max_pending_per_ip:
+                self._refuse(TOO_MANY_PENDING)
+                return
+        if len(self.connections) > self.limits.max_connections and not self._make_room():
+            self._refuse(TOO_MANY)
             return
-        if len(self.connections) > limits.max_connections and not self._evict_oldest_pending():
-            self._refuse(_TOO_MANY)
-            return
-        self.pending_by_age[self] = None
-        if counted:
-            self._grace_timer = self.loop.call_later(limits.pending_grace, self._count_pending, ip)
-        self._head_timer = self.loop.call_later(limits.head_timeout, self._head_timed_out)
-
-    def _count_pending(self, ip: str) -> None:
-        # Still no complete head after the grace: it counts against its address.
-        self._grace_timer = None
-        if self.transport.is_closing():
-            return
-        self.pending[ip] = self.pending.get(ip, 0) + 1
-        self._pending_ip = ip
-
-    def _evict_oldest_pending(self) -> bool:
-        oldest = next(iter(self.pending_by_age), None)
-        if oldest is None:
-            return False
-        oldest._release_pending()
-        oldest._stop_head_timer()
-        oldest.transport.close()
-        return True
+        self._join_pending()
+        self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
 
     def _exempt(self, ip: str) -> bool:
         trusted = self.limits.trusted_proxies
@@ -141,6 +117,8 @@ class DoorProtocol(HttpToolsProtocol):
         """Release what the connection held."""
         self._stop_head_timer()
         self._release_pending()
+        self._leave_idle()
+        self._stop_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -151,8 +129,17 @@ class DoorProtocol(HttpToolsProtocol):
                 return
             self._head_left -= len(data)
         super().data_received(data)
-        if self._head_begun and self._head_timer is None and not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        # Timers and lists only for a head or body that outlives the read that began it: a request
+        # that comes whole in one read (the hot path) touches none of them.
+        if self._head_begun and self._head_timer is None:
             self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
+            if self not in self.pending_by_age:
+                self._join_pending()  # a kept-alive connection's next head, still coming
+        if self._body_open and self._body_timer is None and self.limits.body_timeout is not None:
+            self._body_due = self.loop.time() + self.limits.body_timeout
+            self._body_timer = self.loop.call_at(self._body_due, self._body_timed_out)
 
     def _feed_limited(self, data: bytes) -> None:
         allowed = self._head_left
@@ -161,36 +148,75 @@ class DoorProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self._head_open:
-            self._refuse(_HEAD_TOO_LARGE, linger=True)
+            self._refuse(HEAD_TOO_LARGE, linger=True)
             return
         self.data_received(data[allowed:])
 
     def on_message_begin(self) -> None:
-        """A request starts: its head is now being read."""
+        """A request starts: its head is now being read (an idle connection is pending again)."""
         super().on_message_begin()
         self._head_begun = True
+        if self._idle:
+            self._leave_idle()  # pending again if the head outlives this read (data_received)
 
     def on_headers_complete(self) -> None:
-        """The head is whole: no head timer, no longer pending."""
+        """The head is whole: no head timer, no longer pending; its body's deadline starts."""
         self._head_open = False
         self._head_begun = False
         if self._head_timer is not None:
             self._stop_head_timer()
         self._release_pending()
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle.scope is self.scope:  # not a protocol upgrade
+            self._body_open = True
 
     def on_message_complete(self) -> None:
         """The body is read: the next bytes are the next request's head."""
         super().on_message_complete()
         self._head_open = True
         self._head_left = self.limits.max_head_size
+        self._body_open = False
+        if self._body_timer is not None:
+            self._stop_body_timer()
+        if self.cycle is not None and self.cycle.response_complete and not self.transport.is_closing():
+            # Answered before its body was all in: uvicorn armed the keep-alive timer with the answer,
+            # and every byte of the body since cancelled it.
+            self._between_requests()
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+
+    def on_response_complete(self) -> None:
+        """A response went out: with nothing else asked, the connection is idle until its next head."""
+        pipelined = bool(self.pipeline)
+        super().on_response_complete()
+        if not pipelined and self._head_open:
+            self._between_requests()
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self.transport.is_closing():
             return
         if self._head_begun:
-            self.transport.write(_HEAD_TIMEOUT)
+            self.transport.write(HEAD_TIMEOUT_ANSWER)
+        self.transport.close()
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if self.transport.is_closing() or not self._body_open or cycle is None or cycle.scope.get(LONG_BODY):
+            return
+        if not cycle.response_started:
+            if self.loop.time() < self._body_due + BODY_BACKSTOP_GRACE:
+                # The app reading it answers 408 now; the door answers only for one that does not.
+                self._body_timer = self.loop.call_at(
+                    self._body_due + BODY_BACKSTOP_GRACE, self._body_timed_out
+                )
+                return
+            self.transport.write(BODY_TIMEOUT_ANSWER)
+        cycle.disconnected = True  # the app's further sends go nowhere; its receive sees the disconnect
+        cycle.message_event.set()
         self.transport.close()
 
     def _refuse(self, response: bytes, *, linger: bool = False) -> None:
@@ -212,45 +238,19 @@ class DoorProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
 
-    def _release_pending(self) -> None:
-        self.pending_by_age.pop(self, None)
-        if self._grace_timer is not None:
-            self._grace_timer.cancel()
-            self._grace_timer = None
-        ip = self._pending_ip
-        if ip is None:
-            return
-        self._pending_ip = None
-        count = self.pending.get(ip, 0) - 1
-        if count > 0:
-            self.pending[ip] = count
-        else:
-            self.pending.pop(ip, None)
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
 
 def door_protocol(limits: DoorLimits) -> type[DoorProtocol]:
-    """A protocol class for one server: its limits and its own pending counts."""
-    state = {"limits": limits, "pending": {}, "pending_by_age": OrderedDict()}
+    """A protocol class for one server: its limits and its own lists of connections."""
+    state = {
+        "limits": limits,
+        "pending": {},
+        "pending_by_age": OrderedDict(),
+        "idle_by_age": OrderedDict(),
+        "idle_anonymous": {},
+    }
     return type("SeadragonDoorProtocol", (DoorProtocol,), state)
-
-
-def descriptors_needed(max_connections: int) -> int:
-    """File descriptors a server with this connection cap may hold at once."""
-    return 2 * max_connections + SPARE_DESCRIPTORS
-
-
-def raise_descriptor_limit(
-    needed: int,
-    getrlimit: Callable[[int], tuple[int, int]] = resource.getrlimit,
-    setrlimit: Callable[[int, tuple[int, int]], None] = resource.setrlimit,
-) -> tuple[int, int, int]:
-    """Raise the soft RLIMIT_NOFILE towards ``needed`` (never past the hard limit).
-
-    Returns (soft before, soft now, hard).
-    """
-    soft, hard = getrlimit(resource.RLIMIT_NOFILE)
-    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        return soft, target, hard
-    return soft, soft, hard

@@ -142,7 +142,8 @@ def launch(build_app: Callable[[Settings], object]) -> None:
 
 def prepare_door(settings: Settings) -> type:
     """The connection limits of ``common.door``, with file descriptors enough for them."""
-    from common.door import DoorLimits, descriptors_needed, door_protocol, raise_descriptor_limit
+    from common.door import DoorLimits, door_protocol
+    from common.door_parts import descriptors_needed, raise_descriptor_limit
 
     needed = descriptors_needed(settings.max_connections)
     before, now, hard = raise_descriptor_limit(needed)
@@ -161,5 +162,7 @@ def prepare_door(settings: Settings) -> type:
         max_pending_per_ip=settings.max_pending_per_ip,
         pending_grace=settings.pending_grace,
         trusted_proxies=settings.trusted_proxies,
+        max_idle_per_ip=settings.max_idle_per_ip,
+        body_timeout=settings.body_timeout,
     )
     return door_protocol(limits)

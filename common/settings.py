@@ -94,6 +94,7 @@ class Settings:
     health_failures: int = 2  # failed checks in a row that take a backend out of rotation
     upstream_keepalive_expiry: float = 4.0  # seconds an idle connection to a backend is kept for reuse
     max_pending_per_ip: int = 64  # connections of one IP without a complete head, then 429
+    max_idle_per_ip: int = 64  # one IP's idle kept-alive connections without a credential
     pending_grace: float = 1.0  # seconds without a complete head before a connection counts as pending
     end_user_max_length: int = 128  # characters of an end-user header's value, then 400
 
@@ -154,6 +155,7 @@ class Settings:
             health_failures=env.int("HEALTH_FAILURES", 2, minimum=1, maximum=100),
             upstream_keepalive_expiry=env.float("UPSTREAM_KEEPALIVE_EXPIRY", 4.0, minimum=0.0),
             max_pending_per_ip=env.int("MAX_PENDING_PER_IP", 64, minimum=1, maximum=1_000_000),
+            max_idle_per_ip=env.int("MAX_IDLE_PER_IP", 64, minimum=1, maximum=1_000_000),
             pending_grace=env.float("PENDING_GRACE", 1.0, minimum=0.0),
             # At most the request log's end_user column (200).
             end_user_max_length=env.int("END_USER_MAX_LENGTH", 128, minimum=1, maximum=200),

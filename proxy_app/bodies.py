@@ -14,6 +14,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from quart import Request
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
+from common.door import LONG_BODY
 from common.jsondepth import loads_limited
 from common.routes import Body
 from proxy_app.decompress import BodyTooLarge, UnsupportedEncoding, body_encoding, decompress
@@ -72,6 +73,8 @@ async def read_request_body(
         # Model files are gigabytes: streamed through unread, so never re-encoded.
         if body_encoding(request.headers.get("Content-Encoding")):
             raise UnsupportedEncoding(request.headers["Content-Encoding"])
+        # Admitted already (an admin or a whitelisted address): a blob may take longer than BODY_TIMEOUT.
+        request.scope[LONG_BODY] = True
         return _raw_stream(request)
     return await read_body(request, limit, timeout)
 

@@ -191,7 +191,7 @@ async def reply() -> Response:
     gw = gateway()
     principal, client_ip = _chat_principal(request, gw)
     identity = await gw.identify(principal)
-    data = parse_object(await read_body(request, gw.settings.max_body))
+    data = parse_object(await read_body(request, gw.settings.max_body, gw.settings.body_timeout))
     try:
         conversation_id = chat.check_id(data.get("conversation_id"))
         content = chat.check_content(data.get("content"))

@@ -124,6 +124,8 @@ def door_server(tmp_path_factory, sim_server) -> Iterator[LiveServer]:
         max_connections=door.MAX_CONNECTIONS,
         max_pending_per_ip=door.PENDING_PER_IP,
         pending_grace=door.PENDING_GRACE,
+        max_idle_per_ip=door.MAX_IDLE_PER_IP,
+        body_timeout=door.BODY_TIMEOUT,
     )
     live = LiveServer(env).start(timeout=60)
     yield live

@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.door import descriptors_needed
+from common.door_parts import descriptors_needed
 from tests.conftest import settings_env
 from tests.live import LiveServer
 from tests.proxy.live_gateway import (
+    BODY_TIMEOUT,
     HEAD_TIMEOUT,
     KEEPALIVE_TIMEOUT,
     MAX_CONNECTIONS,
@@ -208,19 +209,22 @@ def test_300_hostile_sockets_do_not_keep_a_key_holder_out(door_server, door_key)
     assert set(answers) <= {b"HTTP/1.1 429", b"HTTP/1.1 408", b""}
 
 
-def test_past_the_cap_with_nothing_pending_a_new_connection_is_refused_503(door_server):
-    """Every place is held by a connection that sent a whole request: the next one gets 503."""
+def test_past_the_cap_with_every_place_in_flight_a_new_connection_is_refused_503(door_server):
+    """Every place holds a request in flight (its body still arriving): the next one gets 503.
+
+    A request in flight is never closed to make room (docs/contract.md §16); idle ones are
+    (tests/proxy/test_door_floods.py).
+    """
     held = []
     for index in range(MAX_CONNECTIONS + 5):
         sock = connect(door_server, f"127.0.2.{index % 200 + 1}")
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\na")
         held.append(sock)
-    answers = [
-        read_response(sock)[:12] if index < MAX_CONNECTIONS - 2 else b"" for index, sock in enumerate(held)
-    ]
-    assert set(answers[: MAX_CONNECTIONS - 2]) == {b"HTTP/1.1 200"}
-    late = [read_all(sock, limit=5)[:12] for sock in held[MAX_CONNECTIONS:]]
+    late = [read_all(sock, limit=BODY_TIMEOUT / 2)[:12] for sock in held[MAX_CONNECTIONS:]]
     assert late == [b"HTTP/1.1 503"] * 5
+    # The places were held, not closed, until each body's deadline: then 408.
+    answers = [read_all(sock, limit=BODY_TIMEOUT + 5)[:12] for sock in held[: MAX_CONNECTIONS - 2]]
+    assert set(answers) == {b"HTTP/1.1 408"}
 
 
 def test_the_run_command_raises_the_open_file_limit_for_its_cap_and_listens_with_its_backlog(
