@@ -57,7 +57,7 @@ from proxy_app.gateway import SHUTTING_DOWN, Gateway
 from proxy_app.queued import serve_queued
 from proxy_app.request_log import RequestRecord
 from proxy_app.routes import Lane, Route
-from proxy_app.scheduler import Grant, SchedulerError, Ticket
+from proxy_app.scheduler import Grant, LimitSubject, SchedulerError, Ticket
 from proxy_app.unqueued import serve_unqueued
 from proxy_app.upstream import Exchange, redact_url
 from proxy_app.usage_parse import UsageTracker
@@ -181,10 +181,9 @@ class ProxiedRequest:
             identity.source.value,
             model,
             who=identity.who,
-            max_queued=identity.policy.max_queued,
-            max_concurrent=identity.policy.max_concurrent,
             endpoint=self.endpoint,
             principal=self.principal,
+            limits=limit_subjects(identity),
         )
         self.task = asyncio.ensure_future(self.gw.scheduler.acquire(ticket))
         return self.task
@@ -344,3 +343,13 @@ class ProxiedRequest:
             return None
         key = self.principal.credentials.api_key
         return None if key is None else presented_key_prefix(key)
+
+
+def limit_subjects(identity: Identity) -> tuple[LimitSubject, ...]:
+    """Whose queue limits bound the identity's requests: its policy holder's (docs/contract.md §16).
+
+    For an end user behind a shared key that is the key, so the key's limits bound all its end users
+    together while fair share goes per end user (``identity.who``).
+    """
+    holder, policy = identity.holder, identity.policy
+    return (LimitSubject(holder, policy.max_queued, policy.max_concurrent),) if holder else ()
