@@ -311,7 +311,8 @@ class ProxiedRequest:
         """The request-log row of this request as it stands (the only place one is filled)."""
         identity = self.identity
         backend = self.grant.backend.url if self.grant is not None else self.backend_url
-        tokens = self.usage.usage() if self.usage is not None and self.stage is None else (None, None)
+        # docs/contract.md §16: charged as delivered, also when the client left or the stream broke.
+        tokens = self.usage.delivered() if self.usage is not None else (None, None)
         return RequestRecord(
             request_id=self.request_id,
             method=self.method,
