@@ -96,6 +96,8 @@ class ProxiedRequest:
         self.backend_url: str | None = None  # where it was sent (a queued one: its grant's backend)
         self.cancelled: ProxyError | None = None  # an administrator's cancel of the active request
         self.ttfb_ms: float | None = None
+        self.slot_at: float | None = None  # monotonic time it got its slot (docs/contract.md §13)
+        self.gpu_ms: float | None = None  # how long it held the slot, once released
         # How it ended: status None until known (a close without one is a client that left);
         # stage says where a request that did not finish well stopped.
         self.status: int | None = None
@@ -208,6 +210,7 @@ class ProxiedRequest:
         except SchedulerError as exc:
             raise self.fail(as_proxy_error(exc)) from None
         self.grant = grant
+        self.slot_at = time.monotonic()
         self.stage = "waiting_upstream"
         self.gw.live.dispatched(self.request_id, grant.ticket.source, grant.waited * 1000)
         grant.on_cancel(self._cancelled)
@@ -303,6 +306,9 @@ class ProxiedRequest:
                     await self.exchange.aclose()
         finally:
             if self.grant is not None:
+                # GPU time: from dispatch to the last byte or the failure (docs/contract.md §13).
+                held_from = self.slot_at if self.slot_at is not None else time.monotonic()
+                self.gpu_ms = (time.monotonic() - held_from) * 1000
                 self.gw.scheduler.release(self.grant)
             live = self._route is not None and self._route.lane is Lane.QUEUED
             self.gw.finish(self.record(), live=live, identity=self.identity)
@@ -336,6 +342,8 @@ class ProxiedRequest:
             completion_tokens=tokens[1],
             key_prefix=self._refused_key_prefix(),
             end_user=identity.end_user if identity else None,
+            gpu_ms=self.gpu_ms,
+            load_ms=self.usage.load_ms() if self.usage is not None else None,
         )
 
     def _refused_key_prefix(self) -> str | None:

@@ -8,7 +8,9 @@ x minutes waited, lowest first, ties in arrival order. One aging rate for everyo
 two waiting tickets never swap places, so each ticket is keyed once at enqueue by
 ``(base + points + rate x enqueue_minutes, arrival_seq)`` and never re-sorted; the
 fair-share points (``FAIR_SHARE`` per request of the same identity waiting or holding a
-slot on arrival) are fixed then too. :class:`proxy_app.wait_queue.WaitQueue` indexes the
+slot on arrival, plus ``FAIR_SHARE`` per whole ``FAIR_SHARE_SECONDS`` of GPU time it used in the
+last ``FAIR_SHARE_WINDOW`` seconds, §13, :class:`proxy_app.gpu_time.GpuUsage`) are fixed then too.
+:class:`proxy_app.wait_queue.WaitQueue` indexes the
 waiting tickets per model and identity, so an identity at its ``max_concurrent`` is
 skipped without others losing their order.
 
@@ -34,6 +36,7 @@ from collections.abc import Callable
 
 from common.settings import Settings
 from proxy_app.backends import BackendPool, BackendState
+from proxy_app.gpu_time import GpuUsage
 from proxy_app.tickets import (
     ADMIN_CANCEL,
     SOURCES,
@@ -129,6 +132,7 @@ class LocalScheduler:
         self._active = Counter[str]()
         self._mean_hold = 5.0  # seconds a slot is held, moving average, for Retry-After
         self.service = ServiceTimes()
+        self.gpu = GpuUsage(settings.fair_share_window)  # docs/contract.md §13: slot time per identity
         pool.on_change(self._dispatch)
 
     async def start(self) -> None:
@@ -155,9 +159,7 @@ class LocalScheduler:
         who, subjects = ticket.who, ticket.subjects
         if self._queue.set_limits((subject.who, subject.max_concurrent) for subject in subjects):
             self._dispatch()  # a raised limit lets the subject's waiting tickets go first
-        points = (
-            self.settings.fair_share * (self._queue.waiting[who] + self._queue.active[who]) if who else 0.0
-        )
+        points = self._points(who, now)
         blocked = self._queue.blocked_by(subject.who for subject in subjects)
         backend = None if blocked else self.pool.pick(ticket.model)
         if backend is not None:
@@ -184,6 +186,15 @@ class LocalScheduler:
             self._abandon(waiter)
             raise
 
+    def _points(self, who: str, now: float) -> float:
+        """Fair-share points of ``who``'s new request: per request in, and per GPU time used (§8, §13)."""
+        if not who:
+            return 0.0
+        steps = self._queue.waiting[who] + self._queue.active[who]
+        if self.settings.fair_share_seconds > 0:
+            steps += math.floor(self.gpu.used(who, now) / self.settings.fair_share_seconds)
+        return self.settings.fair_share * steps
+
     def _enqueue(self, ticket: Ticket, key: tuple[float, int], points: float, now: float) -> _Waiter:
         loop = asyncio.get_running_loop()
         waiter = _Waiter(ticket, key, points, now, loop.create_future())
@@ -207,6 +218,7 @@ class LocalScheduler:
         grant = Grant(ticket, backend, waited, points=points, effective=effective)
         grant.granted_at = now
         self._grants[ticket.request_id] = grant
+        self.gpu.start(ticket.who, ticket.request_id, now)
         return grant
 
     def release(self, grant: Grant) -> None:
@@ -218,7 +230,9 @@ class LocalScheduler:
         grant.backend.in_use -= 1
         self._active[grant.ticket.source] -= 1
         self._queue.holding(grant.ticket.who, _names(grant.ticket), -1)
-        held = self._clock() - grant.granted_at
+        now = self._clock()
+        held = now - grant.granted_at
+        self.gpu.end(grant.ticket.who, grant.ticket.request_id, now)
         self._mean_hold += 0.1 * (held - self._mean_hold)
         self.service.record(group_of(grant.ticket.model), grant.backend.url, held)
         self._dispatch()

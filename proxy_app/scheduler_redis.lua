@@ -4,7 +4,8 @@
 --
 -- ARGV[1] command, ARGV[2] key prefix, ARGV[3] config JSON {"backends": {url: slots},
 --   "routes": {model: [url]}, "default": [url], "loaded": {url: [model]} (its /api/ps),
---   "capacity": {url: n} (the most models /api/ps listed at once), "fair": n,
+--   "capacity": {url: n} (the most models /api/ps listed at once), "fair": n, "fair_seconds": s,
+--   "fair_window": s,
 --   "slack": n, "max_delay": s} (healthy backends only, in configured order), ARGV[4] lease
 --   in ms, ARGV[5] the clock in seconds ('' = Redis TIME); the rest per command.
 -- Keys are built from the prefix, so this runs on a single Redis (not a cluster).
@@ -183,12 +184,50 @@ local function drop(rid)
   redis.call('DEL', tkey(rid))
 end
 
+-- GPU time (docs/contract.md §13, proxy_app/gpu_time.py): ``gpu:<who>`` sorted set of finished
+-- slot intervals (member "<start>:<rid>", score its end), ``running:<who>`` the ids holding a
+-- slot now (their start is the ticket's ``gat``); all on the scheduler's clock ``secs``.
+local function slot_taken(rid, who)
+  redis.call('HSET', tkey(rid), 'gat', string.format('%.17g', secs))
+  if who ~= '' then redis.call('SADD', P .. ':running:' .. who, rid) end
+end
+
+local function slot_given_back(rid, who)
+  if who == '' then return end
+  redis.call('SREM', P .. ':running:' .. who, rid)
+  local gat = redis.call('HGET', tkey(rid), 'gat')
+  if gat then
+    local key = P .. ':gpu:' .. who
+    redis.call('ZADD', key, string.format('%.17g', secs), gat .. ':' .. rid)
+    redis.call('PEXPIRE', key, math.ceil(cfg.fair_window * 1000) + 60000)
+  end
+end
+
+-- Seconds of slot time ``who`` used within the last FAIR_SHARE_WINDOW, running slots included.
+local function gpu_used(who)
+  local low = secs - cfg.fair_window
+  local key = P .. ':gpu:' .. who
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.17g', low))
+  local total = 0
+  local done = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  for i = 1, #done, 2 do
+    local start = tonumber(string.match(done[i], '^([^:]+):'))
+    total = total + tonumber(done[i + 1]) - math.max(start, low)
+  end
+  for _, rid in ipairs(redis.call('SMEMBERS', P .. ':running:' .. who)) do
+    local gat = tonumber(redis.call('HGET', tkey(rid), 'gat'))
+    if gat then total = total + secs - math.max(gat, low) else redis.call('SREM', P .. ':running:' .. who, rid) end
+  end
+  return total
+end
+
 -- Give back a held slot; the ZREM result makes a second release a no-op.
 local function release(rid, url, held)
   if redis.call('ZREM', P .. ':leases:' .. url, rid) == 1 then
     local t = ticket(rid)
     redis.call('HINCRBY', P .. ':counts', 'active:' .. (t.source or 'unknown'), -1)
     holding(t.who or '', t.subjects, -1)
+    slot_given_back(rid, t.who or '')
     if held and t.model and t.model ~= '' then
       local field = t.model .. '\n' .. url
       local old = tonumber(redis.call('HGET', P .. ':svc', field))
@@ -271,6 +310,7 @@ local function grant_waiting(rid, member, model, url, free)
   local waited = secs - tonumber(redis.call('HGET', tkey(rid), 'enq'))
   redis.call('ZADD', P .. ':leases:' .. url, lease_end, rid)
   redis.call('HSET', tkey(rid), 'state', 'granted', 'backend', url, 'waited', string.format('%.17g', waited))
+  slot_taken(rid, t.who)
   redis.call('HINCRBY', P .. ':counts', 'active:' .. t.source, 1)
   holding(t.who, t.subjects, 1)
   given(url, model)
@@ -341,6 +381,7 @@ if cmd == 'enqueue' then
   if set_limits(limits) then dispatch() end
   local mine = num(redis.call('HGET', P .. ':waiting', who)) + num(redis.call('HGET', P .. ':active', who))
   local points = 0
+  if who ~= '' and cfg.fair_seconds > 0 then mine = mine + math.floor(gpu_used(who) / cfg.fair_seconds) end
   if who ~= '' then points = cfg.fair * mine end
   local base = tonumber(ARGV[9])
   redis.call('HSET', tkey(rid), 'model', model, 'who', who, 'source', source, 'owner', owner,
@@ -353,6 +394,7 @@ if cmd == 'enqueue' then
   if url then
     redis.call('ZADD', P .. ':leases:' .. url, lease_end, rid)
     redis.call('HSET', tkey(rid), 'state', 'granted', 'backend', url, 'waited', '0')
+    slot_taken(rid, who)
     redis.call('HINCRBY', P .. ':counts', 'active:' .. source, 1)
     holding(who, subjects, 1)
     given(url, model)

@@ -55,6 +55,7 @@ _OLLAMA_PROMPT = _count_pattern("prompt_eval_count")
 _OLLAMA_COMPLETION = _count_pattern("eval_count")
 _OPENAI_PROMPT = _count_pattern("prompt_tokens")
 _OPENAI_COMPLETION = _count_pattern("completion_tokens")
+_LOAD = _count_pattern("load_duration")
 _INPUT = _count_pattern("input_tokens")
 _OUTPUT = _count_pattern("output_tokens")
 
@@ -246,6 +247,16 @@ class UsageTracker:
         if prompt is None and self._started_input is not None:
             prompt = self._started_input
         return prompt, completion
+
+    def load_ms(self) -> float | None:
+        """Ollama's ``load_duration`` (ns) of a native final line or body, in ms (docs/contract.md §13)."""
+        if self.kind != "ollama":
+            return None  # Ollama's /v1, /v1/messages and /v1/responses do not report it
+        last = self._last
+        if self._partial.strip():
+            last = bytes(self._partial)
+        nanoseconds = _last_match(_LOAD, last.strip()[-TAIL_BYTES:])
+        return None if nanoseconds is None else nanoseconds / 1e6
 
     def delivered(self) -> Usage:
         """The usage to charge: the final counts, else the pieces counted as completion tokens."""

@@ -6,7 +6,7 @@ import pytest
 
 from tests.admin.helpers import bearer_token, login
 
-LIMITS = ("models", "rpm", "max_queued", "max_concurrent", "daily_tokens")
+LIMITS = ("models", "rpm", "max_queued", "max_concurrent", "daily_tokens", "daily_gpu_seconds")
 
 
 @pytest.fixture
