@@ -12,6 +12,8 @@ is known, before it is queued or relayed, and passes the fast lane's answers thr
   (counters: :mod:`proxy_app.limits`). A request refused for tokens does not use up a request.
   An admitted request holds a reserve against ``daily_tokens`` (:func:`token_reserve`) until it
   ends, when its delivered tokens replace it (docs/contract.md §16).
+* ``daily_gpu_seconds`` — GPU time (slot time, docs/contract.md §13) per rolling 24 h, counted
+  like ``daily_tokens`` in milliseconds under ``gpu-ms:<who>``: 429 with ``Retry-After`` once spent.
 * ``expires_at`` is checked when the request is classified (``proxy_app.classify.identify``);
   ``max_queued`` / ``max_concurrent`` by the scheduler, which gets them on the ticket.
 
@@ -23,19 +25,20 @@ audit log last recorded such a change in the last day. Older requests are not co
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 from quart import Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.policies import DAILY_TOKENS, RPM, Policy, model_allowed
+from common.policies import DAILY_GPU_SECONDS, DAILY_TOKENS, RPM, Policy, model_allowed
 from common.routes import Lane, Merge
 from common.sources import Identity, who_of
 from proxy_app.bodies import model_of
 from proxy_app.errors import BadGateway, Forbidden, NotFound, ProxyError
 from proxy_app.identity_cache import NO_POLICY, IdentityCache, Snapshot
-from proxy_app.limit_history import limit_changes, recent_spends
+from proxy_app.limit_history import GPU, limit_changes, recent_gpu_spends, recent_spends
 from proxy_app.limits import TOKENS_WINDOW, Clock, Limits, LocalLimits, Spend
 from proxy_app.request_log import RequestRecord
 
@@ -82,7 +85,7 @@ class PolicyGate:
         self._engine = engine
         # (who, "rpm" | "daily_tokens") -> when that limit was set (epoch s); absent: count everything.
         self._since: dict[tuple[str, str], float] = {}
-        self._seen: dict[str, tuple[int | None, int | None]] = {}
+        self._seen: dict[str, tuple[int | None, ...]] = {}
         self._held: dict[str, str] = {}  # request id -> whose daily_tokens it holds a reserve against
         self.default_reserve = default_reserve  # DAILY_TOKENS_RESERVE
 
@@ -94,6 +97,8 @@ class PolicyGate:
         self._since = await limit_changes(self._engine, after)
         limited = {who for who, policy in snapshot.policies.items() if policy.daily_tokens is not None}
         await self.limits.seed(await recent_spends(self._engine, after, limited))
+        budgeted = {who for who, policy in snapshot.policies.items() if policy.daily_gpu_seconds is not None}
+        await self.limits.seed(await recent_gpu_spends(self._engine, after, budgeted))
         self.cache.on_refresh(self._note_changes)
 
     async def close(self) -> None:
@@ -147,10 +152,15 @@ class PolicyGate:
         tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
         who = who_of(record.api_key_id, record.whitelist_entry_id, record.user_id)
         held = self._held.pop(record.request_id, None)
-        if who is not None and tokens > 0 and self.cache.snapshot.policy_of(who).daily_tokens is not None:
-            self.limits.spend(Spend(who, record.request_id, record.created_at.timestamp(), tokens))
+        policy = self.cache.snapshot.policy_of(who) if who is not None else None
+        at = record.created_at.timestamp()
+        if who is not None and tokens > 0 and policy is not None and policy.daily_tokens is not None:
+            self.limits.spend(Spend(who, record.request_id, at, tokens))
         elif held is not None:
             self.limits.release(held, record.request_id)
+        gpu_ms = math.ceil(record.gpu_ms or 0)
+        if who is not None and gpu_ms > 0 and policy is not None and policy.daily_gpu_seconds is not None:
+            self.limits.spend(Spend(GPU + who, record.request_id, at, gpu_ms))
 
     def since(self, who: str, field: str) -> float:
         """When ``who``'s ``field`` limit was set (epoch seconds; 0 when earlier than anything counted)."""
@@ -170,6 +180,15 @@ class PolicyGate:
                 )
             if reserve > 0:
                 self._held[request_id] = who
+        if policy.daily_gpu_seconds is not None:
+            since = self.since(who, DAILY_GPU_SECONDS)
+            budget_ms = policy.daily_gpu_seconds * 1000
+            wait = await self.limits.tokens_retry_after(GPU + who, budget_ms, since)
+            if wait is not None:
+                limit = policy.daily_gpu_seconds
+                raise TooManyRequests(
+                    f"daily GPU time limit of {limit} seconds reached for {_whose(identity)}", wait
+                )
         if policy.rpm is not None:
             wait = await self.limits.take_request(who, policy.rpm, self.since(who, RPM), request_id)
             if wait is not None:
@@ -181,9 +200,10 @@ class PolicyGate:
         # Runs right after the cache swaps snapshots, before any request sees the new one.
         now = self.clock()
         seen = _limit_values(snapshot)
+        unset = (None,) * len(_COUNTED)
         for who in seen.keys() | self._seen.keys():
-            old, new = self._seen.get(who, (None, None)), seen.get(who, (None, None))
-            for field, before, after in ((RPM, old[0], new[0]), (DAILY_TOKENS, old[1], new[1])):
+            old, new = self._seen.get(who, unset), seen.get(who, unset)
+            for field, before, after in zip(_COUNTED, old, new, strict=True):
                 if before != after:
                     self._since[(who, field)] = now
         self._seen = seen
@@ -203,12 +223,13 @@ def token_reserve(payload: dict) -> int | None:
     return min(caps) if caps else None  # num_predict -1 / -2 (no cap) name no limit
 
 
-def _limit_values(snapshot: Snapshot) -> dict[str, tuple[int | None, int | None]]:
-    return {
-        who: (policy.rpm, policy.daily_tokens)
-        for who, policy in snapshot.policies.items()
-        if policy.rpm is not None or policy.daily_tokens is not None
-    }
+# The limits counted over a window: each counts from the moment it is set.
+_COUNTED = (RPM, DAILY_TOKENS, DAILY_GPU_SECONDS)
+
+
+def _limit_values(snapshot: Snapshot) -> dict[str, tuple[int | None, ...]]:
+    values = {who: tuple(getattr(p, field) for field in _COUNTED) for who, p in snapshot.policies.items()}
+    return {who: limits for who, limits in values.items() if any(v is not None for v in limits)}
 
 
 def _whose(identity: Identity) -> str:

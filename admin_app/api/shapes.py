@@ -189,6 +189,8 @@ SCHEMAS = {
         prompt_tokens=MAYBE_INTEGER,
         completion_tokens=MAYBE_INTEGER,
         error=MAYBE_STRING,
+        gpu_ms={**MAYBE_NUMBER, "description": "GPU time: ms holding a slot (null: never held one)."},
+        load_ms={**MAYBE_NUMBER, "description": "Ollama's load_duration in ms, when it reported one."},
     ),
     "RequestLogPage": _object(
         ["requests", "next_cursor"],
