@@ -135,6 +135,11 @@ def usage_by_user(session: Session, since: datetime | None = None) -> dict[int, 
     return _usage_by(session, RequestLog.user_id, since)
 
 
+def usage_by_entry(session: Session, since: datetime | None = None) -> dict[int, Usage]:
+    """Usage per whitelist entry id since ``since`` (all time when None); idle entries are absent."""
+    return _usage_by(session, RequestLog.whitelist_entry_id, since)
+
+
 def usage_of_user(session: Session, user_id: int, since: datetime) -> Usage:
     """One user's usage since ``since`` (zeros when there was none)."""
     found = _usage_by(session, RequestLog.user_id, since, only=user_id).get(user_id)
