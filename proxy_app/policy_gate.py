@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.policies import DAILY_GPU_SECONDS, DAILY_TOKENS, RPM, Policy, model_allowed
 from common.routes import Lane, Merge
-from common.sources import Identity, who_of
+from common.sources import who_of
 from proxy_app.bodies import model_of
 from proxy_app.errors import BadGateway, Forbidden, NotFound, ProxyError
 from proxy_app.identity_cache import NO_POLICY, IdentityCache, Snapshot
@@ -86,7 +86,8 @@ class PolicyGate:
         # (who, "rpm" | "daily_tokens") -> when that limit was set (epoch s); absent: count everything.
         self._since: dict[tuple[str, str], float] = {}
         self._seen: dict[str, tuple[int | None, ...]] = {}
-        self._held: dict[str, str] = {}  # request id -> whose daily_tokens it holds a reserve against
+        self._held: dict[str, set[str]] = {}  # request id -> whose daily_tokens it holds reserves against
+        self._subjects: dict[str, list[str]] = {}  # request id -> the subjects it was admitted under
         self.default_reserve = default_reserve  # DAILY_TOKENS_RESERVE
 
     async def start(self) -> None:
@@ -110,17 +111,18 @@ class PolicyGate:
         identity, route = proxied.identity, proxied.route
         if identity is None:
             raise RuntimeError("ProxiedRequest.admit() first")
-        policy = identity.policy
-        if policy is NO_POLICY:
-            return
+        # Every subject's policy must allow it (docs/contract.md §16): today the holder's alone.
+        subjects = [(who, policy) for who, policy in identity.limit_subjects if policy is not NO_POLICY]
         if route.lane is Lane.QUEUED:
             model = model_of(payload)
-            if model is not None and not model_allowed(policy, model):
-                raise Forbidden(f"model '{model}' is not allowed for {_whose(identity)}")
-            await self._check_limits(identity, policy, proxied.request_id, self._reserve(payload))
+            for who, policy in subjects:
+                if model is not None and not model_allowed(policy, model):
+                    raise Forbidden(f"model '{model}' is not allowed for {_whose(who)}")
+            for who, policy in subjects:
+                await self._check_limits(who, policy, proxied.request_id, self._reserve(payload))
         elif route.name in ONE_MODEL_ENDPOINTS:
             model = route.model or model_of(payload)
-            if model is not None and not model_allowed(policy, model):
+            if model is not None and any(not model_allowed(policy, model) for _, policy in subjects):
                 raise NotFound(f"model '{model}' not found")
 
     async def listed(self, proxied: ProxiedRequest, response: Response) -> Response:
@@ -147,20 +149,24 @@ class PolicyGate:
         return response
 
     def spent(self, record: RequestRecord) -> None:
-        """Count a finished request's tokens against its identity's ``daily_tokens`` (if it has one),
-        settling the reserve it held."""
+        """Count a finished request's tokens and GPU time against the ``daily_tokens`` and
+        ``daily_gpu_seconds`` of every subject it was admitted under, settling the reserves it held."""
         tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
-        who = who_of(record.api_key_id, record.whitelist_entry_id, record.user_id)
-        held = self._held.pop(record.request_id, None)
-        policy = self.cache.snapshot.policy_of(who) if who is not None else None
-        at = record.created_at.timestamp()
-        if who is not None and tokens > 0 and policy is not None and policy.daily_tokens is not None:
-            self.limits.spend(Spend(who, record.request_id, at, tokens))
-        elif held is not None:
-            self.limits.release(held, record.request_id)
         gpu_ms = math.ceil(record.gpu_ms or 0)
-        if who is not None and gpu_ms > 0 and policy is not None and policy.daily_gpu_seconds is not None:
-            self.limits.spend(Spend(GPU + who, record.request_id, at, gpu_ms))
+        at = record.created_at.timestamp()
+        subjects = self._subjects.pop(record.request_id, None)
+        if subjects is None:  # not admitted through the limits (no policy then): its holder's, if any
+            holder = who_of(record.api_key_id, record.whitelist_entry_id, record.user_id)
+            subjects = [holder] if holder is not None else []
+        held = self._held.pop(record.request_id, set())
+        for who in subjects:
+            policy = self.cache.snapshot.policy_of(who)
+            if tokens > 0 and policy.daily_tokens is not None:
+                self.limits.spend(Spend(who, record.request_id, at, tokens))  # settles its reserve too
+            elif who in held:
+                self.limits.release(who, record.request_id)
+            if gpu_ms > 0 and policy.daily_gpu_seconds is not None:
+                self.limits.spend(Spend(GPU + who, record.request_id, at, gpu_ms))
 
     def since(self, who: str, field: str) -> float:
         """When ``who``'s ``field`` limit was set (epoch seconds; 0 when earlier than anything counted)."""
@@ -169,17 +175,18 @@ class PolicyGate:
     def _reserve(self, payload: dict) -> int:
         return token_reserve(payload) or self.default_reserve
 
-    async def _check_limits(self, identity: Identity, policy: Policy, request_id: str, reserve: int) -> None:
-        who = identity.holder  # counters are the policy's: one per key, whatever end user it names
+    async def _check_limits(self, who: str, policy: Policy, request_id: str, reserve: int) -> None:
+        # Counters are the subject's: one per key, whatever end user a request names.
+        self._subjects.setdefault(request_id, []).append(who)
         if policy.daily_tokens is not None:
             since = self.since(who, DAILY_TOKENS)
             wait = await self.limits.take_tokens(who, policy.daily_tokens, since, request_id, reserve)
             if wait is not None:
                 raise TooManyRequests(
-                    f"daily token limit of {policy.daily_tokens} reached for {_whose(identity)}", wait
+                    f"daily token limit of {policy.daily_tokens} reached for {_whose(who)}", wait
                 )
             if reserve > 0:
-                self._held[request_id] = who
+                self._held.setdefault(request_id, set()).add(who)
         if policy.daily_gpu_seconds is not None:
             since = self.since(who, DAILY_GPU_SECONDS)
             budget_ms = policy.daily_gpu_seconds * 1000
@@ -187,13 +194,13 @@ class PolicyGate:
             if wait is not None:
                 limit = policy.daily_gpu_seconds
                 raise TooManyRequests(
-                    f"daily GPU time limit of {limit} seconds reached for {_whose(identity)}", wait
+                    f"daily GPU time limit of {limit} seconds reached for {_whose(who)}", wait
                 )
         if policy.rpm is not None:
             wait = await self.limits.take_request(who, policy.rpm, self.since(who, RPM), request_id)
             if wait is not None:
                 raise TooManyRequests(
-                    f"rate limit of {policy.rpm} requests per minute reached for {_whose(identity)}", wait
+                    f"rate limit of {policy.rpm} requests per minute reached for {_whose(who)}", wait
                 )
 
     def _note_changes(self, snapshot: Snapshot) -> None:
@@ -232,8 +239,8 @@ def _limit_values(snapshot: Snapshot) -> dict[str, tuple[int | None, ...]]:
     return {who: limits for who, limits in values.items() if any(v is not None for v in limits)}
 
 
-def _whose(identity: Identity) -> str:
-    return WHOSE[identity.holder.partition(":")[0]]
+def _whose(who: str) -> str:
+    return WHOSE[who.partition(":")[0]]
 
 
 def _item_allowed(policy: Policy, item: object, merge: Merge) -> bool:

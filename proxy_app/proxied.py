@@ -355,10 +355,11 @@ class ProxiedRequest:
 
 
 def limit_subjects(identity: Identity) -> tuple[LimitSubject, ...]:
-    """Whose queue limits bound the identity's requests: its policy holder's (docs/contract.md §16).
+    """The queue limits of every subject bounding the identity's requests (docs/contract.md §16).
 
     For an end user behind a shared key that is the key, so the key's limits bound all its end users
     together while fair share goes per end user (``identity.who``).
     """
-    holder, policy = identity.holder, identity.policy
-    return (LimitSubject(holder, policy.max_queued, policy.max_concurrent),) if holder else ()
+    return tuple(
+        LimitSubject(who, policy.max_queued, policy.max_concurrent) for who, policy in identity.limit_subjects
+    )
