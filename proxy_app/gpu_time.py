@@ -19,6 +19,7 @@ class GpuUsage:
         self.window = window
         self._done: dict[str, deque[tuple[float, float]]] = {}  # who -> (start, end), by end
         self._running: dict[str, dict[str, float]] = {}  # who -> request id -> start
+        self._swept = float("-inf")
 
     def start(self, who: str, request_id: str, now: float) -> None:
         """``who``'s request took a slot at ``now``."""
@@ -35,6 +36,11 @@ class GpuUsage:
             del self._running[who]
         self._done.setdefault(who, deque()).append((start, now))
         self._forget(who, now)
+        if now - self._swept >= self.window:
+            # Identities that stopped calling (rotating end users among them) must not stay forever.
+            self._swept = now
+            for other in list(self._done):
+                self._forget(other, now)
 
     def used(self, who: str, now: float) -> float:
         """Seconds of slot time ``who`` used within the last ``window`` seconds (running ones too)."""

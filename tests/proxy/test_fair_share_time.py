@@ -93,3 +93,13 @@ async def test_gpu_time_used_on_one_instance_counts_on_another():
         b.release(await asyncio.wait_for(k1, 3))
     finally:
         await cluster.close()
+
+
+def test_identities_that_stopped_calling_are_forgotten():
+    usage = GpuUsage(window=60)
+    for i in range(100):  # a hundred end users, once each
+        usage.start(f"key:1/end-user:{i}", "r", 0)
+        usage.end(f"key:1/end-user:{i}", "r", 1)
+    usage.start("key:2", "late", 100)
+    usage.end("key:2", "late", 110)
+    assert set(usage._done) == {"key:2"}
