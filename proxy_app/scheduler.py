@@ -191,7 +191,7 @@ class LocalScheduler:
         if not who:
             return 0.0
         steps = self._queue.waiting[who] + self._queue.active[who]
-        if self.settings.fair_share_seconds > 0:
+        if self.settings.fair_share_seconds > 0 and self.settings.fair_share > 0:
             steps += math.floor(self.gpu.used(who, now) / self.settings.fair_share_seconds)
         return self.settings.fair_share * steps
 

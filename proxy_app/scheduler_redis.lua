@@ -185,8 +185,11 @@ local function drop(rid)
 end
 
 -- GPU time (docs/contract.md §13, proxy_app/gpu_time.py): ``gpu:<who>`` sorted set of finished
--- slot intervals (member "<start>:<rid>", score its end), ``running:<who>`` the ids holding a
--- slot now (their start is the ticket's ``gat``); all on the scheduler's clock ``secs``.
+-- slot intervals in the window (member "<start>:<rid>", score its end), ``gpu-len:<who>`` their
+-- lengths (member rid) for the longest one, ``gpu-sum:<who>`` the summed lengths; ``running:<who>``
+-- the ids holding a slot now (their start is the ticket's ``gat``); all on the clock ``secs``.
+-- A sum costs O(log n): only intervals that began before the window's start are clipped, and
+-- those ended at most the longest length after it.
 local function slot_taken(rid, who)
   redis.call('HSET', tkey(rid), 'gat', string.format('%.17g', secs))
   if who ~= '' then redis.call('SADD', P .. ':running:' .. who, rid) end
@@ -196,23 +199,46 @@ local function slot_given_back(rid, who)
   if who == '' then return end
   redis.call('SREM', P .. ':running:' .. who, rid)
   local gat = redis.call('HGET', tkey(rid), 'gat')
-  if gat then
-    local key = P .. ':gpu:' .. who
-    redis.call('ZADD', key, string.format('%.17g', secs), gat .. ':' .. rid)
-    redis.call('PEXPIRE', key, math.ceil(cfg.fair_window * 1000) + 60000)
-  end
+  if not gat then return end
+  local key, lens, sum = P .. ':gpu:' .. who, P .. ':gpu-len:' .. who, P .. ':gpu-sum:' .. who
+  if redis.call('EXISTS', key) == 0 then redis.call('DEL', lens, sum) end -- expired together
+  local length = secs - tonumber(gat)
+  redis.call('ZADD', key, string.format('%.17g', secs), gat .. ':' .. rid)
+  redis.call('ZADD', lens, string.format('%.17g', length), rid)
+  redis.call('INCRBYFLOAT', sum, string.format('%.17g', length))
+  local ttl = math.ceil(cfg.fair_window * 1000) + 60000
+  for _, k in ipairs({key, lens, sum}) do redis.call('PEXPIRE', k, ttl) end
 end
 
 -- Seconds of slot time ``who`` used within the last FAIR_SHARE_WINDOW, running slots included.
 local function gpu_used(who)
   local low = secs - cfg.fair_window
-  local key = P .. ':gpu:' .. who
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.17g', low))
-  local total = 0
-  local done = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-  for i = 1, #done, 2 do
-    local start = tonumber(string.match(done[i], '^([^:]+):'))
-    total = total + tonumber(done[i + 1]) - math.max(start, low)
+  local low_text = string.format('%.17g', low)
+  local key, lens, sum = P .. ':gpu:' .. who, P .. ':gpu-len:' .. who, P .. ':gpu-sum:' .. who
+  local total = tonumber(redis.call('GET', sum)) or 0
+  local gone = redis.call('ZRANGEBYSCORE', key, '-inf', low_text, 'WITHSCORES')
+  for i = 1, #gone, 2 do
+    local start, rid = string.match(gone[i], '^([^:]+):(.*)$')
+    total = total - (tonumber(gone[i + 1]) - tonumber(start))
+    redis.call('ZREM', lens, rid)
+  end
+  if #gone > 0 then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', low_text)
+    if redis.call('ZCARD', key) == 0 then
+      total = 0 -- no rounding left over from the subtractions
+      redis.call('DEL', key, lens, sum)
+    else
+      redis.call('SET', sum, string.format('%.17g', total), 'KEEPTTL')
+    end
+  elseif redis.call('EXISTS', key) == 0 then
+    total = 0
+  end
+  local longest = redis.call('ZRANGE', lens, -1, -1, 'WITHSCORES')
+  if #longest > 0 then
+    local reach = string.format('(%.17g', low + tonumber(longest[2]))
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. low_text, reach)) do
+      total = total - math.max(0, low - tonumber(string.match(member, '^([^:]+):')))
+    end
   end
   for _, rid in ipairs(redis.call('SMEMBERS', P .. ':running:' .. who)) do
     local gat = tonumber(redis.call('HGET', tkey(rid), 'gat'))
@@ -381,7 +407,9 @@ if cmd == 'enqueue' then
   if set_limits(limits) then dispatch() end
   local mine = num(redis.call('HGET', P .. ':waiting', who)) + num(redis.call('HGET', P .. ':active', who))
   local points = 0
-  if who ~= '' and cfg.fair_seconds > 0 then mine = mine + math.floor(gpu_used(who) / cfg.fair_seconds) end
+  if who ~= '' and cfg.fair > 0 and cfg.fair_seconds > 0 then
+    mine = mine + math.floor(gpu_used(who) / cfg.fair_seconds)
+  end
   if who ~= '' then points = cfg.fair * mine end
   local base = tonumber(ARGV[9])
   redis.call('HSET', tkey(rid), 'model', model, 'who', who, 'source', source, 'owner', owner,

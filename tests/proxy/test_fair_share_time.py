@@ -8,6 +8,7 @@ Besides ``FAIR_SHARE`` points per request already in, an identity's new request 
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
@@ -103,3 +104,22 @@ def test_identities_that_stopped_calling_are_forgotten():
     usage.start("key:2", "late", 100)
     usage.end("key:2", "late", 110)
     assert set(usage._done) == {"key:2"}
+
+
+def test_usage_equals_the_sum_over_every_interval_whatever_their_lengths():
+    rng = random.Random(7)
+    usage, spans, now = GpuUsage(window=50), [], 0.0
+    running: dict[str, float] = {}
+    for number in range(3000):
+        now += rng.choice([0.0, 0.25, 1.0, 3.0])
+        if running and rng.random() < 0.5:
+            rid = rng.choice(sorted(running))
+            usage.end("key:1", rid, now)
+            spans.append((running.pop(rid), now))
+        elif len(running) < 4:
+            running[f"r{number}"] = now
+            usage.start("key:1", f"r{number}", now)
+        low = now - 50
+        expected = sum(max(0.0, end - max(start, low)) for start, end in spans)
+        expected += sum(now - max(start, low) for start in running.values())
+        assert usage.used("key:1", now) == pytest.approx(expected, abs=1e-6)
