@@ -22,6 +22,7 @@ SUMMARY_UNITS = {
     "max_queued": " waiting",
     "max_concurrent": " running",
     "daily_tokens": " tokens/24 h",
+    "daily_gpu_seconds": " GPU s/24 h",
 }
 
 

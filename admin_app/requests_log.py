@@ -30,6 +30,7 @@ from common.usage import (
     iter_requests,
     named_rows,
     request_page,
+    usage_by_entry,
     usage_by_key,
     usage_by_user,
 )
@@ -205,8 +206,8 @@ def known_models(limit: int = 200) -> list[str]:
 
 
 def usage_summary(kind: str) -> dict[int, dict[str, Usage]]:
-    """Usage per API key (``kind="key"``) or user over the last 24 hours and 7 days, by id."""
-    reader = usage_by_key if kind == "key" else usage_by_user
+    """Usage per key (``kind="key"``), whitelist entry (``"entry"``) or user over 24 h and 7 d, by id."""
+    reader = {"key": usage_by_key, "entry": usage_by_entry, "user": usage_by_user}[kind]
     now = utcnow()
     summary: dict[int, dict[str, Usage]] = {}
     for window, length in USAGE_WINDOWS.items():

@@ -8,6 +8,7 @@ from flask_login import current_user
 from admin_app.forms import ActionForm, WhitelistForm, apply_error
 from admin_app.identity import admin_blueprint
 from admin_app.policy_form import patch_from_form, refused_edit
+from admin_app.requests_log import usage_summary
 from admin_app.services import NotFound, ServiceError
 from admin_app.services import whitelist as service
 from common.policies import LIMIT_FIELDS
@@ -27,6 +28,7 @@ def _page(form: WhitelistForm, status: int = 200, editing=None):
         action=ActionForm(),
         edit_fields=EDIT_FIELDS,
         editing=editing,
+        usage=usage_summary("entry"),
     )
     return page, status
 

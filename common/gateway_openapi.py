@@ -232,6 +232,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "average_wait_time": {"type": "number"},
             "p95_wait_time": {"type": "number"},
             "tokens_per_second": {"type": "number"},
+            "gpu_seconds": {
+                "type": "number",
+                "description": "GPU time (seconds requests held a slot) of the requests that ended in the "
+                "last `gpu_window_seconds`; `by_source` has each source's `gpu_seconds` and `gpu_share`.",
+            },
+            "gpu_window_seconds": {"type": "integer"},
             "cloud": {
                 "type": "object",
                 "description": "Requests for cloud models (never on the GPU; not in `tokens_per_second`).",

@@ -74,6 +74,7 @@ class PolicyColumns:
     max_queued: Mapped[int | None] = mapped_column()
     max_concurrent: Mapped[int | None] = mapped_column()
     daily_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)
+    daily_gpu_seconds: Mapped[int | None] = mapped_column()  # GPU time per rolling 24 h (§13)
 
 
 class User(PolicyColumns, Base):
@@ -235,6 +236,10 @@ class RequestLog(Base):
     key_prefix: Mapped[str | None] = mapped_column(sa.String(16))
     # The person behind a shared key, from the key's end_user_header (README "End users behind a shared key").
     end_user: Mapped[str | None] = mapped_column(sa.String(200))
+    # GPU time (docs/contract.md §13): how long it held a slot, dispatch to last byte or failure
+    # (None: it never held one); Ollama's load_duration when its final chunk reported one.
+    gpu_ms: Mapped[float | None] = mapped_column(sa.Float)
+    load_ms: Mapped[float | None] = mapped_column(sa.Float)
 
 
 class Conversation(Base):

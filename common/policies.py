@@ -35,15 +35,25 @@ MODELS, RPM, MAX_QUEUED, MAX_CONCURRENT, DAILY_TOKENS, EXPIRES_AT = (
     "daily_tokens",
     "expires_at",
 )
+DAILY_GPU_SECONDS = "daily_gpu_seconds"  # docs/contract.md §13
 # Every policy field; users and whitelist entries carry all but ``expires_at``.
-POLICY_FIELDS: tuple[str, ...] = (MODELS, RPM, MAX_QUEUED, MAX_CONCURRENT, DAILY_TOKENS, EXPIRES_AT)
-LIMIT_FIELDS: tuple[str, ...] = (MODELS, RPM, MAX_QUEUED, MAX_CONCURRENT, DAILY_TOKENS)
-# Inclusive ranges of the number fields (DAILY_TOKENS as WEBCHAT_DAILY_TOKENS in common/settings.py).
+POLICY_FIELDS: tuple[str, ...] = (
+    MODELS,
+    RPM,
+    MAX_QUEUED,
+    MAX_CONCURRENT,
+    DAILY_TOKENS,
+    DAILY_GPU_SECONDS,
+    EXPIRES_AT,
+)
+LIMIT_FIELDS: tuple[str, ...] = (MODELS, RPM, MAX_QUEUED, MAX_CONCURRENT, DAILY_TOKENS, DAILY_GPU_SECONDS)
+# Inclusive ranges of the number fields (as the WEBCHAT_* defaults in common/settings.py).
 LIMIT_RANGES: dict[str, tuple[int, int]] = {
     RPM: (1, 1_000_000),
     MAX_QUEUED: (1, 100_000),
     MAX_CONCURRENT: (1, 10_000),
     DAILY_TOKENS: (1, 10**12),
+    DAILY_GPU_SECONDS: (1, 10**9),
 }
 MAX_PATTERNS = 100
 PATTERN_MAX_LENGTH = 200
@@ -79,6 +89,7 @@ class Policy:
     max_concurrent: int | None = None
     daily_tokens: int | None = None
     expires_at: datetime | None = None
+    daily_gpu_seconds: int | None = None
 
     @classmethod
     def of(cls, row: Any) -> Policy:
@@ -90,6 +101,7 @@ class Policy:
             max_concurrent=getattr(row, MAX_CONCURRENT, None),
             daily_tokens=getattr(row, DAILY_TOKENS, None),
             expires_at=getattr(row, EXPIRES_AT, None),
+            daily_gpu_seconds=getattr(row, DAILY_GPU_SECONDS, None),
         )
 
     def expired(self, now: datetime) -> bool:
@@ -98,7 +110,7 @@ class Policy:
 
 
 def effective_user_policy(policy: Policy, settings: Settings) -> Policy:
-    """A user's policy with unset ``rpm`` / ``daily_tokens`` taken from WEBCHAT_RPM / WEBCHAT_DAILY_TOKENS."""
+    """A user's policy with unset ``rpm`` / ``daily_tokens`` / ``daily_gpu_seconds`` taken from WEBCHAT_*."""
     return Policy(
         models=policy.models,
         rpm=policy.rpm if policy.rpm is not None else settings.webchat_rpm,
@@ -108,6 +120,9 @@ def effective_user_policy(policy: Policy, settings: Settings) -> Policy:
         if policy.daily_tokens is not None
         else settings.webchat_daily_tokens,
         expires_at=policy.expires_at,
+        daily_gpu_seconds=policy.daily_gpu_seconds
+        if policy.daily_gpu_seconds is not None
+        else settings.webchat_daily_gpu_seconds,
     )
 
 

@@ -97,6 +97,10 @@ class Settings:
     max_idle_per_ip: int = 64  # one IP's idle kept-alive connections without a credential
     pending_grace: float = 1.0  # seconds without a complete head before a connection counts as pending
     end_user_max_length: int = 128  # characters of an end-user header's value, then 400
+    daily_tokens_reserve: int = 1024  # tokens an in-flight request naming no limit holds (§16)
+    fair_share_seconds: float = 10.0  # GPU seconds worth one fair-share step; 0 = off (§13)
+    fair_share_window: float = 300.0  # seconds of GPU time counted for fair share (§13)
+    webchat_daily_gpu_seconds: int | None = None  # default GPU-time budget of users (§13)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -159,6 +163,10 @@ class Settings:
             pending_grace=env.float("PENDING_GRACE", 1.0, minimum=0.0),
             # At most the request log's end_user column (200).
             end_user_max_length=env.int("END_USER_MAX_LENGTH", 128, minimum=1, maximum=200),
+            daily_tokens_reserve=env.int("DAILY_TOKENS_RESERVE", 1024, minimum=0, maximum=10**9),
+            fair_share_seconds=env.float("FAIR_SHARE_SECONDS", 10.0, minimum=0.0),
+            fair_share_window=env.float("FAIR_SHARE_WINDOW", 300.0, minimum=1.0),
+            webchat_daily_gpu_seconds=env.optional_int("WEBCHAT_DAILY_GPU_SECONDS", minimum=1, maximum=10**9),
         )
 
 

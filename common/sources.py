@@ -80,8 +80,19 @@ class Identity:
         return who_of(self.api_key_id, self.whitelist_entry_id, self.user_id) or ""
 
     @property
+    def limit_subjects(self) -> tuple[tuple[str, Policy], ...]:
+        """Every policy that bounds this identity's requests, with whose counters it uses (all must allow).
+
+        docs/contract.md §16: a shared key's limits hold for the key, whatever end user a request
+        names. Today that is the :attr:`holder` alone; an owner's policy (a personal key's user) is
+        another subject, appended here.
+        """
+        holder = self.holder
+        return ((holder, self.policy),) if holder else ()
+
+    @property
     def who(self) -> str:
-        """Who shares fair share and queue limits (docs/contract.md §7, §8): the :attr:`holder`, or
+        """Who shares fair share (docs/contract.md §8, §13): the :attr:`holder`, or
         ``key:3/end-user:alice`` for a person named through the key's ``end_user_header``."""
         holder = self.holder
         return (

@@ -42,9 +42,11 @@ ROW_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "error",
+    "gpu_ms",  # docs/contract.md §13: slot time (null: never held one) and Ollama's load_duration
+    "load_ms",
 )
 CSV_COLUMNS = ROW_FIELDS
-MS_FIELDS = ("queue_wait_ms", "ttfb_ms", "duration_ms")
+MS_FIELDS = ("queue_wait_ms", "ttfb_ms", "duration_ms", "gpu_ms", "load_ms")
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -58,6 +60,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     average_wait_ms: float | None  # None when none of the requests was dispatched
+    gpu_seconds: float = 0.0  # GPU time: the seconds its requests held a slot (docs/contract.md §13)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,7 @@ def _usage_by(
             sa.func.coalesce(sa.func.sum(RequestLog.prompt_tokens), 0),
             sa.func.coalesce(sa.func.sum(RequestLog.completion_tokens), 0),
             sa.func.avg(RequestLog.queue_wait_ms),
+            _GPU_MS,
         )
         .where(column.is_not(None))
         .group_by(column)
@@ -110,10 +114,15 @@ def _usage_by(
         query = query.where(RequestLog.created_at >= since)
     if only is not None:
         query = query.where(column == only)
-    return {
-        owner: Usage(int(requests), int(prompt), int(completion), None if wait is None else float(wait))
-        for owner, requests, prompt, completion, wait in session.execute(query)
-    }
+    return {owner: _usage(*numbers) for owner, *numbers in session.execute(query)}
+
+
+_GPU_MS = sa.func.coalesce(sa.func.sum(RequestLog.gpu_ms), 0)
+
+
+def _usage(requests: int, prompt: int, completion: int, wait: float | None, gpu_ms: float) -> Usage:
+    wait_ms = None if wait is None else float(wait)
+    return Usage(int(requests), int(prompt), int(completion), wait_ms, float(gpu_ms) / 1000)
 
 
 def usage_by_key(session: Session, since: datetime | None = None) -> dict[int, Usage]:
@@ -124,6 +133,11 @@ def usage_by_key(session: Session, since: datetime | None = None) -> dict[int, U
 def usage_by_user(session: Session, since: datetime | None = None) -> dict[int, Usage]:
     """Usage per user id since ``since`` (all time when None); users without requests are absent."""
     return _usage_by(session, RequestLog.user_id, since)
+
+
+def usage_by_entry(session: Session, since: datetime | None = None) -> dict[int, Usage]:
+    """Usage per whitelist entry id since ``since`` (all time when None); idle entries are absent."""
+    return _usage_by(session, RequestLog.whitelist_entry_id, since)
 
 
 def usage_of_user(session: Session, user_id: int, since: datetime) -> Usage:
@@ -142,6 +156,7 @@ def usage_by_end_user(session: Session, since: datetime | None = None) -> dict[i
             sa.func.coalesce(sa.func.sum(RequestLog.prompt_tokens), 0),
             sa.func.coalesce(sa.func.sum(RequestLog.completion_tokens), 0),
             sa.func.avg(RequestLog.queue_wait_ms),
+            _GPU_MS,
         )
         .where(RequestLog.api_key_id.is_not(None), RequestLog.end_user.is_not(None))
         .group_by(RequestLog.api_key_id, RequestLog.end_user)
@@ -149,9 +164,8 @@ def usage_by_end_user(session: Session, since: datetime | None = None) -> dict[i
     if since is not None:
         query = query.where(RequestLog.created_at >= since)
     found: dict[int, dict[str, Usage]] = {}
-    for key_id, person, requests, prompt, completion, wait in session.execute(query):
-        usage = Usage(int(requests), int(prompt), int(completion), None if wait is None else float(wait))
-        found.setdefault(key_id, {})[person] = usage
+    for key_id, person, *numbers in session.execute(query):
+        found.setdefault(key_id, {})[person] = _usage(*numbers)
     return found
 
 

@@ -33,7 +33,14 @@ log = logging.getLogger("seadragon.gateway")
 REFRESH_INTERVAL = 0.5  # seconds; revocations and policy changes must bite within 1 s
 NO_POLICY = Policy()
 # The policy columns (docs/contract.md §7) read with each key, whitelist entry and user.
-_KEY_POLICY = (APIKey.models, APIKey.rpm, APIKey.max_queued, APIKey.max_concurrent, APIKey.daily_tokens)
+_KEY_POLICY = (
+    APIKey.models,
+    APIKey.rpm,
+    APIKey.max_queued,
+    APIKey.max_concurrent,
+    APIKey.daily_tokens,
+    APIKey.daily_gpu_seconds,
+)
 _ENTRY_POLICY = tuple(getattr(WhitelistEntry, column.key) for column in _KEY_POLICY)
 _USER_POLICY = tuple(getattr(User, column.key) for column in _KEY_POLICY)
 USAGE_FLUSH_INTERVAL = 5.0  # seconds between batched last_used writes

@@ -7,18 +7,21 @@ says when an ``rpm`` or ``daily_tokens`` last changed, the request log what each
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.models import AuditEntry, RequestLog
-from common.policies import DAILY_TOKENS, RPM
+from common.policies import DAILY_GPU_SECONDS, DAILY_TOKENS, RPM
 from common.sources import who_of
 from proxy_app.limits import Spend
 
 # Audit targets (admin_app/services/*.target) as the gateway names identities (common.sources.who_of).
 _TARGET_KINDS = {"apikey": "key", "whitelist": "ip", "user": "user"}
+# GPU time is counted like tokens, in milliseconds, under this prefix of the identity (policy_gate).
+GPU = "gpu-ms:"
 
 
 def _moment(epoch: float) -> datetime:
@@ -38,7 +41,7 @@ async def limit_changes(engine: AsyncEngine, after: float) -> dict[tuple[str, st
             kind, _, ident = (target or "").partition(":")
             if kind not in _TARGET_KINDS or not isinstance(changes, dict):
                 continue
-            for field in (RPM, DAILY_TOKENS):
+            for field in (RPM, DAILY_TOKENS, DAILY_GPU_SECONDS):
                 if field in changes:
                     changed[(f"{_TARGET_KINDS[kind]}:{ident}", field)] = at.timestamp()
     return changed
@@ -72,4 +75,31 @@ async def recent_spends(engine: AsyncEngine, after: float, whos: set[str]) -> li
             tokens = (row.prompt_tokens or 0) + (row.completion_tokens or 0)
             if who in whos and tokens > 0:
                 spends.append(Spend(who, row.request_id, row.created_at.timestamp(), tokens))
+    return spends
+
+
+async def recent_gpu_spends(engine: AsyncEngine, after: float, whos: set[str]) -> list[Spend]:
+    """The GPU time (ms, under ``gpu-ms:<who>``) of the requests of ``whos`` admitted after ``after``."""
+    if not whos:
+        return []
+    log = RequestLog
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(
+                log.request_id,
+                log.created_at,
+                log.api_key_id,
+                log.whitelist_entry_id,
+                log.user_id,
+                log.gpu_ms,
+            )
+            .where(log.created_at > _moment(after), log.gpu_ms > 0)
+            .order_by(log.created_at)
+        )
+        spends = []
+        for row in rows:
+            who = who_of(row.api_key_id, row.whitelist_entry_id, row.user_id)
+            if who in whos:
+                at, ms = row.created_at.timestamp(), math.ceil(row.gpu_ms)
+                spends.append(Spend(GPU + who, row.request_id, at, ms))
     return spends

@@ -56,6 +56,7 @@ class _Tally:
         "cloud",
         "queue",
         "active",
+        "gpu",
     )
 
     def __init__(self, start: int) -> None:
@@ -68,6 +69,7 @@ class _Tally:
         self.cloud = 0  # requests for cloud models: run on ollama.com, not on the GPU
         self.queue: int | None = None  # the highest sampled queue length in a chart point
         self.active: int | None = None
+        self.gpu: dict[str | None, float] = {}  # GPU seconds (slot time) of the requests that ended here
 
     def add(self, rec: RequestRecord, count_wait: bool) -> None:
         self.requests[rec.source] = self.requests.get(rec.source, 0) + 1
@@ -77,6 +79,8 @@ class _Tally:
             return  # no slot held: its tokens say nothing of the GPU's speed
         if count_wait and rec.queue_wait_ms is not None:
             self.add_wait(rec.source, rec.queue_wait_ms)
+        if rec.gpu_ms:
+            self.gpu[rec.source] = self.gpu.get(rec.source, 0.0) + rec.gpu_ms / 1000
         if rec.completion_tokens and rec.duration_ms is not None:
             # The time the request held its slot: prompt evaluation and generation.
             held = rec.duration_ms - (rec.queue_wait_ms or 0.0)
@@ -94,6 +98,12 @@ def _tokens_per_second(tallies: Iterable[_Tally]) -> float:
         tokens += tally.tokens
         generation_ms += tally.generation_ms
     return round(tokens / (generation_ms / 1000), 1) if generation_ms else 0.0
+
+
+def _share(gpu: dict[str | None, float], source: str) -> float:
+    """``source``'s fraction of the GPU time in ``gpu`` (0.0 when none was used)."""
+    total = sum(gpu.values())
+    return round(gpu.get(source, 0.0) / total, 4) if total else 0.0
 
 
 def _wait_summary(waits: list[float]) -> dict[str, float]:
@@ -162,7 +172,10 @@ class LiveStats:
         recent = [t for t in self._seconds if t.start > now - RATE_WINDOW]
         waits: dict[str | None, list[float]] = {}
         statuses: dict[int, int] = {}
+        gpu: dict[str | None, float] = {}
         for tally in self._seconds:
+            for source, used in tally.gpu.items():
+                gpu[source] = gpu.get(source, 0.0) + used
             for source, values in tally.waits.items():
                 waits.setdefault(source, []).extend(values)
             for status, count in tally.statuses.items():
@@ -175,6 +188,8 @@ class LiveStats:
                 "active_requests": int(active_by_source.get(source, 0)),
                 "requests_per_minute": sum(t.requests.get(source, 0) for t in recent),
                 **_wait_summary(list(waits.get(source, []))),
+                "gpu_seconds": round(gpu.get(source, 0.0), 3),
+                "gpu_share": _share(gpu, source),
             }
             for source in SOURCES
         }
@@ -186,6 +201,9 @@ class LiveStats:
             "average_wait_time": overall["average_wait_time"],
             "p95_wait_time": overall["p95_wait_time"],
             "tokens_per_second": _tokens_per_second(recent),
+            # docs/contract.md §13: GPU time (slot time) of the requests that ended in the window.
+            "gpu_seconds": round(sum(gpu.values()), 3),
+            "gpu_window_seconds": WAIT_WINDOW,
             "cloud": {"requests_per_minute": sum(t.cloud for t in recent)},
             "by_source": by_source,
             "backends": [dict(backend) for backend in snapshot.get("backends") or ()],
@@ -232,6 +250,7 @@ class LiveStats:
                         "requests_per_minute": round(point.requests.get(source, 0) * scale, 1),
                         "p50_wait_time": round(percentile(sorted(point.waits.get(source, [])), 50), 3),
                         "p95_wait_time": round(percentile(sorted(point.waits.get(source, [])), 95), 3),
+                        "gpu_seconds": round(point.gpu.get(source, 0.0), 3),
                     }
                     for source in SOURCES
                 },

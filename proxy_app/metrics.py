@@ -78,6 +78,15 @@ class Metrics:
             ["source", "status"],
             registry=self.registry,
         )
+        # docs/contract.md §13: the slot time of every request that held one, by source.
+        self._gpu = Counter(
+            "seadragon_gpu_seconds",
+            "GPU time (seconds a slot was held, dispatch to last byte or failure) by source.",
+            ["source"],
+            registry=self.registry,
+        )
+        for source in SOURCES:
+            self._gpu.labels(source)  # present at 0 from the start
         self.registry.register(_LiveCollector(snapshot_fn, writer, open_connections_fn))
 
     def observe(self, rec: RequestRecord) -> None:
@@ -90,6 +99,8 @@ class Metrics:
             self._disconnects.labels(rec.stage or UNKNOWN).inc()
         if rec.queue_wait_ms is not None:
             self._waits.labels(source).observe(rec.queue_wait_ms / 1000)
+        if rec.gpu_ms is not None:
+            self._gpu.labels(source).inc(rec.gpu_ms / 1000)
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""

@@ -57,7 +57,7 @@ from proxy_app.gateway import SHUTTING_DOWN, Gateway
 from proxy_app.queued import serve_queued
 from proxy_app.request_log import RequestRecord
 from proxy_app.routes import Lane, Route
-from proxy_app.scheduler import Grant, SchedulerError, Ticket
+from proxy_app.scheduler import Grant, LimitSubject, SchedulerError, Ticket
 from proxy_app.unqueued import serve_unqueued
 from proxy_app.upstream import Exchange, redact_url
 from proxy_app.usage_parse import UsageTracker
@@ -97,6 +97,8 @@ class ProxiedRequest:
         self.cancelled: ProxyError | None = None  # an administrator's cancel of the active request
         self._opening: asyncio.Task[Exchange] | None = None  # the wait for Ollama's status line
         self.ttfb_ms: float | None = None
+        self.slot_at: float | None = None  # monotonic time it got its slot (docs/contract.md §13)
+        self.gpu_ms: float | None = None  # how long it held the slot, once released
         # How it ended: status None until known (a close without one is a client that left);
         # stage says where a request that did not finish well stopped.
         self.status: int | None = None
@@ -182,10 +184,9 @@ class ProxiedRequest:
             identity.source.value,
             model,
             who=identity.who,
-            max_queued=identity.policy.max_queued,
-            max_concurrent=identity.policy.max_concurrent,
             endpoint=self.endpoint,
             principal=self.principal,
+            limits=limit_subjects(identity),
         )
         self.task = asyncio.ensure_future(self.gw.scheduler.acquire(ticket))
         return self.task
@@ -210,6 +211,7 @@ class ProxiedRequest:
         except SchedulerError as exc:
             raise self.fail(as_proxy_error(exc)) from None
         self.grant = grant
+        self.slot_at = time.monotonic()
         self.stage = "waiting_upstream"
         self.gw.live.dispatched(self.request_id, grant.ticket.source, grant.waited * 1000)
         grant.on_cancel(self._cancelled)
@@ -316,6 +318,9 @@ class ProxiedRequest:
                     await self.exchange.aclose()
         finally:
             if self.grant is not None:
+                # GPU time: from dispatch to the last byte or the failure (docs/contract.md §13).
+                held_from = self.slot_at if self.slot_at is not None else time.monotonic()
+                self.gpu_ms = (time.monotonic() - held_from) * 1000
                 self.gw.scheduler.release(self.grant)
             live = self._route is not None and self._route.lane is Lane.QUEUED
             self.gw.finish(self.record(), live=live, identity=self.identity)
@@ -324,7 +329,8 @@ class ProxiedRequest:
         """The request-log row of this request as it stands (the only place one is filled)."""
         identity = self.identity
         backend = self.grant.backend.url if self.grant is not None else self.backend_url
-        tokens = self.usage.usage() if self.usage is not None and self.stage is None else (None, None)
+        # docs/contract.md §16: charged as delivered, also when the client left or the stream broke.
+        tokens = self.usage.delivered() if self.usage is not None else (None, None)
         return RequestRecord(
             request_id=self.request_id,
             method=self.method,
@@ -348,6 +354,8 @@ class ProxiedRequest:
             completion_tokens=tokens[1],
             key_prefix=self._refused_key_prefix(),
             end_user=identity.end_user if identity else None,
+            gpu_ms=self.gpu_ms,
+            load_ms=self.usage.load_ms() if self.usage is not None else None,
         )
 
     def _refused_key_prefix(self) -> str | None:
@@ -356,3 +364,14 @@ class ProxiedRequest:
             return None
         key = self.principal.credentials.api_key
         return None if key is None else presented_key_prefix(key)
+
+
+def limit_subjects(identity: Identity) -> tuple[LimitSubject, ...]:
+    """The queue limits of every subject bounding the identity's requests (docs/contract.md §16).
+
+    For an end user behind a shared key that is the key, so the key's limits bound all its end users
+    together while fair share goes per end user (``identity.who``).
+    """
+    return tuple(
+        LimitSubject(who, policy.max_queued, policy.max_concurrent) for who, policy in identity.limit_subjects
+    )

@@ -73,6 +73,8 @@ class RequestRecord:
     repeats: int = 1  # more than 1: collapsed refusals (proxy_app/refusal_log.py)
     key_prefix: str | None = None  # a refused API key's display prefix
     end_user: str | None = None  # the person behind a shared key (its end_user_header's value)
+    gpu_ms: float | None = None  # slot time, dispatch to last byte or failure (None: never held one)
+    load_ms: float | None = None  # Ollama's load_duration, when its final chunk reported one
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None:

@@ -8,7 +8,9 @@ x minutes waited, lowest first, ties in arrival order. One aging rate for everyo
 two waiting tickets never swap places, so each ticket is keyed once at enqueue by
 ``(base + points + rate x enqueue_minutes, arrival_seq)`` and never re-sorted; the
 fair-share points (``FAIR_SHARE`` per request of the same identity waiting or holding a
-slot on arrival) are fixed then too. :class:`proxy_app.wait_queue.WaitQueue` indexes the
+slot on arrival, plus ``FAIR_SHARE`` per whole ``FAIR_SHARE_SECONDS`` of GPU time it used in the
+last ``FAIR_SHARE_WINDOW`` seconds, §13, :class:`proxy_app.gpu_time.GpuUsage`) are fixed then too.
+:class:`proxy_app.wait_queue.WaitQueue` indexes the
 waiting tickets per model and identity, so an identity at its ``max_concurrent`` is
 skipped without others losing their order.
 
@@ -34,6 +36,7 @@ from collections.abc import Callable
 
 from common.settings import Settings
 from proxy_app.backends import BackendPool, BackendState
+from proxy_app.gpu_time import GpuUsage
 from proxy_app.tickets import (
     ADMIN_CANCEL,
     SOURCES,
@@ -41,6 +44,7 @@ from proxy_app.tickets import (
     Evicted,
     Grant,
     IdentityQueueFull,
+    LimitSubject,
     NoBackend,
     QueueFull,
     QueueTimeout,
@@ -63,6 +67,7 @@ __all__ = [
     "Evicted",
     "Grant",
     "IdentityQueueFull",
+    "LimitSubject",
     "LocalScheduler",
     "NoBackend",
     "QueueFull",
@@ -79,13 +84,25 @@ __all__ = [
 
 
 class _Waiter:
-    __slots__ = ("ticket", "key", "group", "who", "points", "enqueued", "deadline", "future", "passed_at")
+    __slots__ = (
+        "ticket",
+        "key",
+        "group",
+        "who",
+        "subjects",
+        "points",
+        "enqueued",
+        "deadline",
+        "future",
+        "passed_at",
+    )
 
     def __init__(self, ticket: Ticket, key: tuple[float, int], points: float, enqueued: float, future):
         self.ticket = ticket
         self.key = key
         self.group = group_of(ticket.model)
         self.who = ticket.who
+        self.subjects = tuple(subject.who for subject in ticket.subjects)
         self.points = points
         self.enqueued = enqueued
         self.deadline = 0.0  # event-loop time when QUEUE_TIMEOUT runs out
@@ -115,6 +132,7 @@ class LocalScheduler:
         self._active = Counter[str]()
         self._mean_hold = 5.0  # seconds a slot is held, moving average, for Retry-After
         self.service = ServiceTimes()
+        self.gpu = GpuUsage(settings.fair_share_window)  # docs/contract.md §13: slot time per identity
         pool.on_change(self._dispatch)
 
     async def start(self) -> None:
@@ -138,20 +156,20 @@ class LocalScheduler:
         if not self.pool.candidates(ticket.model):
             raise NoBackend("no healthy backend serves this model", retry_after=self._backend_retry())
         now = self._clock()
-        who = ticket.who
-        if self._queue.set_limit(who, ticket.max_concurrent):
-            self._dispatch()  # a raised limit lets the identity's waiting tickets go first
-        points = (
-            self.settings.fair_share * (self._queue.waiting[who] + self._queue.active[who]) if who else 0.0
-        )
-        backend = None if self._queue.blocked(who) else self.pool.pick(ticket.model)
+        who, subjects = ticket.who, ticket.subjects
+        if self._queue.set_limits((subject.who, subject.max_concurrent) for subject in subjects):
+            self._dispatch()  # a raised limit lets the subject's waiting tickets go first
+        points = self._points(who, now)
+        blocked = self._queue.blocked_by(subject.who for subject in subjects)
+        backend = None if blocked else self.pool.pick(ticket.model)
         if backend is not None:
             return self._take(ticket, backend, waited=0.0, points=points, now=now)
-        if ticket.max_queued is not None and who and self._queue.waiting[who] >= ticket.max_queued:
-            raise IdentityQueueFull(
-                f"this identity already has {self._queue.waiting[who]} requests waiting",
-                retry_after=self._full_retry(),
-            )
+        for subject in subjects:
+            waiting = self._queue.subject_waiting[subject.who]
+            if subject.max_queued is not None and waiting >= subject.max_queued:
+                raise IdentityQueueFull(
+                    f"this identity already has {waiting} requests waiting", retry_after=self._full_retry()
+                )
         key = (ticket.priority + points + self._rate * ((now - self._epoch) / 60.0), next(self._seq))
         if len(self._queue) >= self.settings.max_queue:
             worst = self._queue.worst()
@@ -167,6 +185,15 @@ class LocalScheduler:
         except asyncio.CancelledError:
             self._abandon(waiter)
             raise
+
+    def _points(self, who: str, now: float) -> float:
+        """Fair-share points of ``who``'s new request: per request in, and per GPU time used (§8, §13)."""
+        if not who:
+            return 0.0
+        steps = self._queue.waiting[who] + self._queue.active[who]
+        if self.settings.fair_share_seconds > 0 and self.settings.fair_share > 0:
+            steps += math.floor(self.gpu.used(who, now) / self.settings.fair_share_seconds)
+        return self.settings.fair_share * steps
 
     def _enqueue(self, ticket: Ticket, key: tuple[float, int], points: float, now: float) -> _Waiter:
         loop = asyncio.get_running_loop()
@@ -186,11 +213,12 @@ class LocalScheduler:
         backend.in_use += 1
         backend.given(group_of(ticket.model))
         self._active[ticket.source] += 1
-        self._queue.holding(ticket.who, +1)
+        self._queue.holding(ticket.who, _names(ticket), +1)
         effective = ticket.priority + points - self._rate * waited / 60.0
         grant = Grant(ticket, backend, waited, points=points, effective=effective)
         grant.granted_at = now
         self._grants[ticket.request_id] = grant
+        self.gpu.start(ticket.who, ticket.request_id, now)
         return grant
 
     def release(self, grant: Grant) -> None:
@@ -201,8 +229,10 @@ class LocalScheduler:
         self._grants.pop(grant.ticket.request_id, None)
         grant.backend.in_use -= 1
         self._active[grant.ticket.source] -= 1
-        self._queue.holding(grant.ticket.who, -1)
-        held = self._clock() - grant.granted_at
+        self._queue.holding(grant.ticket.who, _names(grant.ticket), -1)
+        now = self._clock()
+        held = now - grant.granted_at
+        self.gpu.end(grant.ticket.who, grant.ticket.request_id, now)
         self._mean_hold += 0.1 * (held - self._mean_hold)
         self.service.record(group_of(grant.ticket.model), grant.backend.url, held)
         self._dispatch()
@@ -361,3 +391,7 @@ class LocalScheduler:
 
     def _backend_retry(self) -> int:
         return max(1, math.ceil(self.pool.interval))
+
+
+def _names(ticket: Ticket) -> tuple[str, ...]:
+    return tuple(subject.who for subject in ticket.subjects)

@@ -13,9 +13,14 @@ Keys, under ``<prefix>:`` (default ``seadragon``):
   order); ``lane:<model>\n<who>`` the same per model and identity; ``ready:<model>`` the
   heads of the lanes whose identity is below its max_concurrent; ``models`` the models
   with a ready head; ``arrivals`` request id by enqueue time;
-- ``waiting`` / ``active`` / ``limit`` hashes per identity; ``wm:<who>`` its waiting per model;
-- ``t:<request id>`` hash: member, model, who, source, owner, deadline, state, backend,
-  base, points, enq, waited, passed (first passed over by affinity), endpoint;
+- ``waiting`` / ``active`` hashes per identity (fair share); ``wm:<who>`` its waiting per model;
+  ``swaiting`` / ``sactive`` / ``limit`` hashes per limit subject (``max_queued`` /
+  ``max_concurrent``, docs/contract.md §16), ``subj:<who>`` a waiting identity's subjects and
+  ``members:<subject>`` the identities waiting under one; ``gpu:<who>`` / ``running:<who>`` its
+  slot intervals for fair share by time (§13);
+- ``t:<request id>`` hash: member, model, who, subj, source, owner, deadline, state, backend,
+  base, points, enq, waited, gat (when it took its slot), passed (first passed over by
+  affinity), endpoint;
 - ``leases:<backend url>`` sorted set: request ids holding a slot there, scored by
   lease expiry; ``recent:<url>`` sorted set: the models it was given, scored by the shared
   counter ``recent_seq`` (model affinity, proxy_app/backends.py); ``svc`` mean service seconds
@@ -232,8 +237,10 @@ class RedisScheduler:
             int(self.settings.queue_timeout * 1000),
             self.settings.max_queue,
             ticket.who,
-            "" if ticket.max_queued is None else ticket.max_queued,
-            "" if ticket.max_concurrent is None else ticket.max_concurrent,
+            json.dumps(
+                [[s.who, _or_none(s.max_queued), _or_none(s.max_concurrent)] for s in ticket.subjects]
+            ),
+            "",
             ticket.endpoint or "",
         ]
 
@@ -432,3 +439,7 @@ class RedisScheduler:
                 continue
             if item is not None:
                 self._on_notice(text(item[1]))
+
+
+def _or_none(limit: int | None) -> int:
+    return -1 if limit is None else limit

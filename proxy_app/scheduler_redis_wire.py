@@ -40,6 +40,8 @@ def script_config(pool: BackendPool, settings: Settings) -> str:
         "loaded": {b.url: sorted(b.loaded) for b in healthy if b.loaded},
         "capacity": {b.url: b.capacity for b in healthy},
         "fair": settings.fair_share,
+        "fair_seconds": settings.fair_share_seconds,
+        "fair_window": settings.fair_share_window,
         "slack": settings.model_affinity,
         "max_delay": settings.affinity_max_delay,
     }

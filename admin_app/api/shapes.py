@@ -93,6 +93,10 @@ LIMITS = {
     "max_queued": {**MAYBE_INTEGER, "description": "Requests waiting at once."},
     "max_concurrent": {**MAYBE_INTEGER, "description": "Requests holding a slot at once."},
     "daily_tokens": {**MAYBE_INTEGER, "description": "Prompt + completion tokens per rolling 24 h."},
+    "daily_gpu_seconds": {
+        **MAYBE_INTEGER,
+        "description": "GPU time (seconds holding a slot) per rolling 24 h (docs/contract.md §13).",
+    },
 }
 KEY_POLICY = {
     **LIMITS,
@@ -185,6 +189,8 @@ SCHEMAS = {
         prompt_tokens=MAYBE_INTEGER,
         completion_tokens=MAYBE_INTEGER,
         error=MAYBE_STRING,
+        gpu_ms={**MAYBE_NUMBER, "description": "GPU time: ms holding a slot (null: never held one)."},
+        load_ms={**MAYBE_NUMBER, "description": "Ollama's load_duration in ms, when it reported one."},
     ),
     "RequestLogPage": _object(
         ["requests", "next_cursor"],

@@ -114,10 +114,18 @@
     for (const row of document.querySelectorAll("tr[data-source]")) {
       const numbers = (stats.by_source || {})[row.dataset.source] || {};
       const idle = !numbers.requests_per_minute && !numbers.average_wait_time;
+      const noGpu = !numbers.gpu_seconds;
       for (const cell of row.querySelectorAll("[data-cell]")) {
-        const value = numbers[cell.dataset.cell] || 0;
-        const isWait = cell.dataset.cell.endsWith("wait_time");
-        cell.textContent = isWait ? (idle ? "—" : seconds(value)) : number(value);
+        const name = cell.dataset.cell;
+        const value = numbers[name] || 0;
+        if (name === "gpu_seconds") {
+          cell.textContent = noGpu ? "—" : seconds(value);
+        } else if (name === "gpu_share") {
+          cell.textContent = noGpu ? "—" : `${Math.round(value * 100)} %`;
+        } else {
+          const isWait = name.endsWith("wait_time");
+          cell.textContent = isWait ? (idle ? "—" : seconds(value)) : number(value);
+        }
       }
     }
   }
@@ -313,6 +321,7 @@
       ),
       rate: lineChart("chart-rate", sourceSets(false), (value) => rate(value), { suggestedMax: 2 }),
       wait: lineChart("chart-wait", waitSets, axisSeconds, { suggestedMax: 0.5, pairedLegend: true }),
+      gpu: lineChart("chart-gpu", sourceSets(false), (value) => `${Math.round(value)} %`, { suggestedMax: 100 }),
       tokens: lineChart(
         "chart-tokens",
         [{ label: "Tokens per second", data: [], borderColor: COLORS.tokens, backgroundColor: "rgba(11, 85, 99, 0.10)", fill: true, pointRadius: 2 }],
@@ -374,6 +383,22 @@
         y: measured(point) ? point.by_source[source].p95_wait_time : null,
       }));
     });
+    // Each source's share of the GPU time that ended in each 10 s point (none used: no point).
+    history.forEach((point, pointIndex) => {
+      const total = sources.reduce((sum, source) => sum + (point.by_source[source].gpu_seconds || 0), 0);
+      sources.forEach((source, index) => {
+        if (pointIndex === 0) {
+          charts.gpu.data.datasets[index].data = [];
+        }
+        const used = point.by_source[source].gpu_seconds || 0;
+        charts.gpu.data.datasets[index].data.push({ x: point.t, y: total ? (100 * used) / total : null });
+      });
+    });
+    if (!history.length) {
+      charts.gpu.data.datasets.forEach((dataset) => {
+        dataset.data = [];
+      });
+    }
     charts.tokens.data.datasets[0].data = [
       ...history.map((point) => ({ x: point.t, y: point.tokens_per_second || null })),
       { x: now, y: stats.tokens_per_second || null },
@@ -394,6 +419,7 @@
     showEmpty("chart-rate", !seenTraffic, "No requests yet");
     showEmpty("chart-wait", !anyIn(charts.wait), seenTraffic ? "No finished requests in this window" : "No requests yet");
     showEmpty("chart-tokens", !anyIn(charts.tokens), seenTraffic ? "Nothing generated in this window" : "No requests yet");
+    showEmpty("chart-gpu", !anyIn(charts.gpu), seenTraffic ? "No GPU time in this window" : "No requests yet");
   }
 
   function showEmpty(canvasId, empty, text) {

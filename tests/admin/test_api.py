@@ -9,7 +9,14 @@ import pytest
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 # docs/contract.md §7: every object shows its policy fields, unset ones as null.
-NO_LIMITS = {"models": None, "rpm": None, "max_queued": None, "max_concurrent": None, "daily_tokens": None}
+NO_LIMITS = {
+    "models": None,
+    "rpm": None,
+    "max_queued": None,
+    "max_concurrent": None,
+    "daily_tokens": None,
+    "daily_gpu_seconds": None,
+}
 
 
 # -- authentication ----------------------------------------------------------

@@ -139,11 +139,11 @@ def test_titles_come_from_the_first_message():
 def test_the_home_page_links_the_chat_and_shows_only_the_users_own_usage(app, user_client, bob, alice):
     now = utcnow()
     with app.app_context():
-        for user_id, hours_ago, prompt, completion in (
-            (bob.id, 1, 10, 20),
-            (bob.id, 30, 5, 5),  # within 7 days, not 24 hours
-            (bob.id, 24 * 8, 100, 100),  # older than 7 days
-            (alice.id, 1, 1000, 1000),  # someone else
+        for user_id, hours_ago, prompt, completion, gpu_ms in (
+            (bob.id, 1, 10, 20, 1500),
+            (bob.id, 30, 5, 5, 2500),  # within 7 days, not 24 hours
+            (bob.id, 24 * 8, 100, 100, 9000),  # older than 7 days
+            (alice.id, 1, 1000, 1000, 70_000),  # someone else
         ):
             db.session.add(
                 RequestLog(
@@ -156,6 +156,7 @@ def test_the_home_page_links_the_chat_and_shows_only_the_users_own_usage(app, us
                     status=200,
                     prompt_tokens=prompt,
                     completion_tokens=completion,
+                    gpu_ms=gpu_ms,
                 )
             )
         db.session.commit()
@@ -164,6 +165,9 @@ def test_the_home_page_links_the_chat_and_shows_only_the_users_own_usage(app, us
     rows = dict(re.findall(r'<tr data-usage="\d"><th scope="row">([^<]+)</th>(.*?)</tr>', body))
     assert re.findall(r"<td>(\d+)</td>", rows["Last 24 hours"]) == ["1", "30"]
     assert re.findall(r"<td>(\d+)</td>", rows["Last 7 days"]) == ["2", "40"]
+    # docs/contract.md §13: the user's own GPU time too.
+    assert re.findall(r"<td data-gpu>([^<]+)</td>", rows["Last 24 hours"]) == ["1.5 s"]
+    assert re.findall(r"<td data-gpu>([^<]+)</td>", rows["Last 7 days"]) == ["4.0 s"]
     assert "/auth/token" in body and "/api/chat" in body
 
 

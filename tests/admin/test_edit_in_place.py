@@ -84,11 +84,19 @@ def test_an_edit_without_the_csrf_token_is_refused(csrf_admin):
 def test_a_whitelist_entry_and_a_user_are_edited_in_place(admin_client, bob):
     admin_client.post("/api/admin/whitelist", json={"ip": "10.0.0.0/24"})
     entry_id = admin_client.get("/api/admin/whitelist").get_json()[0]["id"]
-    form = {"label": "lab", "priority": "1", "models": "", "rpm": "30", "daily_tokens": "5000"}
+    form = {
+        "label": "lab",
+        "priority": "1",
+        "models": "",
+        "rpm": "30",
+        "daily_tokens": "5000",
+        "daily_gpu_seconds": "900",
+    }
     response = admin_client.post(f"/admin/whitelist/{entry_id}/edit", data=form, follow_redirects=True)
     assert "Saved 10.0.0.0/24" in response.get_data(as_text=True)
     entry = admin_client.get("/api/admin/whitelist").get_json()[0]
     assert (entry["label"], entry["priority"], entry["rpm"], entry["daily_tokens"]) == ("lab", 1, 30, 5000)
+    assert entry["daily_gpu_seconds"] == 900
     response = admin_client.post(f"/admin/users/{bob.id}/edit", data={"max_queued": "3", "models": "llama*"})
     assert response.status_code == 302
     user = next(row for row in admin_client.get("/api/admin/users").get_json() if row["username"] == "bob")

@@ -6,7 +6,7 @@ import pytest
 
 from tests.admin.helpers import bearer_token, login
 
-LIMITS = ("models", "rpm", "max_queued", "max_concurrent", "daily_tokens")
+LIMITS = ("models", "rpm", "max_queued", "max_concurrent", "daily_tokens", "daily_gpu_seconds")
 
 
 @pytest.fixture
@@ -150,3 +150,26 @@ def test_the_panel_pages_show_policies(admin_client, api, key, bob):
     api.patch(f"/api/admin/apikeys/{key['id']}", json={"rpm": 42, "models": ["qwen*"]})
     page = admin_client.get("/admin/apikeys/").get_data(as_text=True)
     assert "42" in page and "qwen*" in page
+
+
+def test_daily_gpu_seconds_is_a_policy_field_everywhere(api, admin_client, key, entry, bob):
+    # docs/contract.md §13: keys, whitelist entries and users; the API and the panel.
+    for path in (
+        f"/api/admin/apikeys/{key['id']}",
+        f"/api/admin/whitelist/{entry['id']}",
+        f"/api/admin/users/{bob.id}",
+    ):
+        response = api.patch(path, json={"daily_gpu_seconds": 3600})
+        assert response.status_code == 200 and response.get_json()["daily_gpu_seconds"] == 3600
+        for bad in (0, -5, 1.5, "3600", 10**10):
+            refused = api.patch(path, json={"daily_gpu_seconds": bad})
+            assert refused.status_code == 400 and "daily_gpu_seconds" in refused.get_json()["error"]
+    assert api.get("/api/admin/apikeys").get_json()[0]["daily_gpu_seconds"] == 3600
+    assert {row["username"]: row["daily_gpu_seconds"] for row in api.get("/api/admin/users").get_json()}[
+        "bob"
+    ] == 3600
+    for page in ("/admin/apikeys/", "/admin/whitelist/", "/admin/users/"):
+        body = admin_client.get(page).get_data(as_text=True)
+        assert 'name="daily_gpu_seconds"' in body and "3600 GPU s/24 h" in body
+    cleared = api.patch(f"/api/admin/apikeys/{key['id']}", json={"daily_gpu_seconds": None})
+    assert cleared.get_json()["daily_gpu_seconds"] is None

@@ -200,3 +200,20 @@ def test_who_names_the_end_user_behind_a_shared_key(api, admin_client, log, peop
     page = admin_client.get("/admin/requests").get_data(as_text=True)
     cells = page.split("data-request-id=")[1:]
     assert shared in cells[1] and "for alice@example.org" in cells[1] and "for alice" not in cells[0]
+
+
+def test_rows_carry_gpu_time_in_the_json_the_csv_and_the_detail_view(
+    api, client, admin_client, alice, log, people
+):
+    # docs/contract.md §13: gpu_ms (null for a request that never held a slot) and load_ms.
+    served = log(2, source="custom_app", api_key_id=people["key"], gpu_ms=2350.6, load_ms=812.4)
+    log(1, source="custom_app", api_key_id=people["key"], status=429)
+    rows = api.get("/api/admin/requests").get_json()["requests"]
+    assert [(row["gpu_ms"], row["load_ms"]) for row in rows] == [(None, None), (2350.6, 812.4)]
+    token = bearer_token(client, "alice")
+    fresh = client.application.test_client()
+    exported = fresh.get("/admin/requests.csv", headers={"Authorization": f"Bearer {token}"})
+    cells = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+    assert [(row["gpu_ms"], row["load_ms"]) for row in cells] == [("", ""), ("2351", "812")]
+    page = admin_client.get(f"/admin/requests/{served}").get_data(as_text=True)
+    assert 'data-field="gpu_ms">2.4 s<' in page and 'data-field="load_ms">812 ms<' in page

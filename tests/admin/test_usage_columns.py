@@ -9,7 +9,7 @@ from itertools import count
 import pytest
 
 from admin_app.extensions import db
-from common.models import APIKey, RequestLog, utcnow
+from common.models import APIKey, RequestLog, WhitelistEntry, utcnow
 
 _ids = count()
 USAGE = re.compile(r'data-usage="([\w-]+)">([^<]*)<')
@@ -66,6 +66,8 @@ def test_the_key_list_shows_each_keys_usage_over_a_day_and_a_week(admin_client, 
         "tokens-7d": "3.2k",
         "wait-24h": "2.0 s",
         "wait-7d": "4.0 s",
+        "gpu-24h": "0 ms",
+        "gpu-7d": "0 ms",
     }
     assert usage_in_row(body, "idle") == {
         "requests-24h": "0",
@@ -74,6 +76,8 @@ def test_the_key_list_shows_each_keys_usage_over_a_day_and_a_week(admin_client, 
         "tokens-7d": "0",
         "wait-24h": "—",
         "wait-7d": "—",
+        "gpu-24h": "—",
+        "gpu-7d": "—",
     }
     # The count links to that key's requests.
     assert f'href="/admin/requests?key={busy}" data-usage="requests-24h"' in body
@@ -90,6 +94,8 @@ def test_the_user_list_shows_each_users_usage(admin_client, log, alice, bob):
         "tokens-7d": "1.5k",
         "wait-24h": "250 ms",
         "wait-7d": "500 ms",
+        "gpu-24h": "0 ms",
+        "gpu-7d": "0 ms",
     }
     assert usage_in_row(body, "alice")["requests-7d"] == "0"
 
@@ -108,3 +114,28 @@ def test_a_shared_key_shows_the_end_users_behind_it(admin_client, log, keys):
     assert "carol" not in body
     assert usage_in_row(body, "busy")["requests-24h"] == "4"
     assert "<td>idle</td>" in body  # a key without end users shows none
+
+
+def test_gpu_time_shows_for_keys_whitelist_entries_and_users(admin_client, app, log, keys, bob):
+    # docs/contract.md §13: GPU time wherever usage shows, 24 h and 7 d.
+    busy, _ = keys
+    with app.app_context():
+        entry = WhitelistEntry(ip="10.0.0.0/24", label="build farm", priority=1)
+        db.session.add(entry)
+        db.session.commit()
+        entry_id = entry.id
+    log(1, source="custom_app", api_key_id=busy, gpu_ms=1500)
+    log(50, source="custom_app", api_key_id=busy, gpu_ms=4000)
+    log(2, source="direct_api", whitelist_entry_id=entry_id, gpu_ms=125_000)
+    log(3, source="web_chat", user_id=bob.id, gpu_ms=800, status=499, stage="streaming")
+    keys_page = admin_client.get("/admin/apikeys/").get_data(as_text=True)
+    assert {k: v for k, v in usage_in_row(keys_page, "busy").items() if k.startswith("gpu")} == {
+        "gpu-24h": "1.5 s",
+        "gpu-7d": "5.5 s",
+    }
+    entries = admin_client.get("/admin/whitelist/").get_data(as_text=True)
+    [row] = [r for r in re.findall(r"<tr[^>]*>(.*?)</tr>", entries, re.S) if "build farm" in r]
+    cells = dict(USAGE.findall(row))
+    assert (cells["requests-24h"], cells["gpu-24h"], cells["gpu-7d"]) == ("1", "2 min 05 s", "2 min 05 s")
+    users = admin_client.get("/admin/users/").get_data(as_text=True)
+    assert usage_in_row(users, "bob")["gpu-24h"] == "800 ms"

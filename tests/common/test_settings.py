@@ -131,6 +131,10 @@ def test_the_end_user_length_defaults_to_128_and_reads_up_to_the_column_width(tm
         ("PUBLIC_URL", "llm.example.org", "not a base URL"),
         ("LOG_RETENTION_DAYS", "0", "between 1 and"),
         ("END_USER_MAX_LENGTH", "201", "between 1 and 200"),
+        ("DAILY_TOKENS_RESERVE", "-1", "between 0 and"),
+        ("FAIR_SHARE_SECONDS", "-1", "at least 0"),
+        ("FAIR_SHARE_WINDOW", "0", "at least 1"),
+        ("WEBCHAT_DAILY_GPU_SECONDS", "0", "between 1 and"),
     ],
 )
 def test_a_bad_policy_or_scheduling_value_names_the_variable(tmp_path, name, value, fragment):

@@ -112,7 +112,25 @@ def test_it_keeps_the_sources_apart(live):
         "average_wait_time": 0.0,
         "p50_wait_time": 0.0,
         "p95_wait_time": 0.0,
+        "gpu_seconds": 0.0,
+        "gpu_share": 0.0,
     }
+
+
+def test_gpu_seconds_and_shares_by_source_over_five_minutes(live, clock):
+    # docs/contract.md §13: GPU time in /api/admin/stats, per source and in total.
+    live.observe(finished("custom_app", gpu_ms=30_000))
+    live.observe(finished("web_chat", gpu_ms=10_000))
+    live.observe(finished("direct_api", status=429, wait_ms=None))  # never held a slot
+    clock.now += 290
+    live.observe(finished("custom_app", gpu_ms=20_000))
+    stats = live.payload(SNAPSHOT)
+    assert (stats["gpu_seconds"], stats["gpu_window_seconds"]) == (60.0, 300)
+    shares = {source: (n["gpu_seconds"], n["gpu_share"]) for source, n in stats["by_source"].items()}
+    assert shares == {"custom_app": (50.0, 0.8333), "web_chat": (10.0, 0.1667), "direct_api": (0.0, 0.0)}
+    assert sum(p["by_source"]["custom_app"]["gpu_seconds"] for p in stats["history"]) == 30.0  # closed points
+    clock.now += 20  # the first two left the five minutes
+    assert live.payload(SNAPSHOT)["by_source"]["custom_app"]["gpu_share"] == 1.0
 
 
 def test_a_request_that_never_reached_a_slot_has_no_wait(live):
@@ -172,7 +190,12 @@ def test_history_draws_sampled_queue_lengths_in_ten_second_points(live, clock):
     assert [point["queue_length"] for point in history] == [9, 19, 29]  # the highest of each point
     assert [point["active_requests"] for point in history] == [1, 1, 1]
     first = history[0]["by_source"]["custom_app"]
-    assert first == {"requests_per_minute": 60.0, "p50_wait_time": 4.0, "p95_wait_time": 9.0}
+    assert first == {
+        "requests_per_minute": 60.0,
+        "p50_wait_time": 4.0,
+        "p95_wait_time": 9.0,
+        "gpu_seconds": 0.0,
+    }
     assert history[1]["by_source"]["custom_app"]["requests_per_minute"] == 0.0
     starts = [point["at"] for point in history]
     assert starts == ["2024-05-01T12:16:40Z", "2024-05-01T12:16:50Z", "2024-05-01T12:17:00Z"]

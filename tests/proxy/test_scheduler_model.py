@@ -1,17 +1,21 @@
 """The scheduler against a reference model: a sorted list, over random operation sequences.
 
-Hypothesis draws a configuration (slots, aging rate, MAX_QUEUE, FAIR_SHARE, MODEL_AFFINITY,
-AFFINITY_MAX_DELAY, each identity's max_queued / max_concurrent) and a sequence of enqueue
-(priority, identity, model) / release / cancel / client-leaves / clock-advance steps. After
-every step the grants so far, the refusals and evictions, the waiting order (``position``,
-the queue view) and the queue length must equal the reference exactly
-(docs/contract.md §5, §7, §8). Rates, points and clock steps are dyadic (0.25/min, 0.5, 15 s)
-so float keys and the exact Fraction keys of the reference agree, ties included.
+Hypothesis draws a configuration (slots, aging rate, MAX_QUEUE, FAIR_SHARE, FAIR_SHARE_SECONDS,
+FAIR_SHARE_WINDOW, MODEL_AFFINITY, AFFINITY_MAX_DELAY, each limit subject's max_queued /
+max_concurrent) and a sequence of enqueue (priority, identity, model) / release / cancel /
+client-leaves / clock-advance steps. Two identities are end users behind ``key:1``: fair share
+goes per identity, limits per subject (docs/contract.md §16), and fair share counts each
+identity's GPU time in the window (§13). After every step the grants so far, the refusals and
+evictions, the waiting order (``position``, the queue view) and the queue length must equal the
+reference exactly (docs/contract.md §5, §7, §8). Rates, points and clock steps are dyadic
+(0.25/min, 0.5, 15 s) so float keys and the exact Fraction keys of the reference agree, ties
+included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -23,11 +27,27 @@ from hypothesis import strategies as st
 
 from common.settings import Backend
 from proxy_app.backends import BackendPool
-from proxy_app.scheduler import Evicted, IdentityQueueFull, LocalScheduler, QueueFull, Revoked, Ticket
+from proxy_app.scheduler import (
+    Evicted,
+    IdentityQueueFull,
+    LimitSubject,
+    LocalScheduler,
+    QueueFull,
+    Revoked,
+    Ticket,
+)
 from tests.proxy.test_scheduler import FakeClock, make_settings
 
 SOURCES = {0: "direct_api", 1: "direct_api", 2: "custom_app", 3: "web_chat", 5: "custom_app"}
-IDENTITIES = ["", "key:1", "key:2", "ip:3"]
+IDENTITIES = ["", "key:1", "key:2", "ip:3", "key:1/end-user:a", "key:1/end-user:b"]
+SUBJECTS = ["key:1", "key:2", "ip:3"]
+
+
+def subject_of(who: str) -> str:
+    """Whose limits bind ``who``: the key an end user stands behind, else the identity itself."""
+    return who.split("/", 1)[0]
+
+
 MODELS = ["a", "b", "c"]
 
 KINDS = ["enqueue"] * 8 + [
@@ -58,10 +78,7 @@ step = st.builds(
 )
 operations = st.lists(step, min_size=15, max_size=80)
 limits = st.fixed_dictionaries(
-    {
-        who: st.tuples(st.sampled_from([None, 0, 1, 2]), st.sampled_from([None, 1, 2]))
-        for who in IDENTITIES[1:]
-    }
+    {who: st.tuples(st.sampled_from([None, 0, 1, 2]), st.sampled_from([None, 1, 2])) for who in SUBJECTS}
 )
 configs = st.fixed_dictionaries(
     {
@@ -69,6 +86,8 @@ configs = st.fixed_dictionaries(
         "rate": st.sampled_from([Fraction(0), Fraction(1, 4), Fraction(1), Fraction(2)]),
         "max_queue": st.sampled_from([0, 3, 6, 1000]),
         "fair": st.sampled_from([Fraction(0), Fraction(1, 2), Fraction(1)]),
+        "fair_seconds": st.sampled_from([Fraction(0), Fraction(15), Fraction(30)]),
+        "fair_window": st.sampled_from([Fraction(60), Fraction(300)]),
         "affinity": st.sampled_from([Fraction(0), Fraction(1, 2), Fraction(2)]),
         "max_delay": st.sampled_from([15, 45, 600]),
     }
@@ -81,6 +100,8 @@ def overrides_for(config: dict) -> dict:
         "aging_per_minute": float(config["rate"]),
         "max_queue": config["max_queue"],
         "fair_share": float(config["fair"]),
+        "fair_share_seconds": float(config["fair_seconds"]),
+        "fair_share_window": float(config["fair_window"]),
         "model_affinity": float(config["affinity"]),
         "affinity_max_delay": float(config["max_delay"]),
     }
@@ -106,11 +127,15 @@ class Reference:
     fair: Fraction = Fraction(0)
     affinity: Fraction = Fraction(0)
     max_delay: Fraction = Fraction(0)
+    fair_seconds: Fraction = Fraction(0)
+    fair_window: Fraction = Fraction(300)
     now: Fraction = Fraction(0)
     waiting: list[Waiting] = field(default_factory=list)  # kept sorted
     held: list[str] = field(default_factory=list)
     owner: dict[str, str] = field(default_factory=dict)  # rid -> identity
-    limits: dict[str, int | None] = field(default_factory=dict)  # identity -> max_concurrent
+    limits: dict[str, int | None] = field(default_factory=dict)  # limit subject -> max_concurrent
+    started: dict[str, Fraction] = field(default_factory=dict)  # rid holding a slot -> since when
+    slot_time: list[tuple[str, Fraction, Fraction]] = field(default_factory=list)  # (who, start, end)
     granted: list[str] = field(default_factory=list)  # grant order of tickets that got to use it
     released: list[str] = field(default_factory=list)
     evicted: list[str] = field(default_factory=list)
@@ -120,15 +145,24 @@ class Reference:
     @classmethod
     def of(cls, config: dict) -> Reference:
         """The reference for a drawn configuration."""
-        keys = ("slots", "rate", "max_queue", "fair", "affinity", "max_delay")
+        keys = ("slots", "rate", "max_queue", "fair", "affinity", "max_delay", "fair_seconds", "fair_window")
         return cls(*(config[k] for k in keys))
 
     def active(self, who: str) -> int:
         return sum(self.owner[rid] == who for rid in self.held)
 
     def blocked(self, who: str) -> bool:
-        limit = self.limits.get(who)
-        return bool(who) and limit is not None and self.active(who) >= limit
+        subject = subject_of(who)
+        limit = self.limits.get(subject)
+        held = sum(subject_of(self.owner[rid]) == subject for rid in self.held)
+        return bool(who) and limit is not None and held >= limit
+
+    def gpu_used(self, who: str) -> Fraction:
+        """Slot time of ``who`` within the window, the obvious way: every interval, clipped."""
+        low = self.now - self.fair_window
+        spans = [(start, end) for owner, start, end in self.slot_time if owner == who]
+        spans += [(self.started[rid], self.now) for rid in self.held if self.owner[rid] == who]
+        return sum((max(Fraction(0), end - max(start, low)) for start, end in spans), Fraction(0))
 
     def enqueue(
         self,
@@ -142,14 +176,18 @@ class Reference:
         """'granted', 'identity_full', 'full', 'queued' or 'evicted' (and self.evicted grows)."""
         self.owner[rid] = who
         if who:
-            self.limits[who] = max_concurrent
-            self.dispatch()  # a raised limit lets the identity's waiting tickets go first
+            self.limits[subject_of(who)] = max_concurrent
+            self.dispatch()  # a raised limit lets the subject's waiting tickets go first
         mine = sum(w.who == who for w in self.waiting)
-        points = self.fair * (mine + self.active(who)) if who else 0
+        steps = mine + self.active(who)
+        if self.fair_seconds > 0:
+            steps += math.floor(self.gpu_used(who) / self.fair_seconds)
+        points = self.fair * steps if who else 0
         if not self.blocked(who) and len(self.held) < self.slots:
             self._grant(rid, model)
             return "granted"
-        if who and max_queued is not None and mine >= max_queued:
+        queued = sum(bool(w.who) and subject_of(w.who) == subject_of(who) for w in self.waiting)
+        if who and max_queued is not None and queued >= max_queued:
             return "identity_full"
         score = base + points + self.rate * self.now / 60
         outcome = "queued"
@@ -165,6 +203,7 @@ class Reference:
 
     def _grant(self, rid: str, model: str | None) -> None:
         self.held.append(rid)
+        self.started[rid] = self.now
         self.granted.append(rid)
         self.last_model = model or self.last_model
 
@@ -193,6 +232,7 @@ class Reference:
     def release(self, rid: str) -> list[str]:
         """Free ``rid``'s slot; returns the tickets granted in consequence, in order."""
         self.held.remove(rid)
+        self.slot_time.append((self.owner[rid], self.started.pop(rid), self.now))
         return self.dispatch()
 
     def remove(self, rid: str) -> None:
@@ -225,10 +265,11 @@ async def run_local(config: dict, policy: dict, ops: list[tuple]) -> None:
             if op[0] == "enqueue":
                 _, base, who, model = op
                 rid = f"r{number}"
-                max_queued, max_concurrent = policy.get(who, (None, None))
+                max_queued, max_concurrent = policy.get(subject_of(who), (None, None))
                 evicted_before = len(ref.evicted)
                 expected = ref.enqueue(rid, base, who, model, max_queued, max_concurrent)
-                ticket = Ticket(rid, base, SOURCES[base], model, who, max_queued, max_concurrent)
+                bound = (LimitSubject(subject_of(who), max_queued, max_concurrent),) if who else ()
+                ticket = Ticket(rid, base, SOURCES[base], model, who, limits=bound)
                 tasks[rid] = asyncio.create_task(scheduler.acquire(ticket), name=rid)
                 tasks[rid].add_done_callback(record)
                 await settle()
@@ -281,6 +322,10 @@ async def run_local(config: dict, policy: dict, ops: list[tuple]) -> None:
             assert [row["request_id"] for row in view if row["state"] == "waiting"] == [
                 w.rid for w in ref.waiting
             ]
+            # Every waiting ticket's points (per request and per GPU time) as the reference gives them.
+            effective = [row["effective_priority"] for row in view if row["state"] == "waiting"]
+            expected = [float(w.score - ref.rate * ref.now / 60) for w in ref.waiting]
+            assert effective == pytest.approx(expected, abs=1e-5)
             assert sorted(row["request_id"] for row in view if row["state"] == "active") == sorted(ref.held)
             snap = scheduler.snapshot()
             assert snap["queue_length"] == len(ref.waiting)

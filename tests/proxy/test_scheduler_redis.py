@@ -20,6 +20,7 @@ from proxy_app.backends import BackendPool
 from proxy_app.scheduler import (
     Evicted,
     IdentityQueueFull,
+    LimitSubject,
     QueueFull,
     QueueTimeout,
     Revoked,
@@ -30,7 +31,15 @@ from proxy_app.scheduler_redis import RedisScheduler
 from tests.conftest import require_service
 from tests.live import free_port
 from tests.proxy.test_scheduler import FakeClock, make_settings, tags_handler
-from tests.proxy.test_scheduler_model import SOURCES, Reference, configs, limits, overrides_for, step
+from tests.proxy.test_scheduler_model import (
+    SOURCES,
+    Reference,
+    configs,
+    limits,
+    overrides_for,
+    step,
+    subject_of,
+)
 
 pytestmark = pytest.mark.scaleout
 ROOT = Path(__file__).resolve().parents[2]
@@ -315,11 +324,12 @@ async def run_redis(url: str, config: dict, policy: dict, ops) -> None:
             if op[0] == "enqueue":
                 _, base, who, model = op
                 rid, instance = f"r{number}", instances[number % 2]
-                max_queued, max_concurrent = policy.get(who, (None, None))
+                max_queued, max_concurrent = policy.get(subject_of(who), (None, None))
                 evicted_before = len(ref.evicted)
                 expected = ref.enqueue(rid, base, who, model, max_queued, max_concurrent)
                 owner[rid] = instance
-                ticket = Ticket(rid, base, SOURCES[base], model, who, max_queued, max_concurrent)
+                bound = (LimitSubject(subject_of(who), max_queued, max_concurrent),) if who else ()
+                ticket = Ticket(rid, base, SOURCES[base], model, who, limits=bound)
                 tasks[rid] = await enqueue(instance, ticket)
                 tasks[rid].set_name(rid)
                 tasks[rid].add_done_callback(record)
@@ -356,6 +366,9 @@ async def run_redis(url: str, config: dict, policy: dict, ops) -> None:
             assert [row["request_id"] for row in view if row["state"] == "waiting"] == [
                 w.rid for w in ref.waiting
             ]
+            effective = [row["effective_priority"] for row in view if row["state"] == "waiting"]
+            expected = [float(w.score - ref.rate * ref.now / 60) for w in ref.waiting]
+            assert effective == pytest.approx(expected, abs=1e-5)  # points per request and per GPU time
             assert sorted(row["request_id"] for row in view if row["state"] == "active") == sorted(ref.held)
         await asyncio.sleep(0.1)
         assert order == ref.granted, "no late grant beyond the reference"

@@ -1,0 +1,37 @@
+"""GPU time (docs/contract.md §13): request log gpu_ms and load_ms; daily_gpu_seconds policies
+
+Revision ID: 0010_gpu_time
+Revises: 0008_end_user
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0010_gpu_time"
+down_revision: str | Sequence[str] | None = "0008_end_user"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+POLICY_TABLES = ("api_keys", "whitelist_entries", "users")
+
+
+def upgrade() -> None:
+    """Add the columns (empty for every existing row: no GPU time known, no budget)."""
+    with op.batch_alter_table("request_log", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("gpu_ms", sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column("load_ms", sa.Float(), nullable=True))
+    for table in POLICY_TABLES:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(sa.Column("daily_gpu_seconds", sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    """Drop them."""
+    for table in POLICY_TABLES:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_column("daily_gpu_seconds")
+    with op.batch_alter_table("request_log", schema=None) as batch_op:
+        batch_op.drop_column("load_ms")
+        batch_op.drop_column("gpu_ms")
