@@ -1,7 +1,7 @@
 """GPU time (docs/contract.md §13): request log gpu_ms and load_ms; daily_gpu_seconds policies
 
 Revision ID: 0010_gpu_time
-Revises: 0008_end_user
+Revises: 0009_ids_never_reused
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_gpu_time"
-down_revision: str | Sequence[str] | None = "0008_end_user"
+down_revision: str | Sequence[str] | None = "0009_ids_never_reused"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
