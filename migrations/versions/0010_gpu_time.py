@@ -28,10 +28,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Drop them."""
-    for table in POLICY_TABLES:
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.drop_column("daily_gpu_seconds")
-    with op.batch_alter_table("request_log", schema=None) as batch_op:
-        batch_op.drop_column("load_ms")
-        batch_op.drop_column("gpu_ms")
+    """Drop them, in place: a batch rebuild would cascade deletes into child tables and lose
+    0009's AUTOINCREMENT (SQLite drops a plain column itself since 3.35)."""
+    columns = [(table, "daily_gpu_seconds") for table in POLICY_TABLES]
+    columns += [("request_log", "load_ms"), ("request_log", "gpu_ms")]
+    bind = op.get_bind()
+    for table, column in columns:
+        if bind.dialect.name == "sqlite":
+            bind.exec_driver_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+        else:
+            op.drop_column(table, column)
