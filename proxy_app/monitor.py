@@ -1,8 +1,13 @@
-"""Liveness (``/health``) and the live numbers for admins (``/api/admin/stats``, ``/metrics``)."""
+"""Liveness (``/health``), readiness (``/ready``), live numbers (``/api/admin/stats``, ``/metrics``)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import sqlalchemy as sa
 from quart import Blueprint, Response, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from common.security import constant_time_equals
 from proxy_app.classify import logged_in_user, principal_of
@@ -11,6 +16,7 @@ from proxy_app.gateway import Gateway, gateway
 from proxy_app.upstream import redact_url
 
 bp = Blueprint("monitor", __name__)
+log = logging.getLogger("seadragon.gateway")
 
 
 @bp.get("/health")
@@ -34,6 +40,35 @@ async def health() -> dict:
         "queue_length": snapshot["queue_length"],
         "active_requests": snapshot["active_requests"],
     }
+
+
+@bp.get("/ready")
+async def ready() -> tuple[dict, int]:
+    """200 when the database answers and a backend is healthy, else 503 with the reason (§15).
+
+    For orchestrators (the image's HEALTHCHECK, a load balancer): it turns 503 the moment shutdown
+    begins, so traffic moves elsewhere while active streams finish. Anyone may ask; it names no
+    backend and no database.
+    """
+    reason = await _not_ready_reason(gateway())
+    if reason is not None:
+        return {"ready": False, "reason": reason}, 503
+    return {"ready": True}, 200
+
+
+async def _not_ready_reason(gw: Gateway) -> str | None:
+    if gw.draining:
+        return "the gateway is shutting down"
+    if not any(backend.healthy and backend.answered for backend in gw.pool.backends):
+        return "no healthy backend"
+    try:
+        # Bounded like a backend's health check: a database that hangs is a database that does not answer.
+        async with asyncio.timeout(gw.settings.health_timeout), gw.engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("readiness: the database does not answer: %s", type(exc).__name__)
+        return "the database does not answer"
+    return None
 
 
 async def require_admin(gw: Gateway) -> None:
