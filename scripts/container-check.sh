@@ -139,7 +139,9 @@ wait_for() {  # wait_for SECONDS URL [STATUS]: until URL answers STATUS (200)
   done
 }
 start_gateway() {
+  # Locked down as deploy/compose.yaml runs it: a read-only root, no capabilities, no privilege gain.
   "${PODMAN[@]}" run -d --name "$RUN-gateway" "${RUN_OPTS[@]}" -v "$RUN-data:/data" \
+    --read-only --read-only-tmpfs=false --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges \
     -e SEADRAGON_PORT="$GATEWAY_PORT" -e SEADRAGON_OLLAMA_URLS="http://127.0.0.1:$SIM_PORT" \
     -e SEADRAGON_ADMIN_PASSWORD="$PASSWORD" -e SEADRAGON_SHUTDOWN_GRACE="$GRACE" "$IMAGE" >/dev/null \
     || fail "the gateway's container did not start"
