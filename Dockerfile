@@ -2,26 +2,34 @@
 # Python >= 3.11 and venv will do as the base, e.g. --build-arg BASE_IMAGE=debian:bookworm-slim
 # with python3-venv installed (scripts/container-check.sh builds on one made with mmdebstrap).
 ARG BASE_IMAGE=python:3.12-slim-bookworm
-FROM ${BASE_IMAGE}
 
+# Stage 1, the virtualenv: the runtime requirements only. Wheels ship their compiled modules with
+# debug information (54 MB of the 116); stripped they weigh 7 MB. pip (and the setuptools older
+# venvs bring) leave too: nothing runs them. The vendored libraries in *.libs/ stay untouched.
+FROM ${BASE_IMAGE} AS venv
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends binutils >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
+COPY requirements.txt /tmp/requirements.txt
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --quiet -r /tmp/requirements.txt \
+ && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools wheel \
+ && find /opt/venv -name '*.so' -not -path '*.libs/*' -exec strip --strip-unneeded {} + \
+ && /opt/venv/bin/python -c "import argon2, psycopg, quart, flask, sqlalchemy, uvicorn, uvloop, zstandard"
+
+# Stage 2, the image: the base, the virtualenv (its own layer: a code change does not rebuild it),
+# the code.
+FROM ${BASE_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
-
-# Dependencies first, on their own layer: a code change does not reinstall them. pip (and the
-# setuptools older venvs bring) leave afterwards: nothing runs them, and they weigh ~25 MB.
-COPY requirements.txt /app/requirements.txt
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir -r /app/requirements.txt \
- && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools wheel 2>/dev/null \
-  ; /opt/venv/bin/python -c "import quart, flask, sqlalchemy, uvicorn, psycopg, zstandard"
+COPY --from=venv /opt/venv /opt/venv
 
 # The state (SQLite database, generated secret key) lives on the volume /data, owned by the
 # unprivileged user the gateway runs as; the code stays root's, read-only to it.
-RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
+RUN useradd --uid 10001 --user-group --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin seadragon \
  && mkdir -p /data \
  && chown 10001:10001 /data \

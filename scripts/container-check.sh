@@ -237,9 +237,9 @@ echo "# edited by the container check" >>"$WORK/edited/proxy_app/monitor.py"
 t1=$(date +%s.%N)
 build "$IMAGE-edited" "$WORK/edited"
 cached() {  # cached PATTERN: the edited build took the step matching PATTERN from the cache
-  grep -A1 -E "^STEP [0-9]+/[0-9]+: $1" "$WORK/build.log" | grep -q -- '--> Using cache'
+  grep -A1 -E "^(\[[0-9]+/[0-9]+\] )?STEP [0-9]+/[0-9]+: $1" "$WORK/build.log" | grep -q -- '--> Using cache'
 }
-cached "RUN python3 -m venv" || fail "a code change reinstalled the dependencies"
+cached "RUN python3 -m venv" && cached "COPY --from=venv" || fail "a code change reinstalled the dependencies"
 cached "COPY proxy_app" && fail "the edited code was not built into the image"
 say "after a code change the image builds again in $(elapsed "$t1") s, the dependencies' layer reused"
 "${PODMAN[@]}" rmi "$IMAGE-edited" >/dev/null
