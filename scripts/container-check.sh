@@ -24,7 +24,7 @@ BASE_MAX_AGE_DAYS=7  # rebuild the cached base after this, for Debian's security
 IMAGE=localhost/seadragon-gateway:check
 BASE=localhost/seadragon-base:bookworm
 BUILD_BASE=localhost/seadragon-base:bookworm-hostca
-RUN=sdcheck-$$
+RUN=sdcheck-$$-$(date +%s)
 PASSWORD="check-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 PODMAN=(podman --runtime runc)
 # podman runs a HEALTHCHECK from a systemd timer, and systemd is not the service manager here: the
@@ -44,17 +44,20 @@ fail() {
   done
   exit 1
 }
-dangling() { "${PODMAN[@]}" images -q --no-trunc --filter dangling=true 2>/dev/null | sort -u; }
-DANGLING_BEFORE=$(dangling)
+# Every image this script builds inherits the label seadragon.check from this machine's base layer
+# (its value, the run, makes each run's base new, so each build is cold): those images are removed on
+# exit, this run's and any an interrupted run left, and no other image is touched.
+check_images() { "${PODMAN[@]}" images -a -q --no-trunc --filter label=seadragon.check 2>/dev/null | sort -u; }
 cleanup() {
   "${PODMAN[@]}" rm -f -v -t 0 "$RUN-gateway" "$RUN-sim" >/dev/null 2>&1 || true
   "${PODMAN[@]}" volume rm -f "$RUN-data" >/dev/null 2>&1 || true
-  "${PODMAN[@]}" rmi -f "$IMAGE-edited" >/dev/null 2>&1 || true
-  # Images this run left without a name (the previous check image, its build steps): storage stays flat.
-  comm -13 <(echo "$DANGLING_BEFORE") <(dangling) | xargs -r "${PODMAN[@]}" rmi -f >/dev/null 2>&1 || true
+  for _ in 1 2 3; do  # children before parents: a parent goes in the next pass
+    check_images | xargs -r "${PODMAN[@]}" rmi -f >/dev/null 2>&1 || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM  # so that cleanup runs on a signal too
 elapsed() { python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$1"; }
 json() {  # json FIELD: read a JSON object on stdin, print one field
   python3 -c "import json, sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"
@@ -82,6 +85,7 @@ if [ -z "$(find "$TARBALL" -mtime -"$BASE_MAX_AGE_DAYS" 2>/dev/null)" ]; then
 fi
 digest=$(sha256sum "$TARBALL" | cut -c1-16)
 if [ "$("${PODMAN[@]}" image inspect --format '{{index .Labels "seadragon.base"}}' "$BASE" 2>/dev/null)" != "$digest" ]; then
+  "${PODMAN[@]}" rmi "$BASE" >/dev/null 2>&1 || true  # last week's base
   "${PODMAN[@]}" import --quiet --change "LABEL seadragon.base=$digest" --change 'CMD ["/bin/bash"]' \
     "$TARBALL" "$BASE" >/dev/null || fail "podman import failed"
 fi
@@ -107,6 +111,7 @@ for key, value in found.items():
 ')
 cat > "$WORK/hostca/Containerfile" <<EOF
 FROM $BASE
+LABEL seadragon.check=$RUN
 COPY host-ca.crt /usr/local/share/seadragon/host-ca.crt
 ENV PIP_CERT=/usr/local/share/seadragon/host-ca.crt SSL_CERT_FILE=/usr/local/share/seadragon/host-ca.crt$pip_env
 EOF
@@ -122,7 +127,7 @@ build() {  # build TAG CONTEXT [OPTIONS]: the Dockerfile on this machine's base
     --build-arg BASE_IMAGE="$BUILD_BASE" -t "$1" -f "$2/Dockerfile" "${@:3}" "$2" >"$WORK/build.log" 2>&1 \
     || { tail -40 "$WORK/build.log" >&2; fail "podman build failed"; }
 }
-build "$IMAGE" . --no-cache  # cold: every layer built, every dependency downloaded
+build "$IMAGE" .  # cold: on this run's own base layer nothing is cached, every dependency is downloaded
 build_time=$(elapsed "$t0")
 size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
 base_size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$BUILD_BASE")
@@ -156,6 +161,11 @@ wait_for 60 "http://127.0.0.1:$SIM_PORT/api/tags" || fail "the simulator (IMAGE 
 say "IMAGE simulator answers on :$SIM_PORT"
 
 "${PODMAN[@]}" volume create "$RUN-data" >/dev/null
+# What compose.scale.yaml's one-shot `migrate` service runs (IMAGE COMMAND): migrations, first admin.
+created=$("${PODMAN[@]}" run --rm "${RUN_OPTS[@]}" -v "$RUN-data:/data" -e SEADRAGON_ADMIN_PASSWORD="$PASSWORD" \
+  "$IMAGE" python3 -m common.bootstrap 2>&1 | tail -1)
+[ "$created" = '{"created": ["admin", null]}' ] || fail "IMAGE python3 -m common.bootstrap printed: $created"
+say "IMAGE python3 -m common.bootstrap migrated the volume's database and made the admin: $created"
 start_gateway
 wait_for 90 "$GW/ready" || fail "/ready did not turn 200"
 say "/ready is 200: $(curl -s --max-time 5 "$GW/ready"); cold build to /ready: $(elapsed "$build_started") s"
@@ -242,6 +252,5 @@ cached() {  # cached PATTERN: the edited build took the step matching PATTERN fr
 cached "RUN python3 -m venv" && cached "COPY --from=venv" || fail "a code change reinstalled the dependencies"
 cached "COPY proxy_app" && fail "the edited code was not built into the image"
 say "after a code change the image builds again in $(elapsed "$t1") s, the dependencies' layer reused"
-"${PODMAN[@]}" rmi "$IMAGE-edited" >/dev/null
 
 say "OK: image $((size / 1000000)) MB, built in $build_time s; the whole check took $(elapsed "$STARTED") s"
