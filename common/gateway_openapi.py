@@ -403,7 +403,7 @@ def _own_route(endpoint: str, summary: str) -> dict[str, Any]:
         operation["responses"] = {
             "200": {"description": "Ready", "content": {"application/json": {"schema": _ref("Readiness")}}},
             "503": {
-                "description": "Not ready: no healthy backend, no database, or shutting down",
+                "description": "Not ready: no healthy backend, no database or Redis, or shutting down",
                 "content": {"application/json": {"schema": _ref("Readiness")}},
             },
         }

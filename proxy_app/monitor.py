@@ -7,6 +7,7 @@ import logging
 
 import sqlalchemy as sa
 from quart import Blueprint, Response, request
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.security import constant_time_equals
@@ -46,9 +47,9 @@ async def health() -> dict:
 async def ready() -> tuple[dict, int]:
     """200 when the database answers and a backend is healthy, else 503 with the reason (§15).
 
-    For orchestrators (the image's HEALTHCHECK, a load balancer): it turns 503 the moment shutdown
-    begins, so traffic moves elsewhere while active streams finish. Anyone may ask; it names no
-    backend and no database.
+    With ``REDIS_URL`` set, Redis must answer too (the shared queue lives there). For orchestrators
+    (the image's HEALTHCHECK, a load balancer): it turns 503 the moment shutdown begins, so traffic
+    moves elsewhere while active streams finish. Anyone may ask; it names no backend and no database.
     """
     reason = await _not_ready_reason(gateway())
     if reason is not None:
@@ -68,6 +69,14 @@ async def _not_ready_reason(gw: Gateway) -> str | None:
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.warning("readiness: the database does not answer: %s", type(exc).__name__)
         return "the database does not answer"
+    if gw.redis is not None:
+        # Scale-out: the queue and the slots live in Redis; without it nothing can be served.
+        try:
+            async with asyncio.timeout(gw.settings.health_timeout):
+                await gw.redis.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("readiness: redis does not answer: %s", type(exc).__name__)
+            return "redis does not answer"
     return None
 
 

@@ -6,6 +6,8 @@ import httpx
 
 from common.db import make_async_engine
 from proxy_app.gateway import EXTENSION, begin_shutdown
+from tests.conftest import fresh_redis_url
+from tests.live import free_port
 
 
 async def test_it_is_ready_when_the_database_answers_and_a_backend_is_healthy(make_gateway, settings):
@@ -57,6 +59,26 @@ async def test_it_is_not_ready_while_the_database_does_not_answer(make_gateway, 
     finally:
         await gw.engine.dispose()
         gw.engine = working
+    assert (await client.get("/ready")).status_code == 200
+
+
+async def test_at_scale_it_is_not_ready_while_redis_does_not_answer(make_gateway, settings_factory):
+    from redis.asyncio import Redis
+
+    settings = settings_factory(REDIS_URL=fresh_redis_url(14))
+    client = await make_gateway(settings)
+    gw = client.app.extensions[EXTENSION]
+    assert (await client.get("/ready")).status_code == 200
+
+    working = gw.redis  # the scheduler keeps its own use of it; /ready asks through this one
+    gw.redis = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+    try:
+        response = await client.get("/ready")
+        assert response.status_code == 503
+        assert await response.get_json() == {"ready": False, "reason": "redis does not answer"}
+    finally:
+        await gw.redis.aclose()
+        gw.redis = working
     assert (await client.get("/ready")).status_code == 200
 
 
