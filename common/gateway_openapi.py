@@ -2,10 +2,10 @@
 
 Paths under ``/api/`` and ``/v1/`` come from :data:`common.routes.TABLE` and its pattern entries
 (blobs, one model), so a route added there is documented at once; the gateway's own routes
-(``/``, ``/health``, ``/metrics``, ``/api/admin/stats``, the web chat's ``/chat/api/reply``) are
-listed in :data:`OWN_ROUTES`, the live queue's in :data:`QUEUE_ROUTES` (tests/proxy/test_docs_data.py
-holds them to the gateway's URL map and view docstrings). The admin app serves the whole document (see
-``admin_app/docs.py``) without importing the gateway.
+(``/``, ``/health``, ``/ready``, ``/metrics``, ``/api/admin/stats``, the web chat's
+``/chat/api/reply``) are listed in :data:`OWN_ROUTES`, the live queue's in :data:`QUEUE_ROUTES`
+(tests/proxy/test_docs_data.py holds them to the gateway's URL map and view docstrings). The admin app
+serves the whole document (see ``admin_app/docs.py``) without importing the gateway.
 
 Longer than 300 lines because it is mostly data (summaries, parameters and shapes of each gateway
 route); the code that turns the route table into paths is short and reads best beside that data.
@@ -51,6 +51,11 @@ OWN_ROUTES = {
         "GET",
         "monitor.health",
         "200 while the process lives: ``ok`` when every backend is up, else ``degraded``",
+    ),
+    "/ready": (
+        "GET",
+        "monitor.ready",
+        "200 when the database answers and a backend is healthy, else 503 with the reason (§15)",
     ),
     "/metrics": (
         "GET",
@@ -170,6 +175,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "queue_length": {"type": "integer"},
             "active_requests": {"type": "integer"},
         },
+    },
+    "Readiness": {
+        "type": "object",
+        "description": "docs/contract.md §15: `reason` only when not ready.",
+        "properties": {"ready": {"type": "boolean"}, "reason": {"type": "string"}},
+        "required": ["ready"],
     },
     "Backend": {
         "type": "object",
@@ -394,6 +405,14 @@ def _own_route(endpoint: str, summary: str) -> dict[str, Any]:
     }
     if endpoint == "monitor.health":
         operation["responses"]["200"]["content"]["application/json"]["schema"] = _ref("Health")
+    elif endpoint == "monitor.ready":
+        operation["responses"] = {
+            "200": {"description": "Ready", "content": {"application/json": {"schema": _ref("Readiness")}}},
+            "503": {
+                "description": "Not ready: no healthy backend, no database or Redis, or shutting down",
+                "content": {"application/json": {"schema": _ref("Readiness")}},
+            },
+        }
     elif endpoint == "monitor.admin_stats":
         operation["tags"] = ["Admin API"]
         operation["security"] = ADMIN_SECURITY

@@ -1,8 +1,14 @@
-"""Liveness (``/health``) and the live numbers for admins (``/api/admin/stats``, ``/metrics``)."""
+"""Liveness (``/health``), readiness (``/ready``), live numbers (``/api/admin/stats``, ``/metrics``)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import sqlalchemy as sa
 from quart import Blueprint, Response, request
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from common.security import constant_time_equals
 from common.sources import UserInfo
@@ -12,6 +18,7 @@ from proxy_app.gateway import Gateway, gateway
 from proxy_app.upstream import redact_url
 
 bp = Blueprint("monitor", __name__)
+log = logging.getLogger("seadragon.gateway")
 
 
 @bp.get("/health")
@@ -44,6 +51,43 @@ async def health() -> dict:
         "queue_length": snapshot["queue_length"],
         "active_requests": snapshot["active_requests"],
     }
+
+
+@bp.get("/ready")
+async def ready() -> tuple[dict, int]:
+    """200 when the database answers and a backend is healthy, else 503 with the reason (§15).
+
+    With ``REDIS_URL`` set, Redis must answer too (the shared queue lives there). For orchestrators
+    (the image's HEALTHCHECK, a load balancer): it turns 503 the moment shutdown begins, so traffic
+    moves elsewhere while active streams finish. Anyone may ask; it names no backend and no database.
+    """
+    reason = await _not_ready_reason(gateway())
+    if reason is not None:
+        return {"ready": False, "reason": reason}, 503
+    return {"ready": True}, 200
+
+
+async def _not_ready_reason(gw: Gateway) -> str | None:
+    if gw.draining:
+        return "the gateway is shutting down"
+    if not any(backend.healthy and backend.answered for backend in gw.pool.backends):
+        return "no healthy backend"
+    try:
+        # Bounded like a backend's health check: a database that hangs is a database that does not answer.
+        async with asyncio.timeout(gw.settings.health_timeout), gw.engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("readiness: the database does not answer: %s", type(exc).__name__)
+        return "the database does not answer"
+    if gw.redis is not None:
+        # Scale-out: the queue and the slots live in Redis; without it nothing can be served.
+        try:
+            async with asyncio.timeout(gw.settings.health_timeout):
+                await gw.redis.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("readiness: redis does not answer: %s", type(exc).__name__)
+            return "redis does not answer"
+    return None
 
 
 async def _signed_in(gw: Gateway) -> UserInfo | None:

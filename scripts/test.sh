@@ -12,7 +12,7 @@
 #                             1,332 tests in ~5.5 min of wall time (~2.5 min of CPU) on that machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh --dev
 case "${1:-}" in
   --fast)
     shift

@@ -30,6 +30,7 @@ class LiveServer:
         self.env = {**os.environ, **env, "SEADRAGON_HOST": "127.0.0.1", "SEADRAGON_PORT": str(self.port)}
         self.process: subprocess.Popen | None = None
         self.log_path = Path(env.get("SEADRAGON_INSTANCE_DIR", "/tmp")) / f"server-{self.port}.log"
+        self.argv = [sys.executable, "asgi.py"]  # what runs it (a test may wrap it)
 
     def start(self, timeout: float = 60.0) -> LiveServer:
         """Start ``python asgi.py`` and wait until it answers."""
@@ -37,7 +38,7 @@ class LiveServer:
         # The child keeps its own copy of the descriptor; ours is closed at once.
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "asgi.py"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
