@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from common.durations import DurationError, parse_keep_alive
 from common.network import normalise_network
 
 PREFIX = "SEADRAGON_"
@@ -96,6 +97,10 @@ class Settings:
     max_pending_per_ip: int = 64  # connections of one IP without a complete head, then 429
     pending_grace: float = 1.0  # seconds without a complete head before a connection counts as pending
     end_user_max_length: int = 128  # characters of an end-user header's value, then 400
+    load_options: str = "client"  # client | server: Runner options of models without a profile (§12)
+    keep_alive_min: str | float | None = None  # clamp of keep_alive for models without a profile
+    keep_alive_max: str | float | None = None
+    sticky_max_delay: float = 10.0  # seconds a conversation's turn waits for its own backend (§12)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -157,6 +162,10 @@ class Settings:
             pending_grace=env.float("PENDING_GRACE", 1.0, minimum=0.0),
             # At most the request log's end_user column (200).
             end_user_max_length=env.int("END_USER_MAX_LENGTH", 128, minimum=1, maximum=200),
+            load_options=env.choice("LOAD_OPTIONS", "client", ("client", "server")),
+            keep_alive_min=env.duration("KEEP_ALIVE_MIN"),
+            keep_alive_max=env.duration("KEEP_ALIVE_MAX"),
+            sticky_max_delay=env.float("STICKY_MAX_DELAY", 10.0, minimum=0.0),
         )
 
 
@@ -219,6 +228,20 @@ class _Env:
         if value != value or value in (float("inf"), float("-inf")) or value < minimum:
             raise ConfigError(f"{PREFIX}{name}: must be a number of at least {minimum}, got {raw!r}")
         return value
+
+    def duration(self, name: str) -> str | float | None:
+        """A keep_alive as Ollama reads it (seconds, or a Go duration like 30m), or None when unset."""
+        raw = self.str(name, "")
+        if raw == "":
+            return None
+        try:
+            value: str | float = float(raw) if re.fullmatch(r"-?\d+(\.\d+)?", raw) else raw
+            parse_keep_alive(value)
+        except DurationError:
+            raise ConfigError(
+                f"{PREFIX}{name}: expected seconds or a duration like 30m or 1h30m, got {raw!r}"
+            ) from None
+        return int(value) if isinstance(value, float) and value.is_integer() else value
 
     def bool(self, name: str, default: bool) -> bool:
         raw = self.str(name, "").lower()

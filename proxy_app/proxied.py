@@ -54,6 +54,7 @@ from proxy_app.cloud_lane import serve_cloud
 from proxy_app.cloud_policy import admin_or_whitelisted, check_cloud_access, is_cloud_model
 from proxy_app.errors import KNOWN_ERRORS, Forbidden, ProxyError, Unavailable, as_proxy_error
 from proxy_app.gateway import SHUTTING_DOWN, Gateway
+from proxy_app.model_profiles import model_loaded
 from proxy_app.queued import serve_queued
 from proxy_app.request_log import RequestRecord
 from proxy_app.routes import Lane, Route
@@ -89,6 +90,7 @@ class ProxiedRequest:
         self.principal: Principal | None = None
         self.model: str | None = None
         self.usage: UsageTracker | None = None  # generations only: their token counts
+        self.adjusted: list[str] = []  # what its model's profile changed (docs/contract.md §12)
         # The queue: the scheduler's task while waiting, its grant once dispatched.
         self.task: asyncio.Task[Grant] | None = None
         self.grant: Grant | None = None
@@ -336,6 +338,10 @@ class ProxiedRequest:
             completion_tokens=tokens[1],
             key_prefix=self._refused_key_prefix(),
             end_user=identity.end_user if identity else None,
+            model_loaded=model_loaded(self.usage.final_line())
+            if self.usage is not None and self.usage.kind == "ollama"
+            else None,
+            adjusted=bool(self.adjusted),
         )
 
     def _refused_key_prefix(self) -> str | None:

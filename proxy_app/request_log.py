@@ -73,6 +73,8 @@ class RequestRecord:
     repeats: int = 1  # more than 1: collapsed refusals (proxy_app/refusal_log.py)
     key_prefix: str | None = None  # a refused API key's display prefix
     end_user: str | None = None  # the person behind a shared key (its end_user_header's value)
+    model_loaded: bool | None = None  # Ollama's load_duration showed a load (docs/contract.md §12)
+    adjusted: bool = False  # the gateway changed its load options or keep_alive
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None:
