@@ -167,11 +167,11 @@ async def load_snapshot(engine: AsyncEngine, settings: Settings) -> Snapshot:
             users=user_records,
             tokens={row.token_hash: TokenRecord(*row[1:]) for row in tokens},
             policies=policies,
-            profiles=_profiles(profiles),
+            profiles=read_profiles(profiles),
         )
 
 
-def _profiles(rows: sa.Result) -> dict[str, ModelProfile]:
+def read_profiles(rows: sa.Result) -> dict[str, ModelProfile]:
     """The stored profiles, each checked again (a row written by hand must not break the proxy)."""
     profiles = {}
     for row in rows:
