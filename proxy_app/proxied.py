@@ -168,8 +168,13 @@ class ProxiedRequest:
                 return await serve_cloud(self, content, headers, fields)
             return await serve_queued(self, content, headers, fields)
 
-    def enqueue(self, model: str | None) -> asyncio.Task[Grant]:
-        """Ask the scheduler for a slot for ``model``, in the background (see :meth:`wait_for_slot`)."""
+    def enqueue(
+        self, model: str | None, *, max_parallel: int | None = None, conversation: str | None = None
+    ) -> asyncio.Task[Grant]:
+        """Ask the scheduler for a slot for ``model``, in the background (see :meth:`wait_for_slot`).
+
+        ``max_parallel`` is the model's cap and ``conversation`` its key (docs/contract.md §12).
+        """
         identity = self.identity
         if identity is None:
             raise RuntimeError("ProxiedRequest.admit() first")
@@ -187,6 +192,8 @@ class ProxiedRequest:
             max_concurrent=identity.policy.max_concurrent,
             endpoint=self.endpoint,
             principal=self.principal,
+            max_parallel=max_parallel,
+            conversation=conversation,
         )
         self.task = asyncio.ensure_future(self.gw.scheduler.acquire(ticket))
         return self.task

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 from quart import Response
 
 from proxy_app.bodies import model_of
+from proxy_app.conversations import conversation_key
 from proxy_app.errors import ProxyError
 from proxy_app.headers import returned_headers
-from proxy_app.model_profiles import adjusted_headers, apply_profile
+from proxy_app.model_profiles import adjusted_headers, apply_profile, profile_for
 from proxy_app.routes import wants_stream
 from proxy_app.scheduler import Grant
 from proxy_app.upstream import Exchange, error_message
@@ -42,7 +43,9 @@ async def serve_queued(
     stream = wants_stream(route, fields)
     model = model_of(fields)
     content = apply_profile(proxied, content, fields, model)  # docs/contract.md §12
-    task = proxied.enqueue(model)
+    max_parallel = profile_for(proxied.gw, model).max_parallel
+    conversation = conversation_key(route.upstream_path, fields, headers, model)
+    task = proxied.enqueue(model, max_parallel=max_parallel, conversation=conversation)
     sse = stream and route.dialect.sse
     if stream and (sse or proxied.gw.settings.early_headers):
         done, _ = await asyncio.wait({task}, timeout=EARLY_GRACE)

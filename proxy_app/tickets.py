@@ -75,6 +75,8 @@ class Ticket:
     max_concurrent: int | None = None  # this identity's slot holders at once (§7)
     endpoint: str | None = None  # shown in the queue view (§8)
     principal: Any = None
+    max_parallel: int | None = None  # the model's profile: its requests holding slots at once (§12)
+    conversation: str | None = None  # the conversation key: its turns stay on one backend (§12)
 
 
 @dataclass(eq=False)

@@ -1,7 +1,8 @@
 """The scheduler against a reference model: a sorted list, over random operation sequences.
 
 Hypothesis draws a configuration (slots, aging rate, MAX_QUEUE, FAIR_SHARE, MODEL_AFFINITY,
-AFFINITY_MAX_DELAY, each identity's max_queued / max_concurrent) and a sequence of enqueue
+AFFINITY_MAX_DELAY, each model's max_parallel (§12), each identity's max_queued /
+max_concurrent) and a sequence of enqueue
 (priority, identity, model) / release / cancel / client-leaves / clock-advance steps. After
 every step the grants so far, the refusals and evictions, the waiting order (``position``,
 the queue view) and the queue length must equal the reference exactly
@@ -71,6 +72,8 @@ configs = st.fixed_dictionaries(
         "fair": st.sampled_from([Fraction(0), Fraction(1, 2), Fraction(1)]),
         "affinity": st.sampled_from([Fraction(0), Fraction(1, 2), Fraction(2)]),
         "max_delay": st.sampled_from([15, 45, 600]),
+        # docs/contract.md §12: each model's max_parallel (its profile's), carried by its tickets.
+        "caps": st.fixed_dictionaries({m: st.sampled_from([None, None, 1, 2]) for m in MODELS}),
     }
 )
 
@@ -111,6 +114,8 @@ class Reference:
     held: list[str] = field(default_factory=list)
     owner: dict[str, str] = field(default_factory=dict)  # rid -> identity
     limits: dict[str, int | None] = field(default_factory=dict)  # identity -> max_concurrent
+    caps: dict[str, int | None] = field(default_factory=dict)  # model -> max_parallel
+    model_of: dict[str, str | None] = field(default_factory=dict)  # rid -> model
     granted: list[str] = field(default_factory=list)  # grant order of tickets that got to use it
     released: list[str] = field(default_factory=list)
     evicted: list[str] = field(default_factory=list)
@@ -130,6 +135,10 @@ class Reference:
         limit = self.limits.get(who)
         return bool(who) and limit is not None and self.active(who) >= limit
 
+    def capped(self, model: str | None) -> bool:
+        cap = self.caps.get(model) if model else None
+        return cap is not None and sum(self.model_of[rid] == model for rid in self.held) >= cap
+
     def enqueue(
         self,
         rid: str,
@@ -138,15 +147,19 @@ class Reference:
         model: str | None = None,
         max_queued=None,
         max_concurrent=None,
+        max_parallel=None,
     ) -> str:
         """'granted', 'identity_full', 'full', 'queued' or 'evicted' (and self.evicted grows)."""
         self.owner[rid] = who
+        self.model_of[rid] = model
         if who:
             self.limits[who] = max_concurrent
-            self.dispatch()  # a raised limit lets the identity's waiting tickets go first
+        if model:
+            self.caps[model] = max_parallel
+        self.dispatch()  # a raised limit or cap lets waiting tickets go first
         mine = sum(w.who == who for w in self.waiting)
         points = self.fair * (mine + self.active(who)) if who else 0
-        if not self.blocked(who) and len(self.held) < self.slots:
+        if not self.blocked(who) and not self.capped(model) and len(self.held) < self.slots:
             self._grant(rid, model)
             return "granted"
         if who and max_queued is not None and mine >= max_queued:
@@ -172,7 +185,7 @@ class Reference:
         """Fill free slots: the best eligible ticket, or one for the loaded model within the slack."""
         out = []
         while len(self.held) < self.slots:
-            eligible = [w for w in self.waiting if not self.blocked(w.who)]
+            eligible = [w for w in self.waiting if not self.blocked(w.who) and not self.capped(w.model)]
             if not eligible:
                 break
             chosen = nxt = eligible[0]
@@ -227,8 +240,10 @@ async def run_local(config: dict, policy: dict, ops: list[tuple]) -> None:
                 rid = f"r{number}"
                 max_queued, max_concurrent = policy.get(who, (None, None))
                 evicted_before = len(ref.evicted)
-                expected = ref.enqueue(rid, base, who, model, max_queued, max_concurrent)
+                cap = config["caps"][model]
+                expected = ref.enqueue(rid, base, who, model, max_queued, max_concurrent, cap)
                 ticket = Ticket(rid, base, SOURCES[base], model, who, max_queued, max_concurrent)
+                ticket.max_parallel = cap
                 tasks[rid] = asyncio.create_task(scheduler.acquire(ticket), name=rid)
                 tasks[rid].add_done_callback(record)
                 await settle()
