@@ -42,6 +42,7 @@ def script_config(pool: BackendPool, settings: Settings) -> str:
         "fair": settings.fair_share,
         "slack": settings.model_affinity,
         "max_delay": settings.affinity_max_delay,
+        "sticky": settings.sticky_max_delay,
     }
     return json.dumps(config)
 
