@@ -148,11 +148,15 @@ async def run_generation(ex: Exchange, plan: Plan, encoder: Encoder, keep_alive:
         # Prompt evaluation: the tokens past the longest prefix a slot of this runner has cached.
         tokens = vram.tokens_of(plan.prompt)
         cache_slot, cached = runner.cache.take(tokens) if runner is not None else (-1, 0)
-        await ex.pause(ex.config.prompt_eval_rate * (len(tokens) - cached) + plan.first_delay)
-        first = time.monotonic_ns()
-        await _generate(ex, plan, encoder, dispatched, first)
-        if runner is not None:  # the slot's KV cache now holds the prompt and the answer
-            runner.cache.store(cache_slot, tokens + vram.tokens_of(plan.text()))
+        finished = None
+        try:
+            await ex.pause(ex.config.prompt_eval_rate * (len(tokens) - cached) + plan.first_delay)
+            first = time.monotonic_ns()
+            await _generate(ex, plan, encoder, dispatched, first)
+            finished = tokens + vram.tokens_of(plan.text())  # what the slot's KV cache now holds
+        finally:
+            if runner is not None:
+                runner.cache.done(cache_slot, finished)
 
 
 async def _generate(ex: Exchange, plan: Plan, encoder: Encoder, dispatched: int, first: int) -> None:

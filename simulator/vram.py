@@ -105,27 +105,44 @@ def needs_reload(runner: Runner, wanted: Wanted) -> bool:
 
 
 class PrefixCache:
-    """One cached token sequence per parallel slot; a request takes the slot sharing the longest prefix."""
+    """One cached token sequence per parallel slot, chosen as llama.cpp's server chooses a slot.
+
+    ``get_available_slot``: among the idle slots, the one whose cache shares the longest prefix
+    with the prompt, if that prefix is more than ``SIMILARITY`` of the prompt
+    (``--slot-prompt-similarity``, 0.1 by default); else the least recently used idle slot.
+    """
+
+    SIMILARITY = 0.1
 
     def __init__(self, slots: int) -> None:
         self.entries: list[tuple[str, ...]] = [() for _ in range(max(slots, 1))]
+        self.used = [0] * len(self.entries)  # when each slot was last used (a counter)
+        self.busy = [False] * len(self.entries)
+        self._clock = 0
 
     def take(self, tokens: tuple[str, ...]) -> tuple[int, int]:
-        """(slot, tokens already cached): the longest shared prefix, else the least recently used slot."""
-        best, best_len = 0, -1
-        for index, entry in enumerate(self.entries):
-            shared = _shared_prefix(entry, tokens)
-            if shared > best_len:
+        """(slot, tokens already cached there), the slot now busy; (-1, 0) when every slot is."""
+        idle = [i for i, busy in enumerate(self.busy) if not busy]
+        if not idle:
+            return -1, 0
+        best, best_len = -1, 0
+        for index in idle:
+            shared = _shared_prefix(self.entries[index], tokens)
+            if shared > best_len and tokens and shared / len(tokens) > self.SIMILARITY:
                 best, best_len = index, shared
-        if best_len == 0:
-            best = 0  # nothing shared: the least recently used slot (the list is kept in use order)
-        entry = self.entries.pop(best)
-        self.entries.append(entry)
-        return len(self.entries) - 1, best_len
+        if best < 0:
+            best = min(idle, key=lambda i: self.used[i])
+        self.busy[best] = True
+        return best, best_len
 
-    def store(self, slot: int, tokens: tuple[str, ...]) -> None:
-        """The slot now holds ``tokens`` (prompt and answer)."""
-        if 0 <= slot < len(self.entries):
+    def done(self, slot: int, tokens: tuple[str, ...] | None) -> None:
+        """The request on ``slot`` ended; a finished one leaves ``tokens`` (prompt and answer) cached."""
+        if not 0 <= slot < len(self.entries):
+            return
+        self.busy[slot] = False
+        self._clock += 1
+        self.used[slot] = self._clock
+        if tokens is not None:
             self.entries[slot] = tokens
 
 

@@ -100,18 +100,34 @@ def test_prompt_evaluation_costs_only_the_tokens_not_cached(sim: ThreadHandle, h
     assert third["prompt_eval_duration"] >= 200 * rate * 0.95 * SECOND
 
 
-def test_the_cache_has_one_entry_per_parallel_slot() -> None:
+def test_the_cache_has_one_entry_per_parallel_slot_chosen_as_llama_cpp_does() -> None:
     cache = PrefixCache(2)
     a, b = tokens_of("alpha beta gamma"), tokens_of("delta epsilon")
-    slot, cached = cache.take(a)
-    cache.store(slot, a)
-    slot, cached = cache.take(b)
-    cache.store(slot, b)
-    assert cache.take(a + ("more",))[1] == 3 and cache.take(b)[1] == 2
+    for tokens in (a, b):
+        slot, cached = cache.take(tokens)
+        assert cached == 0
+        cache.done(slot, tokens)
+    slot_a, cached = cache.take(a + ("more",))
+    assert cached == 3
+    assert cache.take(b) == (1 - slot_a, 2)  # the other idle slot
+    assert cache.take(a) == (-1, 0)  # both busy: nothing cached to use
+    cache.done(slot_a, None)  # a request that failed leaves the slot as it was
+    assert cache.take(a)[1] == 3
     single = PrefixCache(1)
-    single.store(single.take(a)[0], a)
-    single.store(single.take(b)[0], b)
+    for tokens in (a, b):
+        slot, _ = single.take(tokens)
+        single.done(slot, tokens)
     assert single.take(a)[1] == 0
+
+
+def test_a_prompt_sharing_too_little_takes_the_least_recently_used_slot() -> None:
+    cache = PrefixCache(2)
+    old, new = ("s",) + tokens_of("one two three four five six seven eight nine ten"), ("s", "x") * 10
+    slot_old, _ = cache.take(old)
+    cache.done(slot_old, old)
+    slot_other, _ = cache.take(("z",))
+    cache.done(slot_other, ("z",))
+    assert cache.take(new) == (slot_old, 0)  # one token of twenty shared: below 10 %
 
 
 @pytest.mark.parametrize(
