@@ -7,28 +7,12 @@ import json
 import time
 
 import pytest
-import sqlalchemy as sa
 
-from common.db import make_sync_engine
-from common.models import ModelProfileRow
 from tests.proxy.fake_ollama import call
-from tests.proxy.support import log_rows
+from tests.proxy.support import log_rows, store_profile
 
 IP = "10.0.0.5"
 HEADER = "X-Seadragon-Adjusted"
-
-
-def store_profile(settings, model: str, **fields) -> None:
-    """Write a profile row as the admin app stores it."""
-    engine = make_sync_engine(settings.database_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.delete(ModelProfileRow).where(ModelProfileRow.model == model))
-            conn.execute(
-                sa.insert(ModelProfileRow).values(**{"model": model, "load_options": "client", **fields})
-            )
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
