@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from simulator import vram
 from simulator.exchange import NDJSON_TYPE, ClientGone, Exchange, HTTPError, dumps, go_json
 from simulator.faults import BUSY_MESSAGE
+from simulator.prefix_cache import tokens_of
 from simulator.text import answer_text, count_tokens, say_text, seed_of, split_tokens, token_json
 from simulator.tools import call_tokens, tool_calls_for
 
@@ -146,14 +147,14 @@ async def run_generation(ex: Exchange, plan: Plan, encoder: Encoder, keep_alive:
     async with slot(ex), vram.use(ex, plan.model, keep_alive, plan.options) as runner:
         dispatched = time.monotonic_ns()
         # Prompt evaluation: the tokens past the longest prefix a slot of this runner has cached.
-        tokens = vram.tokens_of(plan.prompt)
+        tokens = tokens_of(plan.prompt)
         cache_slot, cached = runner.cache.take(tokens) if runner is not None else (-1, 0)
         finished = None
         try:
             await ex.pause(ex.config.prompt_eval_rate * (len(tokens) - cached) + plan.first_delay)
             first = time.monotonic_ns()
             await _generate(ex, plan, encoder, dispatched, first)
-            finished = tokens + vram.tokens_of(plan.text())  # what the slot's KV cache now holds
+            finished = tokens + tokens_of(plan.text())  # what the slot's KV cache now holds
         finally:
             if runner is not None:
                 runner.cache.done(cache_slot, finished)

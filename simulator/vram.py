@@ -15,15 +15,12 @@ As Ollama's scheduler does (``server/sched.go``):
 - requests for a model being loaded wait for that load; at ``max_loaded`` the least
   recently used model goes. Cloud models run remotely and never take VRAM.
 
-Each runner keeps a prefix cache with one entry per parallel slot (:class:`PrefixCache`),
-as the llama runner keeps one KV cache per slot and gives a request the slot sharing the
-longest prefix with its prompt.
+Each runner keeps a prefix cache with one entry per parallel slot (:mod:`simulator.prefix_cache`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -32,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from common.durations import DurationError, parse_keep_alive
+from simulator.prefix_cache import PrefixCache
 from simulator.text import is_cloud_model, normalize_model
 
 if TYPE_CHECKING:
@@ -49,7 +47,6 @@ RUNNER_DEFAULTS: dict[str, Any] = {
     "num_thread": 0,
     "draft_num_predict": 0,
 }
-_TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
 def keep_alive_seconds(value: Any) -> float:
@@ -102,62 +99,6 @@ def needs_reload(runner: Runner, wanted: Wanted) -> bool:
     if isinstance(new["num_gpu"], int) and new["num_gpu"] < 0:
         existing["num_gpu"] = new["num_gpu"] = -1
     return existing != new
-
-
-class PrefixCache:
-    """One cached token sequence per parallel slot, chosen as llama.cpp's server chooses a slot.
-
-    ``get_available_slot``: among the idle slots, the one whose cache shares the longest prefix
-    with the prompt, if that prefix is more than ``SIMILARITY`` of the prompt
-    (``--slot-prompt-similarity``, 0.1 by default); else the least recently used idle slot.
-    """
-
-    SIMILARITY = 0.1
-
-    def __init__(self, slots: int) -> None:
-        self.entries: list[tuple[str, ...]] = [() for _ in range(max(slots, 1))]
-        self.used = [0] * len(self.entries)  # when each slot was last used (a counter)
-        self.busy = [False] * len(self.entries)
-        self._clock = 0
-
-    def take(self, tokens: tuple[str, ...]) -> tuple[int, int]:
-        """(slot, tokens already cached there), the slot now busy; (-1, 0) when every slot is."""
-        idle = [i for i, busy in enumerate(self.busy) if not busy]
-        if not idle:
-            return -1, 0
-        best, best_len = -1, 0
-        for index in idle:
-            shared = _shared_prefix(self.entries[index], tokens)
-            if shared > best_len and tokens and shared / len(tokens) > self.SIMILARITY:
-                best, best_len = index, shared
-        if best < 0:
-            best = min(idle, key=lambda i: self.used[i])
-        self.busy[best] = True
-        return best, best_len
-
-    def done(self, slot: int, tokens: tuple[str, ...] | None) -> None:
-        """The request on ``slot`` ended; a finished one leaves ``tokens`` (prompt and answer) cached."""
-        if not 0 <= slot < len(self.entries):
-            return
-        self.busy[slot] = False
-        self._clock += 1
-        self.used[slot] = self._clock
-        if tokens is not None:
-            self.entries[slot] = tokens
-
-
-def _shared_prefix(a: tuple[str, ...], b: tuple[str, ...]) -> int:
-    count = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        count += 1
-    return count
-
-
-def tokens_of(text: str) -> tuple[str, ...]:
-    """The simulator's tokens of ``text`` (words and punctuation, as ``count_tokens`` counts them)."""
-    return tuple(_TOKEN.findall(text))
 
 
 @dataclass(eq=False)

@@ -11,7 +11,8 @@ import pytest
 
 from common.durations import DurationError, format_duration, parse_go_duration, parse_keep_alive
 from simulator import ThreadHandle
-from simulator.vram import PrefixCache, Runner, needs_reload, tokens_of, wanted_options
+from simulator.prefix_cache import PrefixCache, tokens_of
+from simulator.vram import Runner, needs_reload, wanted_options
 
 LOAD = 0.25
 SECOND = 1e9
