@@ -44,7 +44,9 @@ async def serve_queued(
     model = model_of(fields)
     content = apply_profile(proxied, content, fields, model)  # docs/contract.md §12
     max_parallel = profile_for(proxied.gw, model).max_parallel
-    conversation = conversation_key(route.upstream_path, fields, headers, model)
+    # A conversation's key only matters where there is a backend to stick to (docs/contract.md §12).
+    sticky = proxied.gw.settings.sticky_max_delay > 0 and len(proxied.gw.pool.backends) > 1
+    conversation = conversation_key(route.upstream_path, fields, headers, model) if sticky else None
     task = proxied.enqueue(model, max_parallel=max_parallel, conversation=conversation)
     sse = stream and route.dialect.sse
     if stream and (sse or proxied.gw.settings.early_headers):
