@@ -60,7 +60,7 @@ def test_an_admin_pins_a_models_load_options_from_the_models_page(new_page, live
     chat(live_server, key)
     expect(row.locator("td").nth(5)).to_have_text("2", timeout=LIVE)  # adjusted in 24 h
     expect(row.locator("td").nth(4)).to_have_text("2")  # loads in 24 h: the first, and the pin's
-    snap(page, "models")
+    snap(page, "models-page-with-a-profile")
 
 
 def live_server_backend(server) -> str:
