@@ -118,6 +118,7 @@ def _register_blueprints(app: Flask) -> None:
         dashboard,
         docs,
         home,
+        models_page,
         requests_log,
         tokens,
         users,
@@ -126,7 +127,21 @@ def _register_blueprints(app: Flask) -> None:
     from admin_app.cli import register_commands
     from admin_app.errors import register_error_handlers
 
-    modules = (auth, dashboard, whitelist, tokens, apikeys, users, audit, requests_log, api, docs, chat, home)
+    modules = (
+        auth,
+        dashboard,
+        whitelist,
+        tokens,
+        apikeys,
+        users,
+        audit,
+        requests_log,
+        models_page,
+        api,
+        docs,
+        chat,
+        home,
+    )
     for module in modules:
         app.register_blueprint(module.bp)
     register_error_handlers(app)

@@ -85,6 +85,12 @@ QUEUE_ROUTES = {
         "queue_admin.cancel",
         "Cancel a waiting (503 to its client) or active (in-band error) request; 404 if unknown",
     ),
+    # docs/contract.md §12: only the gateway knows which backend has which model loaded.
+    "/api/admin/models": (
+        "get",
+        "models_admin.models",
+        "Every model the backends have: where it is loaded, its profile, its loads and adjustments in 24 h",
+    ),
 }
 SUMMARIES = {
     "/api/generate": "Generate a completion",
@@ -191,6 +197,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "in_use": {"type": "integer"},
             "models": {"type": ["array", "null"], "items": {"type": "string"}},
         },
+    },
+    "ModelEntry": {
+        "type": "object",
+        "description": "A model any backend has (docs/contract.md §12).",
+        "properties": {
+            "model": {"type": "string", "description": "The normalised name (llama3.2 = llama3.2:latest)."},
+            "backends": {"type": "array", "items": {"type": "string"}, "description": "Redacted URLs."},
+            "loaded_on": {"type": "array", "items": {"type": "string"}, "description": "Per /api/ps."},
+            "profile": {"type": ["object", "null"], "description": "null when the model has none."},
+            "adjusted_24h": {"type": "integer", "description": "Requests whose body the gateway changed."},
+            "loads_24h": {"type": "integer", "description": "Responses whose load_duration shows a load."},
+        },
+        "required": ["model", "backends", "loaded_on", "profile", "adjusted_24h", "loads_24h"],
     },
     "QueueEntry": {
         "type": "object",
@@ -365,10 +384,13 @@ def _queue_route(endpoint: str, summary: str) -> dict[str, Any]:
         "security": ADMIN_SECURITY,
     }
     refusals = {"401": _error("Not signed in."), "403": _error("Not an administrator.")}
-    if endpoint == "queue_admin.queue":
-        listing = {"type": "array", "items": _ref("QueueEntry")}
+    if endpoint in ("queue_admin.queue", "models_admin.models"):
+        entry, what = (
+            ("QueueEntry", "The queue") if endpoint == "queue_admin.queue" else ("ModelEntry", "Models")
+        )
+        listing = {"type": "array", "items": _ref(entry)}
         operation["responses"] = {
-            "200": {"description": "The queue", "content": {"application/json": {"schema": listing}}},
+            "200": {"description": what, "content": {"application/json": {"schema": listing}}},
             **refusals,
         }
         return operation

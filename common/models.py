@@ -240,6 +240,24 @@ class RequestLog(Base):
     # (None: it never held one); Ollama's load_duration when its final chunk reported one.
     gpu_ms: Mapped[float | None] = mapped_column(sa.Float)
     load_ms: Mapped[float | None] = mapped_column(sa.Float)
+    # docs/contract.md §12: whether Ollama's load_duration showed a model load, and whether the
+    # gateway changed the body's load options or keep_alive (a model profile or LOAD_OPTIONS).
+    model_loaded: Mapped[bool | None] = mapped_column()
+    adjusted: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+
+
+class ModelProfileRow(Base):
+    """A model's profile (docs/contract.md §12), keyed by the normalised model name."""
+
+    __tablename__ = "model_profiles"
+
+    model: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    load_options: Mapped[str | dict] = mapped_column(sa.JSON, default="client")  # client, server or keys
+    keep_alive: Mapped[str | float | None] = mapped_column(sa.JSON)  # as given: seconds or "30m"
+    keep_alive_min: Mapped[str | float | None] = mapped_column(sa.JSON)
+    keep_alive_max: Mapped[str | float | None] = mapped_column(sa.JSON)
+    max_parallel: Mapped[int | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class Conversation(Base):

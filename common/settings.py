@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from common.durations import DurationError, parse_keep_alive
 from common.network import normalise_network
 
 PREFIX = "SEADRAGON_"
@@ -101,6 +102,10 @@ class Settings:
     fair_share_seconds: float = 10.0  # GPU seconds worth one fair-share step; 0 = off (§13)
     fair_share_window: float = 300.0  # seconds of GPU time counted for fair share (§13)
     webchat_daily_gpu_seconds: int | None = None  # default GPU-time budget of users (§13)
+    load_options: str = "client"  # client | server: Runner options of models without a profile (§12)
+    keep_alive_min: str | float | None = None  # clamp of keep_alive for models without a profile
+    keep_alive_max: str | float | None = None
+    sticky_max_delay: float = 10.0  # seconds a conversation's turn waits for its own backend (§12)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -167,6 +172,10 @@ class Settings:
             fair_share_seconds=env.float("FAIR_SHARE_SECONDS", 10.0, minimum=0.0),
             fair_share_window=env.float("FAIR_SHARE_WINDOW", 300.0, minimum=1.0),
             webchat_daily_gpu_seconds=env.optional_int("WEBCHAT_DAILY_GPU_SECONDS", minimum=1, maximum=10**9),
+            load_options=env.choice("LOAD_OPTIONS", "client", ("client", "server")),
+            keep_alive_min=env.duration("KEEP_ALIVE_MIN"),
+            keep_alive_max=env.duration("KEEP_ALIVE_MAX"),
+            sticky_max_delay=env.float("STICKY_MAX_DELAY", 10.0, minimum=0.0),
         )
 
 
@@ -229,6 +238,20 @@ class _Env:
         if value != value or value in (float("inf"), float("-inf")) or value < minimum:
             raise ConfigError(f"{PREFIX}{name}: must be a number of at least {minimum}, got {raw!r}")
         return value
+
+    def duration(self, name: str) -> str | float | None:
+        """A keep_alive as Ollama reads it (seconds, or a Go duration like 30m), or None when unset."""
+        raw = self.str(name, "")
+        if raw == "":
+            return None
+        try:
+            value: str | float = float(raw) if re.fullmatch(r"-?\d+(\.\d+)?", raw) else raw
+            parse_keep_alive(value)
+        except DurationError:
+            raise ConfigError(
+                f"{PREFIX}{name}: expected seconds or a duration like 30m or 1h30m, got {raw!r}"
+            ) from None
+        return int(value) if isinstance(value, float) and value.is_integer() else value
 
     def bool(self, name: str, default: bool) -> bool:
         raw = self.str(name, "").lower()

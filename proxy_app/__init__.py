@@ -6,7 +6,7 @@ import httpx
 from quart import Quart
 
 from common.settings import Settings
-from proxy_app import chat_stream, monitor, pages, queue_admin, views
+from proxy_app import chat_stream, models_admin, monitor, pages, queue_admin, views
 from proxy_app import gateway as gateway_module
 from proxy_app.cors import install_cors
 from proxy_app.errors import register_error_handlers
@@ -54,6 +54,7 @@ def create_app(
     for browser_side in (chat_stream.bp, pages.bp):  # the web chat's answers; pages for browsers (§9)
         app.register_blueprint(browser_side)
     app.register_blueprint(queue_admin.bp)
+    app.register_blueprint(models_admin.bp)
     register_error_handlers(app)
     install_cors(app, settings.cors_origins)
     gateway_module.install(

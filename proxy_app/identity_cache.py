@@ -20,7 +20,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.models import AccessToken, APIKey, User, WhitelistEntry, utcnow
+from common.model_profiles import ModelProfile, validate_profile
+from common.models import AccessToken, APIKey, ModelProfileRow, User, WhitelistEntry, utcnow
 from common.network import Whitelist, WhitelistRule, normalise_network
 from common.policies import Policy, effective_user_policy
 from common.security import hash_secret, looks_like_api_key
@@ -76,6 +77,8 @@ class Snapshot:
     tokens: dict[str, TokenRecord] = field(default_factory=dict)
     # Only identities with a policy: "key:3", "ip:7", "user:12" (common.sources.who_of).
     policies: dict[str, Policy] = field(default_factory=dict)
+    # Model profiles by normalised model name (docs/contract.md §12).
+    profiles: dict[str, ModelProfile] = field(default_factory=dict)
 
     def policy_of(self, who: str) -> Policy:
         """The policy of an identity (a user's with WEBCHAT_* filled in); no limits if it has none."""
@@ -148,6 +151,7 @@ async def load_snapshot(engine: AsyncEngine, settings: Settings) -> Snapshot:
                 AccessToken.expires_at,
             ).where(AccessToken.expires_at > utcnow())
         )
+        profiles = await conn.execute(sa.select(*ModelProfileRow.__table__.columns))
         rules = []
         for entry in entries:
             try:
@@ -170,7 +174,27 @@ async def load_snapshot(engine: AsyncEngine, settings: Settings) -> Snapshot:
             users=user_records,
             tokens={row.token_hash: TokenRecord(*row[1:]) for row in tokens},
             policies=policies,
+            profiles=read_profiles(profiles),
         )
+
+
+def read_profiles(rows: sa.Result) -> dict[str, ModelProfile]:
+    """The stored profiles, each checked again (a row written by hand must not break the proxy)."""
+    profiles = {}
+    for row in rows:
+        try:
+            profiles[row.model] = validate_profile(
+                {
+                    "load_options": row.load_options,
+                    "keep_alive": row.keep_alive,
+                    "keep_alive_min": row.keep_alive_min,
+                    "keep_alive_max": row.keep_alive_max,
+                    "max_parallel": row.max_parallel,
+                }
+            )
+        except ValueError as exc:
+            log.warning("model profile %r is unreadable (%s); ignored", row.model, exc)
+    return profiles
 
 
 async def _load_key(engine: AsyncEngine, key_hash: str) -> tuple[KeyInfo, Policy] | None:

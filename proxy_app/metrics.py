@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from common.policies import normalise_model_name
 from proxy_app.cloud_policy import is_cloud_model
 from proxy_app.live_stats import SOURCES
 from proxy_app.request_log import RequestRecord
@@ -87,6 +88,13 @@ class Metrics:
         )
         for source in SOURCES:
             self._gpu.labels(source)  # present at 0 from the start
+        # docs/contract.md §12: requests whose load options or keep_alive the gateway changed.
+        self._adjusted = Counter(
+            "seadragon_load_options_adjusted",
+            "Requests whose load options or keep_alive a model profile (or LOAD_OPTIONS) changed, by model.",
+            ["model"],
+            registry=self.registry,
+        )
         self.registry.register(_LiveCollector(snapshot_fn, writer, open_connections_fn))
 
     def observe(self, rec: RequestRecord) -> None:
@@ -97,6 +105,8 @@ class Metrics:
             self._cloud.labels(source, str(rec.status)).inc()
         if rec.status == 499:
             self._disconnects.labels(rec.stage or UNKNOWN).inc()
+        if rec.adjusted:
+            self._adjusted.labels(normalise_model_name(rec.model or "")).inc()
         if rec.queue_wait_ms is not None:
             self._waits.labels(source).observe(rec.queue_wait_ms / 1000)
         if rec.gpu_ms is not None:

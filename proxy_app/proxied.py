@@ -54,6 +54,7 @@ from proxy_app.cloud_lane import serve_cloud
 from proxy_app.cloud_policy import admin_or_whitelisted, check_cloud_access, is_cloud_model
 from proxy_app.errors import KNOWN_ERRORS, Forbidden, ProxyError, Unavailable, as_proxy_error
 from proxy_app.gateway import SHUTTING_DOWN, Gateway
+from proxy_app.model_profiles import model_loaded
 from proxy_app.queued import serve_queued
 from proxy_app.request_log import RequestRecord
 from proxy_app.routes import Lane, Route
@@ -89,6 +90,7 @@ class ProxiedRequest:
         self.principal: Principal | None = None
         self.model: str | None = None
         self.usage: UsageTracker | None = None  # generations only: their token counts
+        self.adjusted: list[str] = []  # what its model's profile changed (docs/contract.md §12)
         # The queue: the scheduler's task while waiting, its grant once dispatched.
         self.task: asyncio.Task[Grant] | None = None
         self.grant: Grant | None = None
@@ -169,8 +171,13 @@ class ProxiedRequest:
                 return await serve_cloud(self, content, headers, fields)
             return await serve_queued(self, content, headers, fields)
 
-    def enqueue(self, model: str | None) -> asyncio.Task[Grant]:
-        """Ask the scheduler for a slot for ``model``, in the background (see :meth:`wait_for_slot`)."""
+    def enqueue(
+        self, model: str | None, *, max_parallel: int | None = None, conversation: str | None = None
+    ) -> asyncio.Task[Grant]:
+        """Ask the scheduler for a slot for ``model``, in the background (see :meth:`wait_for_slot`).
+
+        ``max_parallel`` is the model's cap and ``conversation`` its key (docs/contract.md §12).
+        """
         identity = self.identity
         if identity is None:
             raise RuntimeError("ProxiedRequest.admit() first")
@@ -187,6 +194,8 @@ class ProxiedRequest:
             endpoint=self.endpoint,
             principal=self.principal,
             limits=limit_subjects(identity),
+            max_parallel=max_parallel,
+            conversation=conversation,
         )
         self.task = asyncio.ensure_future(self.gw.scheduler.acquire(ticket))
         return self.task
@@ -356,6 +365,10 @@ class ProxiedRequest:
             end_user=identity.end_user if identity else None,
             gpu_ms=self.gpu_ms,
             load_ms=self.usage.load_ms() if self.usage is not None else None,
+            model_loaded=model_loaded(self.usage.final_line())
+            if self.usage is not None and self.usage.kind == "ollama"
+            else None,
+            adjusted=bool(self.adjusted),
         )
 
     def _refused_key_prefix(self) -> str | None:

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 from quart import Response
 
 from proxy_app.bodies import model_of
+from proxy_app.conversations import conversation_key
 from proxy_app.errors import ProxyError
 from proxy_app.headers import returned_headers
+from proxy_app.model_profiles import adjusted_headers, apply_profile, profile_for
 from proxy_app.routes import wants_stream
 from proxy_app.scheduler import Grant
 from proxy_app.upstream import Exchange, error_message
@@ -39,7 +41,13 @@ async def serve_queued(
         raise TypeError("a queued request's body is read whole before it queues")
     route = proxied.route
     stream = wants_stream(route, fields)
-    task = proxied.enqueue(model_of(fields))
+    model = model_of(fields)
+    content = apply_profile(proxied, content, fields, model)  # docs/contract.md §12
+    max_parallel = profile_for(proxied.gw, model).max_parallel
+    # A conversation's key only matters where there is a backend to stick to (docs/contract.md §12).
+    sticky = proxied.gw.settings.sticky_max_delay > 0 and len(proxied.gw.pool.backends) > 1
+    conversation = conversation_key(route.upstream_path, fields, headers, model) if sticky else None
+    task = proxied.enqueue(model, max_parallel=max_parallel, conversation=conversation)
     sse = stream and route.dialect.sse
     if stream and (sse or proxied.gw.settings.early_headers):
         done, _ = await asyncio.wait({task}, timeout=EARLY_GRACE)
@@ -62,6 +70,7 @@ async def answer(proxied: ProxiedRequest, exchange: Exchange, stream: bool) -> R
     returned = [
         *returned_headers(exchange.response.headers),
         ("X-Seadragon-Queue-Wait", str(proxied.wait_ms)),
+        *adjusted_headers(proxied),
     ]
     if not 200 <= exchange.status_code < 300:
         try:
@@ -84,7 +93,7 @@ def early_stream(
 ) -> Response:
     """A 200 stream whose headers go out now, while the request still waits for a slot."""
     content_type = "text/event-stream" if sse else "application/x-ndjson"
-    early = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    early = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **dict(adjusted_headers(proxied))}
     body = _early_body(proxied, task, content, headers, sse)
     response = Response(body, status=200, content_type=content_type, headers=early)
     response.timeout = None

@@ -75,6 +75,8 @@ class RequestRecord:
     end_user: str | None = None  # the person behind a shared key (its end_user_header's value)
     gpu_ms: float | None = None  # slot time, dispatch to last byte or failure (None: never held one)
     load_ms: float | None = None  # Ollama's load_duration, when its final chunk reported one
+    model_loaded: bool | None = None  # Ollama's load_duration showed a load (docs/contract.md §12)
+    adjusted: bool = False  # the gateway changed its load options or keep_alive
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None:

@@ -23,6 +23,10 @@ with its model loaded. If that backend has not loaded ``N``'s model, the best el
 ticket of a model it has loaded goes instead when its effective priority is within
 ``MODEL_AFFINITY`` of ``N``'s, unless ``N`` was first passed over ``AFFINITY_MAX_DELAY``
 seconds ago or more ("passed over" = being the next ticket while another goes first).
+
+Per-model caps (``max_parallel``) and conversation homes (``STICKY_MAX_DELAY``) decide which
+backend a ticket may take (docs/contract.md §12, :mod:`proxy_app.placement`): a capped model's
+tickets and a turn waiting for its home are skipped, and the next model's ticket goes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from collections.abc import Callable
 from common.settings import Settings
 from proxy_app.backends import BackendPool, BackendState
 from proxy_app.gpu_time import GpuUsage
+from proxy_app.placement import Homes, ModelCaps, placed
 from proxy_app.tickets import (
     ADMIN_CANCEL,
     SOURCES,
@@ -95,6 +100,8 @@ class _Waiter:
         "deadline",
         "future",
         "passed_at",
+        "sticky_since",
+        "sticky_timer",
     )
 
     def __init__(self, ticket: Ticket, key: tuple[float, int], points: float, enqueued: float, future):
@@ -108,6 +115,8 @@ class _Waiter:
         self.deadline = 0.0  # event-loop time when QUEUE_TIMEOUT runs out
         self.future: asyncio.Future[Grant] = future
         self.passed_at: float | None = None  # first time model affinity passed it over
+        self.sticky_since: float | None = None  # first time another backend could have taken it
+        self.sticky_timer: asyncio.TimerHandle | None = None
 
 
 class LocalScheduler:
@@ -133,6 +142,8 @@ class LocalScheduler:
         self._mean_hold = 5.0  # seconds a slot is held, moving average, for Retry-After
         self.service = ServiceTimes()
         self.gpu = GpuUsage(settings.fair_share_window)  # docs/contract.md §13: slot time per identity
+        self._caps = ModelCaps()  # docs/contract.md §12: max_parallel per model
+        self._homes = Homes()  # docs/contract.md §12: where each conversation was served last
         pool.on_change(self._dispatch)
 
     async def start(self) -> None:
@@ -157,11 +168,14 @@ class LocalScheduler:
             raise NoBackend("no healthy backend serves this model", retry_after=self._backend_retry())
         now = self._clock()
         who, subjects = ticket.who, ticket.subjects
-        if self._queue.set_limits((subject.who, subject.max_concurrent) for subject in subjects):
-            self._dispatch()  # a raised limit lets the subject's waiting tickets go first
+        unblocked = self._queue.set_limits((subject.who, subject.max_concurrent) for subject in subjects)
+        if self._caps.set(group_of(ticket.model), ticket.max_parallel) or unblocked:
+            self._dispatch()  # a raised limit or cap lets waiting tickets go first
         points = self._points(who, now)
+        backend, for_home = None, False
         blocked = self._queue.blocked_by(subject.who for subject in subjects)
-        backend = None if blocked else self.pool.pick(ticket.model)
+        if not blocked and not self._caps.full(group_of(ticket.model)):
+            backend, for_home = self._place(ticket, None, now)
         if backend is not None:
             return self._take(ticket, backend, waited=0.0, points=points, now=now)
         for subject in subjects:
@@ -180,6 +194,8 @@ class LocalScheduler:
                 worst, Evicted("the queue is full and a request ranked ahead of this one", retry_after=retry)
             )
         waiter = self._enqueue(ticket, key, points, now)
+        if for_home:
+            self._wait_for_home(waiter, now)
         try:
             return await waiter.future
         except asyncio.CancelledError:
@@ -212,6 +228,8 @@ class LocalScheduler:
     ) -> Grant:
         backend.in_use += 1
         backend.given(group_of(ticket.model))
+        self._caps.holding(group_of(ticket.model), +1)
+        self._homes.remember(ticket.conversation, backend.url)
         self._active[ticket.source] += 1
         self._queue.holding(ticket.who, _names(ticket), +1)
         effective = ticket.priority + points - self._rate * waited / 60.0
@@ -228,6 +246,7 @@ class LocalScheduler:
         grant.released = True
         self._grants.pop(grant.ticket.request_id, None)
         grant.backend.in_use -= 1
+        self._caps.holding(group_of(grant.ticket.model), -1)
         self._active[grant.ticket.source] -= 1
         self._queue.holding(grant.ticket.who, _names(grant.ticket), -1)
         now = self._clock()
@@ -305,13 +324,33 @@ class LocalScheduler:
     def _dispatch(self) -> None:
         """Grant free slots to the best eligible tickets whose model can run now (with affinity)."""
         while self._waiters and any(b.healthy and b.free > 0 for b in self.pool.backends):
+            now = self._clock()
             for nxt in self._queue.heads():
-                backend = self.pool.pick(nxt.ticket.model)
+                if self._caps.full(nxt.group):
+                    continue  # max_parallel: the model waits, the next model's ticket may go
+                backend, for_home = self._place(nxt.ticket, nxt, now)
                 if backend is not None:
                     break
+                if for_home:
+                    self._wait_for_home(nxt, now)
             else:
                 return
             self._grant(self._affine(nxt, backend), backend)
+
+    def _place(self, ticket: Ticket, waiter: _Waiter | None, now: float) -> tuple[BackendState | None, bool]:
+        """A free backend for ``ticket`` (its conversation's home first), or None and whether it
+        waits for its home while another backend is free (docs/contract.md §12)."""
+        home = self._homes.home(self.pool, ticket.model, ticket.conversation)
+        since = waiter.sticky_since if waiter is not None else None
+        return placed(self.pool, ticket.model, home, since, now, self.settings.sticky_max_delay)
+
+    def _wait_for_home(self, waiter: _Waiter, now: float) -> None:
+        """Start the ticket's STICKY_MAX_DELAY (once), with a wake-up when it runs out."""
+        if waiter.sticky_since is not None:
+            return
+        waiter.sticky_since = now
+        delay = self.settings.sticky_max_delay
+        waiter.sticky_timer = asyncio.get_running_loop().call_later(delay, self._dispatch)
 
     def _affine(self, nxt: _Waiter, backend: BackendState) -> _Waiter:
         """The ticket that takes ``backend``: ``nxt``, or one for a loaded model within MODEL_AFFINITY."""
@@ -330,6 +369,7 @@ class LocalScheduler:
                 and (best is None or head.key < best.key)
                 and backend.has_loaded(head.ticket.model)
                 and backend in self.pool.candidates(head.ticket.model)
+                and not self._caps.full(group)
             ):
                 best = head
         if best is None:
@@ -352,6 +392,8 @@ class LocalScheduler:
         """Take a waiting ticket out of every index."""
         del self._waiters[waiter.ticket.request_id]
         self._queue.remove(waiter)
+        if waiter.sticky_timer is not None:
+            waiter.sticky_timer.cancel()
         self._queued[waiter.ticket.source] -= 1
         if len(self._arrivals) > 2 * len(self._waiters) + 1024:
             self._arrivals = deque(w for w in self._arrivals if w.ticket.request_id in self._waiters)

@@ -6,7 +6,7 @@
 --   "routes": {model: [url]}, "default": [url], "loaded": {url: [model]} (its /api/ps),
 --   "capacity": {url: n} (the most models /api/ps listed at once), "fair": n, "fair_seconds": s,
 --   "fair_window": s,
---   "slack": n, "max_delay": s} (healthy backends only, in configured order), ARGV[4] lease
+--   "slack": n, "max_delay": s, "sticky": s} (healthy backends only, in configured order), ARGV[4] lease
 --   in ms, ARGV[5] the clock in seconds ('' = Redis TIME); the rest per command.
 -- Keys are built from the prefix, so this runs on a single Redis (not a cluster).
 
@@ -98,6 +98,24 @@ local function rebalancing(subjects, change)
     if was[i] and not blocked(w) then freed = true end
   end
   return freed
+end
+
+-- docs/contract.md §12: a model at its max_parallel (``mcap``) waits; ``mactive`` counts its slots.
+local function capped(model)
+  if model == '' then return false end
+  local cap = redis.call('HGET', P .. ':mcap', model)
+  return cap ~= false and num(redis.call('HGET', P .. ':mactive', model)) >= tonumber(cap)
+end
+
+local function model_holding(model, delta)
+  if model == nil or model == '' then return end
+  if redis.call('HINCRBY', P .. ':mactive', model, delta) <= 0 then redis.call('HDEL', P .. ':mactive', model) end
+end
+
+-- A conversation's home: the backend that served its last turn, kept for a day.
+local HOME_SECONDS = 86400
+local function remember_home(conv, url)
+  if conv and conv ~= '' then redis.call('SET', P .. ':home:' .. conv, url, 'EX', HOME_SECONDS) end
 end
 
 local function holding(who, subjects, delta)
@@ -254,6 +272,7 @@ local function release(rid, url, held)
     redis.call('HINCRBY', P .. ':counts', 'active:' .. (t.source or 'unknown'), -1)
     holding(t.who or '', t.subjects, -1)
     slot_given_back(rid, t.who or '')
+    model_holding(t.model, -1)
     if held and t.model and t.model ~= '' then
       local field = t.model .. '\n' .. url
       local old = tonumber(redis.call('HGET', P .. ':svc', field))
@@ -315,6 +334,21 @@ local function serves(url, model)
   return false
 end
 
+-- placed() in proxy_app/placement.py: the conversation's home when free; when it is busy and
+-- another backend is free, nothing until ``sticky`` seconds after that was first seen
+-- (the ticket's ``sticky`` field); then anywhere. Returns the url (or nil) and whether it waits.
+local function place(rid, model, conv, free)
+  local anywhere = pick(free, model)
+  local delay = cfg.sticky or 0
+  if anywhere == nil or not conv or conv == '' or delay <= 0 or #routes(model) < 2 then return anywhere, false end
+  local home = redis.call('GET', P .. ':home:' .. conv)
+  if not home or home == anywhere or not serves(home, model) then return anywhere, false end
+  if (free[home] or 0) > 0 then return home, false end
+  local since = rid and tonumber(redis.call('HGET', tkey(rid), 'sticky'))
+  if since and secs - since >= delay then return anywhere, false end
+  return nil, true
+end
+
 local function free_slots()
   local free = {}
   for url, slots in pairs(cfg.backends) do
@@ -340,6 +374,8 @@ local function grant_waiting(rid, member, model, url, free)
   redis.call('HINCRBY', P .. ':counts', 'active:' .. t.source, 1)
   holding(t.who, t.subjects, 1)
   given(url, model)
+  model_holding(model, 1)
+  remember_home(redis.call('HGET', tkey(rid), 'conv'), url)
   -- Always told, even the enqueuing caller that also gets the answer directly:
   -- if that caller was cancelled meanwhile, the notice is what gives the slot back.
   local inbox = P .. ':granted:' .. t.owner
@@ -358,7 +394,7 @@ local function affine(nxt, url)
   for _, m in ipairs(redis.call('SMEMBERS', P .. ':models')) do
     local h = head(P .. ':ready:' .. m)
     if h and h[2] <= nxt[2] + cfg.slack and (best == nil or before(h, best)) and loaded(url, m)
-        and serves(url, m) then
+        and serves(url, m) and not capped(m) then
       best = {h[1], h[2], m}
     end
   end
@@ -379,8 +415,15 @@ local function dispatch()
     table.sort(heads, before)
     local nxt, url
     for _, h in ipairs(heads) do
-      url = pick(free, h[3])
-      if url then nxt = h break end
+      if not capped(h[3]) then
+        local rid = string.sub(h[1], 17)
+        local for_home
+        url, for_home = place(rid, h[3], redis.call('HGET', tkey(rid), 'conv'), free)
+        if url then nxt = h break end
+        if for_home and not redis.call('HGET', tkey(rid), 'sticky') then
+          redis.call('HSET', tkey(rid), 'sticky', string.format('%.17g', secs))
+        end
+      end
     end
     if not nxt then return end
     local chosen = affine(nxt, url)
@@ -397,14 +440,20 @@ end
 if cmd == 'enqueue' then
   -- ARGV: 6 rid, 7 model group, 8 source, 9 base priority, 10 aging per minute, 11 owner,
   -- 12 timeout ms, 13 max queue, 14 who, 15 JSON [[subject, max_queued, max_concurrent]] (-1 = none),
-  -- 16 unused, 17 endpoint
+  -- 16 unused, 17 endpoint, 18 the model's max_parallel ('' = none), 19 conversation key ('' = none)
   local rid, model, source, owner, who = ARGV[6], ARGV[7], ARGV[8], ARGV[11], ARGV[14]
+  local conv = ARGV[19] or ''
   if redis.call('EXISTS', tkey(rid)) == 1 then return {'duplicate'} end
   redis.call('SET', P .. ':inst:' .. owner, '1', 'PX', lease)
   local limits = cjson.decode(ARGV[15])
   local subjects = {}
   for i, l in ipairs(limits) do subjects[i] = l[1] end
-  if set_limits(limits) then dispatch() end
+  local unblocked = set_limits(limits)
+  local was_capped = capped(model)
+  if model ~= '' then
+    if tonumber(ARGV[18]) then redis.call('HSET', P .. ':mcap', model, ARGV[18]) else redis.call('HDEL', P .. ':mcap', model) end
+  end
+  if unblocked or (was_capped and not capped(model)) then dispatch() end
   local mine = num(redis.call('HGET', P .. ':waiting', who)) + num(redis.call('HGET', P .. ':active', who))
   local points = 0
   if who ~= '' and cfg.fair > 0 and cfg.fair_seconds > 0 then
@@ -415,10 +464,10 @@ if cmd == 'enqueue' then
   redis.call('HSET', tkey(rid), 'model', model, 'who', who, 'source', source, 'owner', owner,
     'deadline', now + tonumber(ARGV[12]), 'base', ARGV[9], 'points', string.format('%.17g', points),
     'enq', string.format('%.17g', secs), 'endpoint', ARGV[17], 'state', 'new',
-    'subj', table.concat(subjects, '\n'))
+    'subj', table.concat(subjects, '\n'), 'conv', conv)
   local free = free_slots()
   local url = nil
-  if not blocked_by(subjects) then url = pick(free, model) end
+  if not blocked_by(subjects) and not capped(model) then url = place(nil, model, conv, free) end
   if url then
     redis.call('ZADD', P .. ':leases:' .. url, lease_end, rid)
     redis.call('HSET', tkey(rid), 'state', 'granted', 'backend', url, 'waited', '0')
@@ -426,6 +475,8 @@ if cmd == 'enqueue' then
     redis.call('HINCRBY', P .. ':counts', 'active:' .. source, 1)
     holding(who, subjects, 1)
     given(url, model)
+    model_holding(model, 1)
+    remember_home(conv, url)
     notify(owner, 'g\n' .. url .. '\n' .. rid)
     return {'granted', url, string.format('%.17g', points)}
   end

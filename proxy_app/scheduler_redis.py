@@ -1,7 +1,8 @@
 """The scheduler shared through Redis: several gateway instances, one queue, one set of slots.
 
 Same interface and rules as :class:`proxy_app.scheduler.LocalScheduler` (docs/contract.md §5,
-§7, §8: aging, fair share, eviction, max_queued / max_concurrent, model affinity); every
+§7, §8, §12: aging, fair share, eviction, max_queued / max_concurrent, model affinity,
+max_parallel, sticky conversations); every
 step that touches shared state is one atomic Lua script (``scheduler_redis.lua``), and
 ``scheduler_redis_wire`` turns its replies into Python. Longer than 300 lines because the
 acquire / grant / give-back races it settles belong together.
@@ -25,6 +26,8 @@ Keys, under ``<prefix>:`` (default ``seadragon``):
   lease expiry; ``recent:<url>`` sorted set: the models it was given, scored by the shared
   counter ``recent_seq`` (model affinity, proxy_app/backends.py); ``svc`` mean service seconds
   per ``model\nurl``; ``counts`` hash of ``queued:<source>`` / ``active:<source>``;
+- ``mcap`` / ``mactive`` hashes per model group: its max_parallel and slots held (§12);
+  ``home:<conversation>`` the backend that served the conversation's last turn (a day's TTL);
 - ``inst:<instance>`` heartbeat; ``granted:<instance>`` the instance's inbox: ``g`` grant,
   ``e`` evicted, ``c`` cancelled by an administrator (issued on any instance).
 
@@ -242,6 +245,8 @@ class RedisScheduler:
             ),
             "",
             ticket.endpoint or "",
+            "" if ticket.max_parallel is None else ticket.max_parallel,
+            ticket.conversation or "",
         ]
 
     def _full_retry(self) -> int:

@@ -44,6 +44,7 @@ def script_config(pool: BackendPool, settings: Settings) -> str:
         "fair_window": settings.fair_share_window,
         "slack": settings.model_affinity,
         "max_delay": settings.affinity_max_delay,
+        "sticky": settings.sticky_max_delay,
     }
     return json.dumps(config)
 

@@ -90,6 +90,8 @@ class Ticket:
     endpoint: str | None = None  # shown in the queue view (§8)
     principal: Any = None
     limits: tuple[LimitSubject, ...] = ()  # whose limits bound it; empty: ``who`` with the two above
+    max_parallel: int | None = None  # the model's profile: its requests holding slots at once (§12)
+    conversation: str | None = None  # the conversation key: its turns stay on one backend (§12)
 
     @property
     def subjects(self) -> tuple[LimitSubject, ...]:

@@ -233,6 +233,12 @@ class UsageTracker:
             self._last = carried
         self._extend_partial(chunk[last + 1 :])
 
+    def final_line(self) -> bytes:
+        """The last line (or body) fed so far, where Ollama's statistics are."""
+        if self._partial.strip() and self._interesting(bytes(self._partial), cut=self._partial_cut):
+            return bytes(self._partial)
+        return self._last
+
     def usage(self) -> Usage:
         """``(prompt_tokens, completion_tokens)`` of the response fed so far."""
         last = self._last

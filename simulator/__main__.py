@@ -29,6 +29,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimulatorConfig, argparse
     parser.add_argument("--log-limit", help="request-log entries kept for /_sim/stats")
     parser.add_argument("--max-loaded", help="models in VRAM at once, LRU evicted (0: no cap)")
     parser.add_argument("--load-time", help="seconds to load a model that is not in VRAM (default 0)")
+    parser.add_argument("--default-num-ctx", help="the automatic num_ctx of a request without one (4096)")
+    parser.add_argument(
+        "--prompt-eval-rate", help="seconds per prompt token not in the prefix cache (default 0)"
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
         "--log-level",

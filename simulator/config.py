@@ -36,6 +36,8 @@ class SimulatorConfig:
     log_limit: int = 10_000  # entries kept in the /_sim/stats log (counters are never trimmed)
     max_loaded: int = 0  # like OLLAMA_MAX_LOADED_MODELS: models in VRAM at once, LRU evicted; 0: no cap
     load_time: float = 0.0  # seconds to load a model that is not in VRAM
+    default_num_ctx: int = 4096  # the automatic num_ctx (Ollama's VRAM tier below 23 GiB)
+    prompt_eval_rate: float = 0.0  # seconds per prompt token not already in the prefix cache
 
     def __post_init__(self) -> None:
         check = _Checker()
@@ -49,6 +51,8 @@ class SimulatorConfig:
         check.int("log_limit", self.log_limit, 1, 10_000_000)
         check.int("max_loaded", self.max_loaded, 0, 10_000)
         check.float("load_time", self.load_time, 0.0, 3600.0)
+        check.int("default_num_ctx", self.default_num_ctx, 4, 10_000_000)
+        check.float("prompt_eval_rate", self.prompt_eval_rate, 0.0, 60.0)
         if isinstance(self.models, str) or not all(isinstance(m, str) and m for m in self.models):
             raise ConfigError("models: expected a list of non-empty model names")
         try:

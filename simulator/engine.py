@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from simulator import vram
 from simulator.exchange import NDJSON_TYPE, ClientGone, Exchange, HTTPError, dumps, go_json
 from simulator.faults import BUSY_MESSAGE
+from simulator.prefix_cache import tokens_of
 from simulator.text import answer_text, count_tokens, say_text, seed_of, split_tokens, token_json
 from simulator.tools import call_tokens, tool_calls_for
 
@@ -31,6 +32,8 @@ class Plan:
     delay: float
     first_delay: float
     prompt_tokens: int
+    prompt: str = ""  # the prompt text, for the prefix cache
+    options: Any = None  # the request's ``options`` (its Runner keys decide reloads)
     said: tuple[bytes, ...] | None = None  # the JSON literals of a ``!say`` answer's tokens
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # native ``message.tool_calls``
     started_ns: int = field(default_factory=time.monotonic_ns)
@@ -97,7 +100,9 @@ def make_plan(
     # Ollama treats a negative num_predict as "no limit".
     if isinstance(cap, int) and not isinstance(cap, bool) and 0 <= cap < tokens:
         count, reason = cap, "length"
-    return Plan(model, seed, count, reason, stream, delay, first_delay, count_tokens(prompt), said, calls)
+    plan = Plan(model, seed, count, reason, stream, delay, first_delay, count_tokens(prompt), prompt)
+    plan.said, plan.tool_calls = said, calls
+    return plan
 
 
 @asynccontextmanager
@@ -124,11 +129,11 @@ async def slot(ex: Exchange) -> AsyncIterator[None]:
             gate.release()
 
 
-def _finish_timings(plan: Plan, dispatched_ns: int, first_ns: int) -> None:
+def _finish_timings(plan: Plan, load_ns: int, dispatched_ns: int, first_ns: int) -> None:
     end = time.monotonic_ns()
     plan.timings = {
         "total_duration": max(1, end - plan.started_ns),
-        "load_duration": max(1, dispatched_ns - plan.started_ns),
+        "load_duration": max(1, load_ns),
         "prompt_eval_count": plan.prompt_tokens,
         "prompt_eval_duration": max(1, first_ns - dispatched_ns),
         "eval_count": plan.eval_count,
@@ -139,30 +144,43 @@ def _finish_timings(plan: Plan, dispatched_ns: int, first_ns: int) -> None:
 async def run_generation(ex: Exchange, plan: Plan, encoder: Encoder, keep_alive: Any = None) -> None:
     """Produce the tokens of ``plan`` as a stream or as one object, honouring faults and the client."""
     ex.watch()
-    async with slot(ex):
-        await vram.acquire(ex, plan.model, keep_alive)
-        dispatched = time.monotonic_ns()  # load_duration: queue wait and load, as Ollama measures it
-        await ex.pause(plan.first_delay)
-        first = time.monotonic_ns()
-        if plan.stream:
-            await ex.start(200, encoder.content_type, getattr(encoder, "stream_headers", None))
-            await _stream_tokens(ex, plan, encoder)
-            if plan.tool_calls:
-                await ex.pause(plan.delay)
-                await ex.chunk(encoder.tool_chunk(plan))
-            _finish_timings(plan, dispatched, first)
-            await ex.finish(encoder.final(plan))
+    async with slot(ex), vram.use(ex, plan.model, keep_alive, plan.options) as runner:
+        dispatched = time.monotonic_ns()
+        # Prompt evaluation: the tokens past the longest prefix a slot of this runner has cached.
+        tokens = tokens_of(plan.prompt)
+        cache_slot, cached = runner.cache.take(tokens) if runner is not None else (-1, 0)
+        finished = None
+        try:
+            await ex.pause(ex.config.prompt_eval_rate * (len(tokens) - cached) + plan.first_delay)
+            first = time.monotonic_ns()
+            await _generate(ex, plan, encoder, dispatched, first)
+            finished = tokens + tokens_of(plan.text())  # what the slot's KV cache now holds
+        finally:
+            if runner is not None:
+                runner.cache.done(cache_slot, finished)
+
+
+async def _generate(ex: Exchange, plan: Plan, encoder: Encoder, dispatched: int, first: int) -> None:
+    """Send the answer, streamed or whole."""
+    if plan.stream:
+        await ex.start(200, encoder.content_type, getattr(encoder, "stream_headers", None))
+        await _stream_tokens(ex, plan, encoder)
+        if plan.tool_calls:
+            await ex.pause(plan.delay)
+            await ex.chunk(encoder.tool_chunk(plan))
+        _finish_timings(plan, ex.load_ns, dispatched, first)
+        await ex.finish(encoder.final(plan))
+    else:
+        after = min(ex.fault.after, plan.count) if ex.fault.any_mid else plan.count
+        await ex.pause(plan.delay * max(0, after - 1))
+        await ex.mid_fault()
+        await ex.pause(plan.delay * (plan.count - max(after, 1)))
+        _finish_timings(plan, ex.load_ns, dispatched, first)
+        whole = encoder.whole(plan)
+        if isinstance(whole, str):
+            await ex.respond(200, whole.encode(), "text/plain")
         else:
-            after = min(ex.fault.after, plan.count) if ex.fault.any_mid else plan.count
-            await ex.pause(plan.delay * max(0, after - 1))
-            await ex.mid_fault()
-            await ex.pause(plan.delay * (plan.count - max(after, 1)))
-            _finish_timings(plan, dispatched, first)
-            whole = encoder.whole(plan)
-            if isinstance(whole, str):
-                await ex.respond(200, whole.encode(), "text/plain")
-            else:
-                await ex.json(whole)
+            await ex.json(whole)
 
 
 async def _stream_tokens(ex: Exchange, plan: Plan, encoder: Encoder) -> None:

@@ -114,6 +114,7 @@ class Exchange:
         self.gone = False
         self.started = False
         self.chunks = 0
+        self.load_ns = 0  # nanoseconds spent getting the model's runner: Ollama's load_duration
         self._receive = receive
         self._send = send
         self._watcher: asyncio.Task[None] | None = None

@@ -10,9 +10,6 @@ from simulator.exchange import JSON_TYPE, Exchange, HTTPError
 from simulator.native import require_model, require_object
 from simulator.text import is_cloud_model, model_details, model_digest, model_size, normalize_model, rfc3339
 
-CONTEXT_LENGTH = 4096  # the num_ctx a loaded model runs with
-
-
 CLOUD_HOST = "https://ollama.com:443"  # defaultCloudProxyBaseURL in server/cloud_proxy.go
 CLOUD_STUB_SIZE = 384  # a cloud model is a small local manifest pointing at ollama.com
 
@@ -42,7 +39,8 @@ async def ps(ex: Exchange) -> None:
     """GET /api/ps: the loaded models and those being loaded, longest keep-alive left first
     (PsHandler in server/routes.go)."""
     running = []
-    for name, expires in sorted(ex.state.vram.listed(), key=lambda item: -(item[1] // 1_000_000_000)):
+    listed = sorted(ex.state.vram.listed(), key=lambda item: -(item[1] // 1_000_000_000))
+    for name, expires, num_ctx in listed:
         size = model_size(name)
         running.append(
             {
@@ -53,7 +51,7 @@ async def ps(ex: Exchange) -> None:
                 "details": model_details(name),
                 "expires_at": rfc3339(expires),
                 "size_vram": size,
-                "context_length": CONTEXT_LENGTH,
+                "context_length": num_ctx or ex.config.default_num_ctx,
             }
         )
     await ex.json({"models": running})

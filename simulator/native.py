@@ -122,7 +122,8 @@ async def _load_only(ex: Exchange, model: str, field: str, body: dict[str, Any])
     if unload:
         ex.state.vram.unload(model)
     else:
-        await vram.acquire(ex, model, body.get("keep_alive"))
+        async with vram.use(ex, model, body.get("keep_alive"), body.get("options")):
+            pass
     answer = {"model": model, "created_at": rfc3339(), field: content, "done_reason": reason, "done": True}
     await ex.json(answer)
 
@@ -139,6 +140,7 @@ async def chat(ex: Exchange) -> None:
         return
     stream = body.get("stream") is not False
     plan = chat_plan(ex, model, messages, native_tools(body.get("tools")), stream, num_predict(body))
+    plan.options = body.get("options")
     await run_generation(ex, plan, ChatEncoder(plan), body.get("keep_alive"))
 
 
@@ -166,6 +168,7 @@ async def generate(ex: Exchange) -> None:
         return
     text = f"{body.get('system') or ''}\n{prompt}"
     plan = make_plan(ex, model, text, body.get("stream") is not False, num_predict(body), last_user=prompt)
+    plan.options = body.get("options")
     await run_generation(ex, plan, GenerateEncoder(plan), body.get("keep_alive"))
 
 
@@ -180,12 +183,14 @@ def embed_texts(value: Any) -> list[str]:
     raise HTTPError(400, "invalid input type")
 
 
-async def embed_vectors(ex: Exchange, model: str, texts: list[str], dim: Any) -> list[list[float]]:
+async def embed_vectors(
+    ex: Exchange, model: str, texts: list[str], dim: Any, body: dict[str, Any] | None = None
+) -> list[list[float]]:
     """Compute embeddings inside a slot, after the first-token delay, honouring mid faults."""
     size = dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else ex.config.embedding_dim
+    body = body or {}
     ex.watch()
-    async with slot(ex):
-        await vram.acquire(ex, model)
+    async with slot(ex), vram.use(ex, model, body.get("keep_alive"), body.get("options")):
         await ex.pause(ex.header_number("x-sim-first-token-delay", ex.config.first_token_delay))
         await ex.mid_fault()
         return [embedding(text, size) for text in texts]
@@ -197,14 +202,14 @@ async def embed(ex: Exchange) -> None:
     body = require_object(ex)
     model = require_model(ex, body)
     texts = embed_texts(body.get("input"))
-    vectors = await embed_vectors(ex, model, texts, body.get("dimensions"))
+    vectors = await embed_vectors(ex, model, texts, body.get("dimensions"), body)
     total = max(1, time.monotonic_ns() - started)
     await ex.json(
         {
             "model": model,
             "embeddings": vectors,
             "total_duration": total,
-            "load_duration": max(1, total // 10),
+            "load_duration": max(1, ex.load_ns),
             "prompt_eval_count": sum(count_tokens(text) for text in texts),
         }
     )
@@ -217,5 +222,5 @@ async def embeddings(ex: Exchange) -> None:
     prompt = body.get("prompt") or ""
     if not isinstance(prompt, str):
         raise HTTPError(400, "prompt must be a string")
-    vectors = await embed_vectors(ex, model, [prompt] if prompt else [], None)
+    vectors = await embed_vectors(ex, model, [prompt] if prompt else [], None, body)
     await ex.json({"embedding": vectors[0] if vectors else []})

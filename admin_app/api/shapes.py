@@ -106,8 +106,25 @@ KEY_POLICY = {
         "description": "A request header naming the end user behind this shared key.",
     },
 }
-# The JSON shapes of docs/contract.md §3, §6 and §7.
+DURATION = {
+    "type": ["string", "number", "null"],
+    "description": 'Seconds, or a Go duration such as "30m" or "1h30m"; negative: forever.',
+}
+# docs/contract.md §12: a model's profile.
+PROFILE = {
+    "load_options": {
+        "type": ["string", "object"],
+        "description": '"client" (as sent), "server" (Runner options removed) or Runner options to pin.',
+    },
+    "keep_alive": {**DURATION, "description": "Used when a request sends none."},
+    "keep_alive_min": DURATION,
+    "keep_alive_max": DURATION,
+    "max_parallel": {**MAYBE_INTEGER, "description": "Requests for the model holding slots at once."},
+}
+# The JSON shapes of docs/contract.md §3, §6, §7 and §12.
 SCHEMAS = {
+    "ModelProfile": _object(["model", *PROFILE], model=STRING, **PROFILE),
+    "ModelProfileFields": _input([], **PROFILE),
     "WhitelistEntry": _object(
         ["id", "ip", "label", "priority", "added_at"],
         id=INTEGER,
@@ -252,6 +269,16 @@ JSON_ENDPOINTS: dict[str, dict[str, Any]] = {
             **error("400", "A bad field, named."),
             **error("409", "Already listed."),
         },
+    },
+    "api.model_profile_set": {
+        "body": "ModelProfileFields",
+        "responses": {
+            **_json("200", "Stored.", ref("ModelProfile")),
+            **error("400", "A bad value or unknown field, named."),
+        },
+    },
+    "api.model_profile_delete": {
+        "responses": {**_json("200", "Removed.", ref("ModelProfile")), **error("404", "No profile.")}
     },
     "api.whitelist_remove": {
         "responses": {**_json("200", "Removed.", ref("WhitelistEntry")), **error("404", "Not listed.")}

@@ -16,6 +16,7 @@ SAMPLE_ARGUMENTS = {
     "verb": "enable",
     "conversation_id": 1,
     "request_id": "req-sample",
+    "model": "llama3.2",
 }
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # Public by design: signing in, signing up, getting a bearer token, the API documentation.

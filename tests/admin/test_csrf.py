@@ -27,7 +27,7 @@ def test_every_state_changing_route_is_in_the_matrix(csrf_app):
     assert {"auth.login", "auth.logout", "auth.register", "auth.account", "whitelist.add"} <= {
         route.endpoint for route in found
     }
-    assert sum(route.is_api for route in found) == 12  # 9 admin API (POST, DELETE, PATCH) + 3 chat API
+    assert sum(route.is_api for route in found) == 14  # 11 admin API (POST, PUT, DELETE, PATCH) + 3 chat API
 
 
 def test_it_refuses_every_state_change_without_a_csrf_token(csrf_admin):

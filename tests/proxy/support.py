@@ -19,7 +19,7 @@ import uvicorn
 from admin_app import create_app as create_admin_app
 from common.bootstrap import create_user
 from common.db import make_sessionmaker, make_sync_engine
-from common.models import APIKey, RequestLog, User, WhitelistEntry, utcnow
+from common.models import APIKey, ModelProfileRow, RequestLog, User, WhitelistEntry, utcnow
 from common.network import network_text, normalise_network
 from common.security import display_prefix, hash_secret, new_api_key
 from common.sessions import SESSION_COOKIE_NAME
@@ -265,3 +265,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: flo
 def client(base_url: str, **headers: str) -> httpx.Client:
     """An httpx client on the gateway with generous timeouts."""
     return httpx.Client(base_url=base_url, headers=headers, timeout=30)
+
+
+def store_profile(settings, model: str, **fields) -> None:
+    """Write a profile row as the admin app stores it."""
+    engine = make_sync_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(ModelProfileRow).where(ModelProfileRow.model == model))
+            conn.execute(
+                sa.insert(ModelProfileRow).values(**{"model": model, "load_options": "client", **fields})
+            )
+    finally:
+        engine.dispose()

@@ -1,13 +1,13 @@
 """The scheduler against a reference model: a sorted list, over random operation sequences.
 
 Hypothesis draws a configuration (slots, aging rate, MAX_QUEUE, FAIR_SHARE, FAIR_SHARE_SECONDS,
-FAIR_SHARE_WINDOW, MODEL_AFFINITY, AFFINITY_MAX_DELAY, each limit subject's max_queued /
-max_concurrent) and a sequence of enqueue (priority, identity, model) / release / cancel /
-client-leaves / clock-advance steps. Two identities are end users behind ``key:1``: fair share
-goes per identity, limits per subject (docs/contract.md §16), and fair share counts each
-identity's GPU time in the window (§13). After every step the grants so far, the refusals and
-evictions, the waiting order (``position``, the queue view) and the queue length must equal the
-reference exactly (docs/contract.md §5, §7, §8). Rates, points and clock steps are dyadic
+FAIR_SHARE_WINDOW, MODEL_AFFINITY, AFFINITY_MAX_DELAY, each model's max_parallel (§12), each limit
+subject's max_queued / max_concurrent) and a sequence of enqueue (priority, identity, model) /
+release / cancel / client-leaves / clock-advance steps. Two identities are end users behind
+``key:1``: fair share goes per identity, limits per subject (docs/contract.md §16), and fair share
+counts each identity's GPU time in the window (§13). After every step the grants so far, the
+refusals and evictions, the waiting order (``position``, the queue view) and the queue length must
+equal the reference exactly (docs/contract.md §5, §7, §8). Rates, points and clock steps are dyadic
 (0.25/min, 0.5, 15 s) so float keys and the exact Fraction keys of the reference agree, ties
 included.
 """
@@ -90,6 +90,8 @@ configs = st.fixed_dictionaries(
         "fair_window": st.sampled_from([Fraction(60), Fraction(300)]),
         "affinity": st.sampled_from([Fraction(0), Fraction(1, 2), Fraction(2)]),
         "max_delay": st.sampled_from([15, 45, 600]),
+        # docs/contract.md §12: each model's max_parallel (its profile's), carried by its tickets.
+        "caps": st.fixed_dictionaries({m: st.sampled_from([None, None, 1, 2]) for m in MODELS}),
     }
 )
 
@@ -136,6 +138,8 @@ class Reference:
     limits: dict[str, int | None] = field(default_factory=dict)  # limit subject -> max_concurrent
     started: dict[str, Fraction] = field(default_factory=dict)  # rid holding a slot -> since when
     slot_time: list[tuple[str, Fraction, Fraction]] = field(default_factory=list)  # (who, start, end)
+    caps: dict[str, int | None] = field(default_factory=dict)  # model -> max_parallel
+    model_of: dict[str, str | None] = field(default_factory=dict)  # rid -> model
     granted: list[str] = field(default_factory=list)  # grant order of tickets that got to use it
     released: list[str] = field(default_factory=list)
     evicted: list[str] = field(default_factory=list)
@@ -164,6 +168,10 @@ class Reference:
         spans += [(self.started[rid], self.now) for rid in self.held if self.owner[rid] == who]
         return sum((max(Fraction(0), end - max(start, low)) for start, end in spans), Fraction(0))
 
+    def capped(self, model: str | None) -> bool:
+        cap = self.caps.get(model) if model else None
+        return cap is not None and sum(self.model_of[rid] == model for rid in self.held) >= cap
+
     def enqueue(
         self,
         rid: str,
@@ -172,18 +180,22 @@ class Reference:
         model: str | None = None,
         max_queued=None,
         max_concurrent=None,
+        max_parallel=None,
     ) -> str:
         """'granted', 'identity_full', 'full', 'queued' or 'evicted' (and self.evicted grows)."""
         self.owner[rid] = who
+        self.model_of[rid] = model
         if who:
             self.limits[subject_of(who)] = max_concurrent
-            self.dispatch()  # a raised limit lets the subject's waiting tickets go first
+        if model:
+            self.caps[model] = max_parallel
+        self.dispatch()  # a raised limit or cap lets waiting tickets go first
         mine = sum(w.who == who for w in self.waiting)
         steps = mine + self.active(who)
         if self.fair_seconds > 0:
             steps += math.floor(self.gpu_used(who) / self.fair_seconds)
         points = self.fair * steps if who else 0
-        if not self.blocked(who) and len(self.held) < self.slots:
+        if not self.blocked(who) and not self.capped(model) and len(self.held) < self.slots:
             self._grant(rid, model)
             return "granted"
         queued = sum(bool(w.who) and subject_of(w.who) == subject_of(who) for w in self.waiting)
@@ -211,7 +223,7 @@ class Reference:
         """Fill free slots: the best eligible ticket, or one for the loaded model within the slack."""
         out = []
         while len(self.held) < self.slots:
-            eligible = [w for w in self.waiting if not self.blocked(w.who)]
+            eligible = [w for w in self.waiting if not self.blocked(w.who) and not self.capped(w.model)]
             if not eligible:
                 break
             chosen = nxt = eligible[0]
@@ -267,9 +279,11 @@ async def run_local(config: dict, policy: dict, ops: list[tuple]) -> None:
                 rid = f"r{number}"
                 max_queued, max_concurrent = policy.get(subject_of(who), (None, None))
                 evicted_before = len(ref.evicted)
-                expected = ref.enqueue(rid, base, who, model, max_queued, max_concurrent)
+                cap = config["caps"][model]
+                expected = ref.enqueue(rid, base, who, model, max_queued, max_concurrent, cap)
                 bound = (LimitSubject(subject_of(who), max_queued, max_concurrent),) if who else ()
                 ticket = Ticket(rid, base, SOURCES[base], model, who, limits=bound)
+                ticket.max_parallel = cap
                 tasks[rid] = asyncio.create_task(scheduler.acquire(ticket), name=rid)
                 tasks[rid].add_done_callback(record)
                 await settle()

@@ -326,10 +326,12 @@ async def run_redis(url: str, config: dict, policy: dict, ops) -> None:
                 rid, instance = f"r{number}", instances[number % 2]
                 max_queued, max_concurrent = policy.get(subject_of(who), (None, None))
                 evicted_before = len(ref.evicted)
-                expected = ref.enqueue(rid, base, who, model, max_queued, max_concurrent)
+                cap = config["caps"][model]
+                expected = ref.enqueue(rid, base, who, model, max_queued, max_concurrent, cap)
                 owner[rid] = instance
                 bound = (LimitSubject(subject_of(who), max_queued, max_concurrent),) if who else ()
                 ticket = Ticket(rid, base, SOURCES[base], model, who, limits=bound)
+                ticket.max_parallel = cap
                 tasks[rid] = await enqueue(instance, ticket)
                 tasks[rid].set_name(rid)
                 tasks[rid].add_done_callback(record)

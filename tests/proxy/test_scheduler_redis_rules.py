@@ -197,3 +197,41 @@ async def test_affinity_passes_a_request_over_for_at_most_the_max_delay_across_i
     a.release(tasks["small"].result())
     assert await next_grant(tasks, done) == "big3"
     b.release(tasks["big3"].result())
+
+
+async def test_max_parallel_holds_a_model_across_instances_and_other_models_go_past(cluster):
+    a = await cluster.add(1, 1, 1, fair_share=0.0)
+    b = await cluster.add(1, 1, 1, fair_share=0.0)
+    first = await a.acquire(Ticket("big1", 1, "direct_api", "big", max_parallel=1))
+    big2 = await enqueue(b, Ticket("big2", 1, "direct_api", "big", max_parallel=1))
+    small = await enqueue(b, Ticket("small", 2, "custom_app", "small"))
+    await wait_until(small.done)
+    await asyncio.sleep(0.3)  # a tick or so: two backends are free, the cap is one
+    assert not big2.done() and b.position("big2") == 1
+    a.release(first)
+    b.release(await asyncio.wait_for(big2, 3))
+    b.release(small.result())
+
+
+async def test_a_turn_goes_home_on_any_instance_and_waits_for_it_at_most_the_delay(cluster):
+    clock = FakeClock(0.0)
+    a = await cluster.add(1, 2, clock=clock, sticky_max_delay=10.0)
+    b = await cluster.add(1, 2, clock=clock, sticky_max_delay=10.0)
+    others = [await a.acquire(Ticket(f"x{i}", 1, "direct_api", "m")) for i in range(2)]
+    first = await a.acquire(Ticket("t1", 1, "direct_api", "m", conversation="c1"))
+    home = first.backend.url  # b1 was full: the conversation started on b0
+    for grant in others:
+        a.release(grant)
+    a.release(first)
+    await a.flush()
+    second = await b.acquire(Ticket("t2", 1, "direct_api", "m", conversation="c1"))
+    assert second.backend.url == home  # b1 has more free slots, but the turn goes home
+    # Home busy, b1 free: the next turn waits, until 10 s (of the shared clock) have passed.
+    third = await enqueue(a, Ticket("t3", 1, "direct_api", "m", conversation="c1"))
+    await asyncio.sleep(0.3)
+    assert not third.done()
+    clock.advance(10)
+    grant = await asyncio.wait_for(third, 3)
+    assert grant.backend.url != home
+    b.release(second)
+    a.release(grant)
