@@ -2,7 +2,7 @@
 
 Run ``python bench/bench_queue.py`` (``--quick`` for 2,000). It queues tickets with
 random priorities on one backend with one slot, then releases slot after slot and
-checks every grant against the order SPEC §5 prescribes. It prints one Markdown
+checks every grant against the order docs/contract.md §5 prescribes. It prints one Markdown
 table (``| id | metric | direct | gateway | ratio | budget | result |``):
 
 - enqueue: ``acquire()`` from its call until the ticket waits in the queue;
