@@ -6,7 +6,6 @@ Paths under ``/api/`` and ``/v1/`` come from :data:`common.routes.TABLE` and its
 ``/chat/api/reply``) are listed in :data:`OWN_ROUTES`, the live queue's in :data:`QUEUE_ROUTES`
 (tests/proxy/test_docs_data.py holds them to the gateway's URL map and view docstrings). The admin app
 serves the whole document (see ``admin_app/docs.py``) without importing the gateway.
-Longer than 300 lines because it is data: one schema per shape the gateway answers, side by side.
 
 Longer than 300 lines because it is mostly data (summaries, parameters and shapes of each gateway
 route); the code that turns the route table into paths is short and reads best beside that data.
