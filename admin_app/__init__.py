@@ -97,6 +97,7 @@ def _init_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from admin_app import (
+        account_api,
         api,
         apikeys,
         audit,
@@ -113,7 +114,21 @@ def _register_blueprints(app: Flask) -> None:
     from admin_app.cli import register_commands
     from admin_app.errors import register_error_handlers
 
-    modules = (auth, dashboard, whitelist, tokens, apikeys, users, audit, requests_log, api, docs, chat, home)
+    modules = (
+        auth,
+        dashboard,
+        whitelist,
+        tokens,
+        apikeys,
+        users,
+        audit,
+        requests_log,
+        api,
+        docs,
+        chat,
+        home,
+        account_api,
+    )
     for module in modules:
         app.register_blueprint(module.bp)
     register_error_handlers(app)

@@ -10,7 +10,7 @@ ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
 # Paths served by the admin (Flask) app. /api/admin/stats stays with the
 # gateway: the live queue lives in the gateway's process.
-ADMIN_PREFIXES = ("/auth/", "/admin/", "/api/admin/", "/static/", "/chat/")
+ADMIN_PREFIXES = ("/auth/", "/admin/", "/api/admin/", "/static/", "/chat/", "/account/")
 # The API documentation is generated from the admin app's url_map and the gateway's route table.
 ADMIN_EXACT = ("/auth", "/admin", "/api/admin", "/docs", "/openapi.json", "/chat", "/account")
 # The chat's answers stream from the gateway: they go through its queue (docs/contract.md §9);

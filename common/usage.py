@@ -92,9 +92,7 @@ class RequestPage:
         return max(1, math.ceil(self.total / self.per_page))
 
 
-def _usage_by(
-    session: Session, column: InstrumentedAttribute, since: datetime | None, only: int | None = None
-) -> dict[int, Usage]:
+def _usage_by(session: Session, column: InstrumentedAttribute, since: datetime | None) -> dict[int, Usage]:
     query = (
         sa.select(
             column,
@@ -108,8 +106,6 @@ def _usage_by(
     )
     if since is not None:
         query = query.where(RequestLog.created_at >= since)
-    if only is not None:
-        query = query.where(column == only)
     return {
         owner: Usage(int(requests), int(prompt), int(completion), None if wait is None else float(wait))
         for owner, requests, prompt, completion, wait in session.execute(query)
@@ -124,12 +120,6 @@ def usage_by_key(session: Session, since: datetime | None = None) -> dict[int, U
 def usage_by_user(session: Session, since: datetime | None = None) -> dict[int, Usage]:
     """Usage per user id since ``since`` (all time when None); users without requests are absent."""
     return _usage_by(session, RequestLog.user_id, since)
-
-
-def usage_of_user(session: Session, user_id: int, since: datetime) -> Usage:
-    """One user's usage since ``since`` (zeros when there was none)."""
-    found = _usage_by(session, RequestLog.user_id, since, only=user_id).get(user_id)
-    return found or Usage(0, 0, 0, None)
 
 
 def usage_by_end_user(session: Session, since: datetime | None = None) -> dict[int, dict[str, Usage]]:

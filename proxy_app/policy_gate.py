@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.policies import DAILY_TOKENS, RPM, Policy, model_allowed
 from common.routes import Lane, Merge
-from common.sources import Identity, who_of
+from common.sources import Identity, subjects_of
 from proxy_app.bodies import model_of
 from proxy_app.errors import BadGateway, Forbidden, NotFound, ProxyError
 from proxy_app.identity_cache import NO_POLICY, IdentityCache, Snapshot
@@ -95,25 +95,39 @@ class PolicyGate:
         identity, route = proxied.identity, proxied.route
         if identity is None:
             raise RuntimeError("ProxiedRequest.admit() first")
-        policy = identity.policy
-        if policy is NO_POLICY:
+        # A personal key answers to its owner's policy and to its own: both must allow
+        # (docs/contract.md §14). The key's is checked first: it names the key in its refusals.
+        checks = [
+            (policy, who, whose)
+            for policy, who, whose in (
+                (identity.key_policy, identity.key_holder, "this key"),
+                (identity.policy, identity.holder, _whose(identity)),
+            )
+            if policy is not NO_POLICY and who is not None
+        ]
+        if not checks:
             return
         if route.lane is Lane.QUEUED:
             model = model_of(payload)
-            if model is not None and not model_allowed(policy, model):
-                raise Forbidden(f"model '{model}' is not allowed for {_whose(identity)}")
-            await self._check_limits(identity, policy, proxied.request_id)
+            for policy, _who, whose in checks:
+                if model is not None and not model_allowed(policy, model):
+                    raise Forbidden(f"model '{model}' is not allowed for {whose}")
+            for policy, who, whose in checks:
+                await self._check_tokens(who, whose, policy)
+            for policy, who, whose in checks:
+                await self._check_rate(who, whose, policy, proxied.request_id)
         elif route.name in ONE_MODEL_ENDPOINTS:
             model = route.model or model_of(payload)
-            if model is not None and not model_allowed(policy, model):
-                raise NotFound(f"model '{model}' not found")
+            for policy, _who, _said in checks:
+                if model is not None and not model_allowed(policy, model):
+                    raise NotFound(f"model '{model}' not found")
 
     async def listed(self, proxied: ProxiedRequest, response: Response) -> Response:
         """``/api/tags``, ``/api/ps`` and ``/v1/models`` with only the models the identity may use."""
         identity, route = proxied.identity, proxied.route
         if (
             identity is None
-            or not identity.policy.models
+            or not (identity.policy.models or identity.key_policy.models)
             or route.merge is Merge.NONE
             or route.method != "GET"
             or response.status_code != 200
@@ -126,39 +140,43 @@ class PolicyGate:
         items = data.get(route.merge.value) if isinstance(data, dict) else None
         if not isinstance(data, dict) or not isinstance(items, list):
             raise proxied.fail(BadGateway("Ollama's model list could not be read"))
-        policy = identity.policy
-        data[route.merge.value] = [item for item in items if _item_allowed(policy, item, route.merge)]
+        data[route.merge.value] = [
+            item
+            for item in items
+            if _item_allowed(identity.policy, item, route.merge)
+            and _item_allowed(identity.key_policy, item, route.merge)
+        ]
         response.set_data(json.dumps(data, separators=(",", ":")))
         return response
 
     def spent(self, record: RequestRecord) -> None:
         """Count a finished request's tokens against its identity's ``daily_tokens`` (if it has one)."""
         tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
-        who = who_of(record.api_key_id, record.whitelist_entry_id, record.user_id)
-        if who is None or tokens <= 0 or self.cache.snapshot.policy_of(who).daily_tokens is None:
+        if tokens <= 0:
             return
-        self.limits.spend(Spend(who, record.request_id, record.created_at.timestamp(), tokens))
+        # A personal key's tokens count for its owner and for the key itself (docs/contract.md §14).
+        for who in subjects_of(record.api_key_id, record.whitelist_entry_id, record.user_id):
+            if self.cache.snapshot.policy_of(who).daily_tokens is not None:
+                self.limits.spend(Spend(who, record.request_id, record.created_at.timestamp(), tokens))
 
     def since(self, who: str, field: str) -> float:
         """When ``who``'s ``field`` limit was set (epoch seconds; 0 when earlier than anything counted)."""
         return self._since.get((who, field), 0.0)
 
-    async def _check_limits(self, identity: Identity, policy: Policy, request_id: str) -> None:
-        who = identity.holder  # counters are the policy's: one per key, whatever end user it names
-        if policy.daily_tokens is not None:
-            wait = await self.limits.tokens_retry_after(
-                who, policy.daily_tokens, self.since(who, DAILY_TOKENS)
-            )
-            if wait is not None:
-                raise TooManyRequests(
-                    f"daily token limit of {policy.daily_tokens} reached for {_whose(identity)}", wait
-                )
-        if policy.rpm is not None:
-            wait = await self.limits.take_request(who, policy.rpm, self.since(who, RPM), request_id)
-            if wait is not None:
-                raise TooManyRequests(
-                    f"rate limit of {policy.rpm} requests per minute reached for {_whose(identity)}", wait
-                )
+    async def _check_tokens(self, who: str, whose: str, policy: Policy) -> None:
+        # Counters are the policy's: one per key, whatever end user it names.
+        if policy.daily_tokens is None:
+            return
+        wait = await self.limits.tokens_retry_after(who, policy.daily_tokens, self.since(who, DAILY_TOKENS))
+        if wait is not None:
+            raise TooManyRequests(f"daily token limit of {policy.daily_tokens} reached for {whose}", wait)
+
+    async def _check_rate(self, who: str, whose: str, policy: Policy, request_id: str) -> None:
+        if policy.rpm is None:
+            return
+        wait = await self.limits.take_request(who, policy.rpm, self.since(who, RPM), request_id)
+        if wait is not None:
+            raise TooManyRequests(f"rate limit of {policy.rpm} requests per minute reached for {whose}", wait)
 
     def _note_changes(self, snapshot: Snapshot) -> None:
         # Runs right after the cache swaps snapshots, before any request sees the new one.

@@ -181,8 +181,9 @@ class ProxiedRequest:
             identity.source.value,
             model,
             who=identity.who,
-            max_queued=identity.policy.max_queued,
-            max_concurrent=identity.policy.max_concurrent,
+            # A personal key's own caps narrow its owner's (docs/contract.md §14): the stricter holds.
+            max_queued=_stricter(identity.policy.max_queued, identity.key_policy.max_queued),
+            max_concurrent=_stricter(identity.policy.max_concurrent, identity.key_policy.max_concurrent),
             endpoint=self.endpoint,
             principal=self.principal,
         )
@@ -344,3 +345,9 @@ class ProxiedRequest:
             return None
         key = self.principal.credentials.api_key
         return None if key is None else presented_key_prefix(key)
+
+
+def _stricter(first: int | None, second: int | None) -> int | None:
+    """The smaller of two caps, ``None`` (no cap) when neither is set."""
+    caps = [cap for cap in (first, second) if cap is not None]
+    return min(caps) if caps else None

@@ -27,6 +27,8 @@ def apikey_json(key: APIKey) -> dict:
         "created_at": iso(key.created_at),
         "last_used": iso(key.last_used),
         "is_active": key.is_active,
+        # A personal key's user (docs/contract.md §14); null for a key the admin made.
+        "owner": key.owner.username if key.owner is not None else None,
     }
     return shape | policy_json(key)
 

@@ -153,6 +153,7 @@ SCHEMAS = {
         created_at=TIME,
         last_used=MAYBE_TIME,
         is_active=BOOLEAN,
+        owner={**MAYBE_STRING, "description": "A personal key's user; null for a key an admin made."},
         **KEY_POLICY,
     ),
     "APIKeyChange": _input(

@@ -39,6 +39,11 @@ USER_ENDPOINTS = {
     "chat.conversations_update",
     "chat.conversations_delete",
     "chat.conversations_export",
+    # docs/contract.md §14: a user's own keys and usage, tested in tests/admin/test_personal_keys.py.
+    "account_api.keys_list",
+    "account_api.keys_create",
+    "account_api.keys_revoke",
+    "account_api.usage",
 }
 
 
@@ -53,7 +58,7 @@ class Route:
     @property
     def is_api(self) -> bool:
         """JSON endpoints answer 401/403 in JSON instead of redirecting."""
-        return self.url.startswith(("/api/", "/chat/api/"))
+        return self.url.startswith(("/api/", "/chat/api/", "/account/api/"))
 
     def __str__(self) -> str:
         return f"{self.method} {self.url} ({self.endpoint})"

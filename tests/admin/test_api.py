@@ -169,6 +169,7 @@ def test_a_key_is_shown_once_and_never_listed(api):
             "created_at": created["created_at"],
             "last_used": None,
             "is_active": True,
+            "owner": None,
             **NO_LIMITS,
             "expires_at": None,
             "end_user_header": None,
