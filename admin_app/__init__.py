@@ -106,6 +106,7 @@ def _register_blueprints(app: Flask) -> None:
         dashboard,
         docs,
         home,
+        password_reset,
         requests_log,
         tokens,
         users,
@@ -128,6 +129,7 @@ def _register_blueprints(app: Flask) -> None:
         chat,
         home,
         account_api,
+        password_reset,
     )
     for module in modules:
         app.register_blueprint(module.bp)

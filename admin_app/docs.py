@@ -21,7 +21,7 @@ from common.settings import ROOT
 
 bp = Blueprint("docs", __name__)
 
-PUBLIC_PAGES = {"auth.login", "auth.register", "auth.logout", "docs.page"}
+PUBLIC_PAGES = {"auth.login", "auth.register", "auth.logout", "docs.page", "password_reset.page"}
 TAG_BY_BLUEPRINT = {
     "api": "Admin API",
     "auth": "Accounts",

@@ -214,6 +214,14 @@ SCHEMAS = {
         prefix=STRING,
         created_at=TIME,
     ),
+    "PasswordResetLink": _object(
+        ["url", "expires_at"],
+        url={
+            "type": "string",
+            "description": "PUBLIC_URL + /auth/reset?token=…; a relative path without PUBLIC_URL.",
+        },
+        expires_at=TIME,
+    ),
     "Credentials": _input(["username", "password"], username=STRING, password=STRING),
     "AccessToken": _object(
         ["access_token", "token_type", "expires_in"],
@@ -324,4 +332,10 @@ JSON_ENDPOINTS: dict[str, dict[str, Any]] = {
         },
     },
     "docs.openapi": {"public": True, "responses": _json("200", "This document.", {"type": "object"})},
+    "api.users_password_reset": {
+        "responses": {
+            **_json("201", "A single-use link, shown this once.", ref("PasswordResetLink")),
+            **error("404", "Unknown user."),
+        }
+    },
 }

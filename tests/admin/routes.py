@@ -28,6 +28,7 @@ PUBLIC_ENDPOINTS = {
     "auth.account",
     "docs.page",
     "docs.openapi",
+    "password_reset.page",  # the single-use link is the credential (docs/contract.md §14)
 }
 # For every signed-in user, not only admins (docs/contract.md §9): tested in tests/admin/test_chat.py.
 USER_ENDPOINTS = {
