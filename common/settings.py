@@ -99,6 +99,10 @@ class Settings:
     user_max_keys: int = 5  # active personal API keys per user (docs/contract.md §14), then 409
     user_key_priority: int = 5  # base priority of a personal API key's requests
     password_reset_hours: int = 24  # how long an admin's password-reset link stays usable
+    daily_tokens_reserve: int = 1024  # tokens an in-flight request naming no limit holds (§16)
+    fair_share_seconds: float = 10.0  # GPU seconds worth one fair-share step; 0 = off (§13)
+    fair_share_window: float = 300.0  # seconds of GPU time counted for fair share (§13)
+    webchat_daily_gpu_seconds: int | None = None  # default GPU-time budget of users (§13)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -163,6 +167,10 @@ class Settings:
             user_max_keys=env.int("USER_MAX_KEYS", 5, minimum=0, maximum=1000),
             user_key_priority=env.int("USER_KEY_PRIORITY", 5, minimum=0, maximum=100),
             password_reset_hours=env.int("PASSWORD_RESET_HOURS", 24, minimum=1, maximum=720),
+            daily_tokens_reserve=env.int("DAILY_TOKENS_RESERVE", 1024, minimum=0, maximum=10**9),
+            fair_share_seconds=env.float("FAIR_SHARE_SECONDS", 10.0, minimum=0.0),
+            fair_share_window=env.float("FAIR_SHARE_WINDOW", 300.0, minimum=1.0),
+            webchat_daily_gpu_seconds=env.optional_int("WEBCHAT_DAILY_GPU_SECONDS", minimum=1, maximum=10**9),
         )
 
 

@@ -92,7 +92,9 @@ class Gateway:
         self.refusals = RefusalLog(writer, max_ips=settings.refusal_log_max_ips)
         self.access_log = AccessLog(settings.access_log)
         cache.on_refresh(self._recheck_waiting)
-        self.policies = PolicyGate(cache, make_limits(redis), engine)  # docs/contract.md §7
+        self.policies = PolicyGate(  # docs/contract.md §7, §16
+            cache, make_limits(redis), engine, default_reserve=settings.daily_tokens_reserve
+        )
         self._sampler = asyncio.create_task(self._sample_every_second())
         self._pruner = asyncio.create_task(
             prune_periodically(engine, settings.log_retention_days, prune_interval), name="request-log-pruner"

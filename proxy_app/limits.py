@@ -7,8 +7,11 @@ way (the tests run one suite against both):
 * ``rpm``: the queued-lane requests admitted in the last 60 s, each noted at admission; a request
   that would be the ``rpm + 1``-th is refused and noted nowhere.
 * ``daily_tokens``: prompt + completion tokens of the requests of the last 24 h, each noted when
-  it finishes under the time it was admitted (``spend``); a request is refused while the sum has
-  reached the limit (one admitted just below it may go over: its size is unknown in advance).
+  it finishes under the time it was admitted (``spend``). A request in flight holds a *reserve*
+  (``take_tokens``: its ``num_predict`` / ``max_tokens``, else ``DAILY_TOKENS_RESERVE``), settled
+  by its spend (or ``release``) when it ends; a request is refused while the spends plus the
+  reserves have reached the limit, so a concurrent burst overshoots by at most one request's
+  reserve (docs/contract.md §16 "Tokens are charged as delivered").
 
 Both take ``since``: the moment the limit was set (epoch seconds, ``0`` when unknown). Requests
 from before it are not counted, so a limit counts requests from the moment it is set. Refusals
@@ -27,6 +30,9 @@ from typing import Protocol
 RPM_WINDOW = 60.0  # seconds: "per rolling minute"
 TOKENS_WINDOW = 86_400.0  # seconds: "per rolling 24 h"
 SWEEP_INTERVAL = 60.0  # seconds between sweeps of identities that stopped calling
+# Retry-After when only reserves of requests still in flight fill the budget: when they end is
+# unknown, and they settle (usually below their reserve) within a generation's time.
+RESERVED_RETRY = 10
 
 Clock = Callable[[], float]
 
@@ -52,8 +58,19 @@ class Limits(Protocol):
         """``None`` while ``who`` is under ``daily_tokens``, else the Retry-After seconds."""
         ...
 
+    async def take_tokens(
+        self, who: str, daily_tokens: int, since: float, request_id: str, reserve: int
+    ) -> int | None:
+        """Admit and hold ``reserve`` tokens while spends plus reserves are under the limit; else
+        the Retry-After seconds (nothing held)."""
+        ...
+
     def spend(self, spend: Spend) -> None:
-        """Note a finished request's tokens (a request counts once, whatever calls it twice)."""
+        """Note a finished request's tokens and settle its reserve (a request counts once)."""
+        ...
+
+    def release(self, who: str, request_id: str) -> None:
+        """Drop a reserve whose request spent nothing countable."""
         ...
 
     async def seed(self, spends: Iterable[Spend]) -> None:
@@ -92,13 +109,14 @@ class _Requests:
 class _Tokens:
     """One identity's token spends of the last 24 h, with the running sum of those at or after ``since``."""
 
-    __slots__ = ("entries", "ids", "since", "total")
+    __slots__ = ("entries", "held", "ids", "since", "total")
 
     def __init__(self) -> None:
         self.entries: list[tuple[float, int, str]] = []  # (admitted at, tokens, request id), sorted
         self.ids: set[str] = set()
         self.since = 0.0
         self.total = 0
+        self.held: dict[str, int] = {}  # request id -> tokens reserved while it is in flight
 
     def advance(self, since: float, now: float) -> None:
         expired = bisect.bisect_left(self.entries, (now - TOKENS_WINDOW, -1))
@@ -112,6 +130,7 @@ class _Tokens:
             self.total = sum(tokens for at, tokens, _ in self.entries if at >= since)
 
     def add(self, spend: Spend, now: float) -> None:
+        self.held.pop(spend.request_id, None)
         if spend.request_id in self.ids or spend.at <= now - TOKENS_WINDOW:
             return
         self.ids.add(spend.request_id)
@@ -154,12 +173,34 @@ class LocalLimits:
         wait = tokens.retry_after(daily_tokens, now)
         return None if wait is None else retry_seconds(wait)
 
+    async def take_tokens(
+        self, who: str, daily_tokens: int, since: float, request_id: str, reserve: int
+    ) -> int | None:
+        """Admit and hold ``reserve`` while spends plus reserves are under the limit, else Retry-After."""
+        now = self.clock()
+        tokens = self._tokens.setdefault(who, _Tokens())
+        tokens.advance(since, now)
+        wait = tokens.retry_after(daily_tokens, now)
+        if wait is not None:
+            return retry_seconds(wait)
+        if tokens.total + sum(tokens.held.values()) >= daily_tokens:
+            return RESERVED_RETRY
+        if reserve > 0:
+            tokens.held[request_id] = reserve
+        return None
+
     def spend(self, spend: Spend) -> None:
-        """Note a finished request's tokens."""
+        """Note a finished request's tokens and settle its reserve."""
         now = self.clock()
         tokens = self._tokens.setdefault(spend.who, _Tokens())
         tokens.advance(0.0, now)
         tokens.add(spend, now)
+
+    def release(self, who: str, request_id: str) -> None:
+        """Drop a reserve whose request spent nothing countable."""
+        tokens = self._tokens.get(who)
+        if tokens is not None:
+            tokens.held.pop(request_id, None)
 
     async def seed(self, spends: Iterable[Spend]) -> None:
         """Note the tokens of requests finished before start-up."""
@@ -180,5 +221,5 @@ class LocalLimits:
             del self._requests[who]
         for who, tokens in list(self._tokens.items()):
             tokens.advance(0.0, now)
-            if not tokens.entries:
+            if not tokens.entries and not tokens.held:
                 del self._tokens[who]

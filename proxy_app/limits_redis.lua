@@ -5,7 +5,11 @@
 --         ARGV: rpm, since, now, window, request id  -> nil if admitted, else seconds until a slot frees
 -- tokens  KEYS: spends zset (member "<tokens>:<request id>", score admitted at), meta hash {since, total}
 --         ARGV: limit, since, now, window             -> nil while under, else seconds until under
--- spend   KEYS: as tokens; ARGV: member, admitted at, now, window, tokens
+-- spend   KEYS: as tokens; ARGV: member, admitted at, now, window, tokens, request id (settles its reserve)
+-- take_tokens KEYS: as tokens, then held zset (member request id, score held since), held-n hash
+--         (request id -> tokens); ARGV: limit, since, now, window, request id, reserve, lapse
+--         -> nil and the reserve held, or seconds until under (spends), or -1 (reserves fill it)
+-- release KEYS: as take_tokens; ARGV: request id
 --
 -- meta.total is the sum of the spends at or after meta.since (the latest moment the limit was set);
 -- it is kept as spends arrive and expire, so a check never sums the whole day.
@@ -58,13 +62,8 @@ if command == 'take' then
   return false
 end
 
-if command == 'tokens' then
-  local spends, meta = KEYS[1], KEYS[2]
-  local limit, now, window = tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
-  local stored_text, total = advance(spends, meta, ARGV[3], now, window)
-  if total < limit then
-    return false
-  end
+-- Seconds until the spends from ``stored_text`` on drop below ``limit`` (they are at or above it).
+local function wait_under(spends, stored_text, total, limit, now, window)
   local offset = 0
   while true do
     local batch = redis.call('ZRANGEBYSCORE', spends, stored_text, '+inf', 'WITHSCORES', 'LIMIT', offset, 500)
@@ -81,8 +80,57 @@ if command == 'tokens' then
   end
 end
 
+if command == 'tokens' then
+  local spends, meta = KEYS[1], KEYS[2]
+  local limit, now, window = tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
+  local stored_text, total = advance(spends, meta, ARGV[3], now, window)
+  if total < limit then
+    return false
+  end
+  return wait_under(spends, stored_text, total, limit, now, window)
+end
+
+local function settle(held, held_n, request_id)
+  if held and redis.call('ZREM', held, request_id) == 1 then
+    redis.call('HDEL', held_n, request_id)
+  end
+end
+
+if command == 'take_tokens' then
+  local spends, meta, held, held_n = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+  local limit, now, window = tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
+  local stored_text, total = advance(spends, meta, ARGV[3], now, window)
+  if total >= limit then
+    return wait_under(spends, stored_text, total, limit, now, window)
+  end
+  -- A reserve whose instance died before settling it lapses.
+  for _, rid in ipairs(redis.call('ZRANGEBYSCORE', held, '-inf', '(' .. (now - tonumber(ARGV[8])))) do
+    settle(held, held_n, rid)
+  end
+  local reserved = 0
+  for _, n in ipairs(redis.call('HVALS', held_n)) do reserved = reserved + tonumber(n) end
+  if total + reserved >= limit then
+    return '-1' -- only reserves of requests in flight fill it
+  end
+  local reserve = tonumber(ARGV[7])
+  if reserve > 0 then
+    redis.call('ZADD', held, ARGV[4], ARGV[6])
+    redis.call('HSET', held_n, ARGV[6], reserve)
+    local ttl = math.ceil(tonumber(ARGV[8]) * 1000) + 60000
+    redis.call('PEXPIRE', held, ttl)
+    redis.call('PEXPIRE', held_n, ttl)
+  end
+  return false
+end
+
+if command == 'release' then
+  settle(KEYS[3], KEYS[4], ARGV[2])
+  return false
+end
+
 if command == 'spend' then
   local spends, meta = KEYS[1], KEYS[2]
+  settle(KEYS[3], KEYS[4], ARGV[7])
   local at, now, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
   local stored_text, total = advance(spends, meta, '0', now, window)
   if at > now - window and redis.call('ZADD', spends, 'NX', ARGV[3], ARGV[2]) == 1 then

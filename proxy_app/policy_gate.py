@@ -10,6 +10,8 @@ is known, before it is queued or relayed, and passes the fast lane's answers thr
   ``/api/ps`` and ``/v1/models`` list only the allowed ones.
 * ``daily_tokens``, then ``rpm`` — queued-lane requests only: 429 with ``Retry-After``
   (counters: :mod:`proxy_app.limits`). A request refused for tokens does not use up a request.
+  An admitted request holds a reserve against ``daily_tokens`` (:func:`token_reserve`) until it
+  ends, when its delivered tokens replace it (docs/contract.md §16).
 * ``expires_at`` is checked when the request is classified (``proxy_app.classify.identify``);
   ``max_queued`` / ``max_concurrent`` by the scheduler, which gets them on the ticket.
 
@@ -66,7 +68,13 @@ class PolicyGate:
     """Admission by policy, model-list filtering, and the token counting behind ``daily_tokens``."""
 
     def __init__(
-        self, cache: IdentityCache, limits: Limits, engine: AsyncEngine, *, clock: Clock = time.time
+        self,
+        cache: IdentityCache,
+        limits: Limits,
+        engine: AsyncEngine,
+        *,
+        clock: Clock = time.time,
+        default_reserve: int = 1024,
     ) -> None:
         self.cache = cache
         self.limits = limits
@@ -75,6 +83,8 @@ class PolicyGate:
         # (who, "rpm" | "daily_tokens") -> when that limit was set (epoch s); absent: count everything.
         self._since: dict[tuple[str, str], float] = {}
         self._seen: dict[str, tuple[int | None, int | None]] = {}
+        self._held: dict[str, list[str]] = {}  # request id -> whose daily_tokens it holds a reserve against
+        self.default_reserve = default_reserve  # DAILY_TOKENS_RESERVE
 
     async def start(self) -> None:
         """Read back when limits were set and the last day's tokens; then follow policy changes."""
@@ -112,8 +122,9 @@ class PolicyGate:
             for policy, _who, whose in checks:
                 if model is not None and not model_allowed(policy, model):
                     raise Forbidden(f"model '{model}' is not allowed for {whose}")
+            reserve = self._reserve(payload)
             for policy, who, whose in checks:
-                await self._check_tokens(who, whose, policy)
+                await self._check_tokens(who, whose, policy, proxied.request_id, reserve)
             for policy, who, whose in checks:
                 await self._check_rate(who, whose, policy, proxied.request_id)
         elif route.name in ONE_MODEL_ENDPOINTS:
@@ -150,26 +161,38 @@ class PolicyGate:
         return response
 
     def spent(self, record: RequestRecord) -> None:
-        """Count a finished request's tokens against its identity's ``daily_tokens`` (if it has one)."""
+        """Count a finished request's tokens against its identity's ``daily_tokens`` (if it has one),
+        settling the reserve it held."""
         tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
-        if tokens <= 0:
-            return
+        held = self._held.pop(record.request_id, [])
         # A personal key's tokens count for its owner and for the key itself (docs/contract.md §14).
         for who in subjects_of(record.api_key_id, record.whitelist_entry_id, record.user_id):
-            if self.cache.snapshot.policy_of(who).daily_tokens is not None:
+            if tokens > 0 and self.cache.snapshot.policy_of(who).daily_tokens is not None:
                 self.limits.spend(Spend(who, record.request_id, record.created_at.timestamp(), tokens))
+                if who in held:
+                    held.remove(who)  # the spend settles the reserve
+        for who in held:
+            self.limits.release(who, record.request_id)
 
     def since(self, who: str, field: str) -> float:
         """When ``who``'s ``field`` limit was set (epoch seconds; 0 when earlier than anything counted)."""
         return self._since.get((who, field), 0.0)
 
-    async def _check_tokens(self, who: str, whose: str, policy: Policy) -> None:
+    def _reserve(self, payload: dict) -> int:
+        return token_reserve(payload) or self.default_reserve
+
+    async def _check_tokens(
+        self, who: str, whose: str, policy: Policy, request_id: str, reserve: int
+    ) -> None:
         # Counters are the policy's: one per key, whatever end user it names.
         if policy.daily_tokens is None:
             return
-        wait = await self.limits.tokens_retry_after(who, policy.daily_tokens, self.since(who, DAILY_TOKENS))
+        since = self.since(who, DAILY_TOKENS)
+        wait = await self.limits.take_tokens(who, policy.daily_tokens, since, request_id, reserve)
         if wait is not None:
             raise TooManyRequests(f"daily token limit of {policy.daily_tokens} reached for {whose}", wait)
+        if reserve > 0:
+            self._held.setdefault(request_id, []).append(who)  # settled by spent(), however it ends
 
     async def _check_rate(self, who: str, whose: str, policy: Policy, request_id: str) -> None:
         if policy.rpm is None:
@@ -188,6 +211,20 @@ class PolicyGate:
                 if before != after:
                     self._since[(who, field)] = now
         self._seen = seen
+
+
+# Where each protocol names the most tokens a request may generate (Ollama's native routes in
+# ``options``; OpenAI chat/completions, Anthropic Messages, OpenAI Responses at the top level).
+_TOKEN_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def token_reserve(payload: dict) -> int | None:
+    """The tokens a request says it may generate (``num_predict``, ``max_tokens``, ...), or None."""
+    options = payload.get("options")
+    values = [options.get("num_predict")] if isinstance(options, dict) else []
+    values += [payload.get(name) for name in _TOKEN_CAPS]
+    caps = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > 0]
+    return min(caps) if caps else None  # num_predict -1 / -2 (no cap) name no limit
 
 
 def _limit_values(snapshot: Snapshot) -> dict[str, tuple[int | None, int | None]]:

@@ -57,7 +57,7 @@ from proxy_app.gateway import SHUTTING_DOWN, Gateway
 from proxy_app.queued import serve_queued
 from proxy_app.request_log import RequestRecord
 from proxy_app.routes import Lane, Route
-from proxy_app.scheduler import Grant, SchedulerError, Ticket
+from proxy_app.scheduler import Grant, LimitSubject, SchedulerError, Ticket
 from proxy_app.unqueued import serve_unqueued
 from proxy_app.upstream import Exchange, redact_url
 from proxy_app.usage_parse import UsageTracker
@@ -181,11 +181,9 @@ class ProxiedRequest:
             identity.source.value,
             model,
             who=identity.who,
-            # A personal key's own caps narrow its owner's (docs/contract.md §14): the stricter holds.
-            max_queued=_stricter(identity.policy.max_queued, identity.key_policy.max_queued),
-            max_concurrent=_stricter(identity.policy.max_concurrent, identity.key_policy.max_concurrent),
             endpoint=self.endpoint,
             principal=self.principal,
+            limits=limit_subjects(identity),
         )
         self.task = asyncio.ensure_future(self.gw.scheduler.acquire(ticket))
         return self.task
@@ -313,7 +311,8 @@ class ProxiedRequest:
         """The request-log row of this request as it stands (the only place one is filled)."""
         identity = self.identity
         backend = self.grant.backend.url if self.grant is not None else self.backend_url
-        tokens = self.usage.usage() if self.usage is not None and self.stage is None else (None, None)
+        # docs/contract.md §16: charged as delivered, also when the client left or the stream broke.
+        tokens = self.usage.delivered() if self.usage is not None else (None, None)
         return RequestRecord(
             request_id=self.request_id,
             method=self.method,
@@ -347,7 +346,17 @@ class ProxiedRequest:
         return None if key is None else presented_key_prefix(key)
 
 
-def _stricter(first: int | None, second: int | None) -> int | None:
-    """The smaller of two caps, ``None`` (no cap) when neither is set."""
-    caps = [cap for cap in (first, second) if cap is not None]
-    return min(caps) if caps else None
+def limit_subjects(identity: Identity) -> tuple[LimitSubject, ...]:
+    """Whose queue limits bound the identity's requests: its policy holder's (docs/contract.md §16).
+
+    For an end user behind a shared key that is the key, so the key's limits bound all its end users
+    together while fair share goes per end user (``identity.who``). A personal key adds itself.
+    """
+    holder, policy = identity.holder, identity.policy
+    subjects = [LimitSubject(holder, policy.max_queued, policy.max_concurrent)] if holder else []
+    # A personal key's own caps bound the key besides its owner's (docs/contract.md §14).
+    key_holder, key_policy = identity.key_holder, identity.key_policy
+    capped = key_policy.max_queued is not None or key_policy.max_concurrent is not None
+    if key_holder is not None and capped:
+        subjects.append(LimitSubject(key_holder, key_policy.max_queued, key_policy.max_concurrent))
+    return tuple(subjects)

@@ -41,6 +41,7 @@ from proxy_app.tickets import (
     Evicted,
     Grant,
     IdentityQueueFull,
+    LimitSubject,
     NoBackend,
     QueueFull,
     QueueTimeout,
@@ -63,6 +64,7 @@ __all__ = [
     "Evicted",
     "Grant",
     "IdentityQueueFull",
+    "LimitSubject",
     "LocalScheduler",
     "NoBackend",
     "QueueFull",
@@ -79,13 +81,25 @@ __all__ = [
 
 
 class _Waiter:
-    __slots__ = ("ticket", "key", "group", "who", "points", "enqueued", "deadline", "future", "passed_at")
+    __slots__ = (
+        "ticket",
+        "key",
+        "group",
+        "who",
+        "subjects",
+        "points",
+        "enqueued",
+        "deadline",
+        "future",
+        "passed_at",
+    )
 
     def __init__(self, ticket: Ticket, key: tuple[float, int], points: float, enqueued: float, future):
         self.ticket = ticket
         self.key = key
         self.group = group_of(ticket.model)
         self.who = ticket.who
+        self.subjects = tuple(subject.who for subject in ticket.subjects)
         self.points = points
         self.enqueued = enqueued
         self.deadline = 0.0  # event-loop time when QUEUE_TIMEOUT runs out
@@ -138,20 +152,22 @@ class LocalScheduler:
         if not self.pool.candidates(ticket.model):
             raise NoBackend("no healthy backend serves this model", retry_after=self._backend_retry())
         now = self._clock()
-        who = ticket.who
-        if self._queue.set_limit(who, ticket.max_concurrent):
-            self._dispatch()  # a raised limit lets the identity's waiting tickets go first
+        who, subjects = ticket.who, ticket.subjects
+        if self._queue.set_limits((subject.who, subject.max_concurrent) for subject in subjects):
+            self._dispatch()  # a raised limit lets the subject's waiting tickets go first
         points = (
             self.settings.fair_share * (self._queue.waiting[who] + self._queue.active[who]) if who else 0.0
         )
-        backend = None if self._queue.blocked(who) else self.pool.pick(ticket.model)
+        blocked = self._queue.blocked_by(subject.who for subject in subjects)
+        backend = None if blocked else self.pool.pick(ticket.model)
         if backend is not None:
             return self._take(ticket, backend, waited=0.0, points=points, now=now)
-        if ticket.max_queued is not None and who and self._queue.waiting[who] >= ticket.max_queued:
-            raise IdentityQueueFull(
-                f"this identity already has {self._queue.waiting[who]} requests waiting",
-                retry_after=self._full_retry(),
-            )
+        for subject in subjects:
+            waiting = self._queue.subject_waiting[subject.who]
+            if subject.max_queued is not None and waiting >= subject.max_queued:
+                raise IdentityQueueFull(
+                    f"this identity already has {waiting} requests waiting", retry_after=self._full_retry()
+                )
         key = (ticket.priority + points + self._rate * ((now - self._epoch) / 60.0), next(self._seq))
         if len(self._queue) >= self.settings.max_queue:
             worst = self._queue.worst()
@@ -186,7 +202,7 @@ class LocalScheduler:
         backend.in_use += 1
         backend.given(group_of(ticket.model))
         self._active[ticket.source] += 1
-        self._queue.holding(ticket.who, +1)
+        self._queue.holding(ticket.who, _names(ticket), +1)
         effective = ticket.priority + points - self._rate * waited / 60.0
         grant = Grant(ticket, backend, waited, points=points, effective=effective)
         grant.granted_at = now
@@ -201,7 +217,7 @@ class LocalScheduler:
         self._grants.pop(grant.ticket.request_id, None)
         grant.backend.in_use -= 1
         self._active[grant.ticket.source] -= 1
-        self._queue.holding(grant.ticket.who, -1)
+        self._queue.holding(grant.ticket.who, _names(grant.ticket), -1)
         held = self._clock() - grant.granted_at
         self._mean_hold += 0.1 * (held - self._mean_hold)
         self.service.record(group_of(grant.ticket.model), grant.backend.url, held)
@@ -361,3 +377,7 @@ class LocalScheduler:
 
     def _backend_retry(self) -> int:
         return max(1, math.ceil(self.pool.interval))
+
+
+def _names(ticket: Ticket) -> tuple[str, ...]:
+    return tuple(subject.who for subject in ticket.subjects)

@@ -24,10 +24,37 @@ local function tkey(rid) return P .. ':t:' .. rid end
 local function lane(model, who) return P .. ':lane:' .. model .. '\n' .. who end
 local function num(v) return tonumber(v) or 0 end
 
+local function split(text)
+  local out = {}
+  if not text then return out end
+  for part in string.gmatch(text, '[^\n]+') do out[#out + 1] = part end
+  return out
+end
+
+-- Limits count per subject (docs/contract.md §16: a shared key bounds all its end users);
+-- ``limit`` / ``sactive`` / ``swaiting`` per subject, ``subj:<who>`` the subjects of a waiting
+-- identity, ``members:<subject>`` the identities waiting under it.
+local function blocked_by(subjects)
+  for _, s in ipairs(subjects) do
+    local limit = redis.call('HGET', P .. ':limit', s)
+    if limit ~= false and num(redis.call('HGET', P .. ':sactive', s)) >= tonumber(limit) then return true end
+  end
+  return false
+end
+
 local function blocked(who)
   if who == '' then return false end
-  local limit = redis.call('HGET', P .. ':limit', who)
-  return limit ~= false and num(redis.call('HGET', P .. ':active', who)) >= tonumber(limit)
+  return blocked_by(split(redis.call('GET', P .. ':subj:' .. who) or nil))
+end
+
+local function under(subjects)
+  local seen, out = {}, {}
+  for _, s in ipairs(subjects) do
+    for _, w in ipairs(redis.call('HKEYS', P .. ':members:' .. s)) do
+      if not seen[w] then seen[w] = true out[#out + 1] = w end
+    end
+  end
+  return out
 end
 
 local function head(key)
@@ -58,24 +85,50 @@ local function toggle(who, was)
   end
 end
 
-local function holding(who, delta)
-  if who == '' then return end
-  local was = blocked(who)
-  if redis.call('HINCRBY', P .. ':active', who, delta) <= 0 then redis.call('HDEL', P .. ':active', who) end
-  toggle(who, was)
+-- Run ``change`` and move the lane heads of every identity waiting under ``subjects`` it (un)blocked.
+local function rebalancing(subjects, change)
+  local whos = under(subjects)
+  local was = {}
+  for i, w in ipairs(whos) do was[i] = blocked(w) end
+  change()
+  local freed = false
+  for i, w in ipairs(whos) do
+    toggle(w, was[i])
+    if was[i] and not blocked(w) then freed = true end
+  end
+  return freed
 end
 
-local function set_limit(who, limit)
-  if who == '' then return false end
-  local was = blocked(who)
-  if limit then redis.call('HSET', P .. ':limit', who, limit) else redis.call('HDEL', P .. ':limit', who) end
-  toggle(who, was)
-  return was and not blocked(who)
+local function holding(who, subjects, delta)
+  if who ~= '' then
+    if redis.call('HINCRBY', P .. ':active', who, delta) <= 0 then redis.call('HDEL', P .. ':active', who) end
+  end
+  rebalancing(subjects, function()
+    for _, s in ipairs(subjects) do
+      if redis.call('HINCRBY', P .. ':sactive', s, delta) <= 0 then redis.call('HDEL', P .. ':sactive', s) end
+    end
+  end)
 end
 
-local function queue_add(rid, member, score, model, who, source)
+-- limits: {{subject, max_queued, max_concurrent}} (-1 = none); true if that unblocked anyone.
+local function set_limits(limits)
+  local subjects = {}
+  for i, l in ipairs(limits) do subjects[i] = l[1] end
+  return rebalancing(subjects, function()
+    for _, l in ipairs(limits) do
+      if l[3] >= 0 then redis.call('HSET', P .. ':limit', l[1], l[3]) else redis.call('HDEL', P .. ':limit', l[1]) end
+    end
+  end)
+end
+
+local function queue_add(rid, member, score, model, who, source, subjects)
   local key = lane(model, who)
   local old = head(key)
+  if who ~= '' then redis.call('SET', P .. ':subj:' .. who, table.concat(subjects, '\n')) end
+  for _, s in ipairs(subjects) do
+    redis.call('HINCRBY', P .. ':swaiting', s, 1)
+    redis.call('HINCRBY', P .. ':members:' .. s, who, 1)
+  end
   redis.call('ZADD', key, string.format('%.17g', score), member)
   if not blocked(who) and (old == nil or before({member, score}, old)) then
     if old then redis.call('ZREM', P .. ':ready:' .. model, old[1]) end
@@ -89,11 +142,18 @@ local function queue_add(rid, member, score, model, who, source)
 end
 
 -- Take a waiting ticket out of every index (its hash stays; the caller decides).
-local function unqueue(rid, member, model, who, source)
+local function unqueue(rid, member, model, who, source, subjects)
   local key = lane(model, who)
   local h = head(key)
+  local was_blocked = blocked(who)
   redis.call('ZREM', key, member)
-  if h and h[1] == member and not blocked(who) then
+  for _, s in ipairs(subjects) do
+    if redis.call('HINCRBY', P .. ':swaiting', s, -1) <= 0 then redis.call('HDEL', P .. ':swaiting', s) end
+    if redis.call('HINCRBY', P .. ':members:' .. s, who, -1) <= 0 then
+      redis.call('HDEL', P .. ':members:' .. s, who)
+    end
+  end
+  if h and h[1] == member and not was_blocked then
     redis.call('ZREM', P .. ':ready:' .. model, member)
     local nh = head(key)
     if nh then ready_add(model, nh) end
@@ -101,21 +161,24 @@ local function unqueue(rid, member, model, who, source)
   redis.call('ZREM', P .. ':queue', member)
   redis.call('ZREM', P .. ':arrivals', rid)
   redis.call('HINCRBY', P .. ':counts', 'queued:' .. source, -1)
-  if redis.call('HINCRBY', P .. ':waiting', who, -1) <= 0 then redis.call('HDEL', P .. ':waiting', who) end
+  if redis.call('HINCRBY', P .. ':waiting', who, -1) <= 0 then
+    redis.call('HDEL', P .. ':waiting', who)
+    redis.call('DEL', P .. ':subj:' .. who)
+  end
   if redis.call('HINCRBY', P .. ':wm:' .. who, model, -1) <= 0 then redis.call('HDEL', P .. ':wm:' .. who, model) end
 end
 
-local FIELDS = {'member', 'model', 'who', 'source', 'state', 'owner', 'deadline', 'backend'}
+local FIELDS = {'member', 'model', 'who', 'source', 'state', 'owner', 'deadline', 'backend', 'subj'}
 local function ticket(rid)
   local f = redis.call('HMGET', tkey(rid), unpack(FIELDS))
   return {member = f[1], model = f[2], who = f[3], source = f[4], state = f[5], owner = f[6],
-    deadline = f[7], backend = f[8]}
+    deadline = f[7], backend = f[8], subjects = split(f[9] or nil)}
 end
 
 -- A waiting ticket leaves for good.
 local function drop(rid)
   local t = ticket(rid)
-  if t.member and t.state == 'queued' then unqueue(rid, t.member, t.model, t.who, t.source) end
+  if t.member and t.state == 'queued' then unqueue(rid, t.member, t.model, t.who, t.source, t.subjects) end
   redis.call('ZREM', P .. ':arrivals', rid)
   redis.call('DEL', tkey(rid))
 end
@@ -125,7 +188,7 @@ local function release(rid, url, held)
   if redis.call('ZREM', P .. ':leases:' .. url, rid) == 1 then
     local t = ticket(rid)
     redis.call('HINCRBY', P .. ':counts', 'active:' .. (t.source or 'unknown'), -1)
-    holding(t.who or '', -1)
+    holding(t.who or '', t.subjects, -1)
     if held and t.model and t.model ~= '' then
       local field = t.model .. '\n' .. url
       local old = tonumber(redis.call('HGET', P .. ':svc', field))
@@ -199,7 +262,7 @@ end
 -- Hand ``url`` to a waiting ticket (or drop it if its instance is gone or it timed out).
 local function grant_waiting(rid, member, model, url, free)
   local t = ticket(rid)
-  unqueue(rid, member, model, t.who, t.source)
+  unqueue(rid, member, model, t.who, t.source, t.subjects)
   local alive = t.owner and redis.call('EXISTS', P .. ':inst:' .. t.owner) == 1
   if not (alive and tonumber(t.deadline) > now) then
     redis.call('DEL', tkey(rid))
@@ -209,7 +272,7 @@ local function grant_waiting(rid, member, model, url, free)
   redis.call('ZADD', P .. ':leases:' .. url, lease_end, rid)
   redis.call('HSET', tkey(rid), 'state', 'granted', 'backend', url, 'waited', string.format('%.17g', waited))
   redis.call('HINCRBY', P .. ':counts', 'active:' .. t.source, 1)
-  holding(t.who, 1)
+  holding(t.who, t.subjects, 1)
   given(url, model)
   -- Always told, even the enqueuing caller that also gets the answer directly:
   -- if that caller was cancelled meanwhile, the notice is what gives the slot back.
@@ -267,34 +330,41 @@ end
 
 if cmd == 'enqueue' then
   -- ARGV: 6 rid, 7 model group, 8 source, 9 base priority, 10 aging per minute, 11 owner,
-  -- 12 timeout ms, 13 max queue, 14 who, 15 max_queued, 16 max_concurrent ('' = none), 17 endpoint
+  -- 12 timeout ms, 13 max queue, 14 who, 15 JSON [[subject, max_queued, max_concurrent]] (-1 = none),
+  -- 16 unused, 17 endpoint
   local rid, model, source, owner, who = ARGV[6], ARGV[7], ARGV[8], ARGV[11], ARGV[14]
   if redis.call('EXISTS', tkey(rid)) == 1 then return {'duplicate'} end
   redis.call('SET', P .. ':inst:' .. owner, '1', 'PX', lease)
-  if set_limit(who, tonumber(ARGV[16])) then dispatch() end
+  local limits = cjson.decode(ARGV[15])
+  local subjects = {}
+  for i, l in ipairs(limits) do subjects[i] = l[1] end
+  if set_limits(limits) then dispatch() end
   local mine = num(redis.call('HGET', P .. ':waiting', who)) + num(redis.call('HGET', P .. ':active', who))
   local points = 0
   if who ~= '' then points = cfg.fair * mine end
   local base = tonumber(ARGV[9])
   redis.call('HSET', tkey(rid), 'model', model, 'who', who, 'source', source, 'owner', owner,
     'deadline', now + tonumber(ARGV[12]), 'base', ARGV[9], 'points', string.format('%.17g', points),
-    'enq', string.format('%.17g', secs), 'endpoint', ARGV[17], 'state', 'new')
+    'enq', string.format('%.17g', secs), 'endpoint', ARGV[17], 'state', 'new',
+    'subj', table.concat(subjects, '\n'))
   local free = free_slots()
   local url = nil
-  if not blocked(who) then url = pick(free, model) end
+  if not blocked_by(subjects) then url = pick(free, model) end
   if url then
     redis.call('ZADD', P .. ':leases:' .. url, lease_end, rid)
     redis.call('HSET', tkey(rid), 'state', 'granted', 'backend', url, 'waited', '0')
     redis.call('HINCRBY', P .. ':counts', 'active:' .. source, 1)
-    holding(who, 1)
+    holding(who, subjects, 1)
     given(url, model)
     notify(owner, 'g\n' .. url .. '\n' .. rid)
     return {'granted', url, string.format('%.17g', points)}
   end
-  local max_queued = tonumber(ARGV[15])
-  if who ~= '' and max_queued and num(redis.call('HGET', P .. ':waiting', who)) >= max_queued then
-    redis.call('DEL', tkey(rid))
-    return {'identity_full', num(redis.call('HGET', P .. ':waiting', who))}
+  for _, l in ipairs(limits) do
+    local waiting = num(redis.call('HGET', P .. ':swaiting', l[1]))
+    if l[2] >= 0 and waiting >= l[2] then
+      redis.call('DEL', tkey(rid))
+      return {'identity_full', waiting}
+    end
   end
   local score = base + points + tonumber(ARGV[10]) * (secs / 60)
   if redis.call('ZCARD', P .. ':queue') >= tonumber(ARGV[13]) then
@@ -310,7 +380,7 @@ if cmd == 'enqueue' then
   end
   local member = string.format('%016d', redis.call('INCR', P .. ':seq')) .. rid
   redis.call('HSET', tkey(rid), 'member', member, 'state', 'queued')
-  queue_add(rid, member, score, model, who, source)
+  queue_add(rid, member, score, model, who, source, subjects)
   dispatch()
   local f = redis.call('HMGET', tkey(rid), 'state', 'backend')
   if f[1] == 'granted' then return {'granted', f[2], string.format('%.17g', points)} end

@@ -232,8 +232,10 @@ class RedisScheduler:
             int(self.settings.queue_timeout * 1000),
             self.settings.max_queue,
             ticket.who,
-            "" if ticket.max_queued is None else ticket.max_queued,
-            "" if ticket.max_concurrent is None else ticket.max_concurrent,
+            json.dumps(
+                [[s.who, _or_none(s.max_queued), _or_none(s.max_concurrent)] for s in ticket.subjects]
+            ),
+            "",
             ticket.endpoint or "",
         ]
 
@@ -432,3 +434,7 @@ class RedisScheduler:
                 continue
             if item is not None:
                 self._on_notice(text(item[1]))
+
+
+def _or_none(limit: int | None) -> int:
+    return -1 if limit is None else limit

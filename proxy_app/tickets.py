@@ -62,6 +62,20 @@ class AdminCancelled(SchedulerError):
     """An administrator cancelled the waiting request (503 ``cancelled by an administrator``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class LimitSubject:
+    """Whose queue limits bound a request: a policy holder (a key, entry or user) and its limits.
+
+    docs/contract.md §16 "A shared key's limits hold for the key": a request behind a shared key is
+    its end user's for fair share, and the key's ``max_queued`` / ``max_concurrent`` bound the key
+    as a whole. A request carries every subject whose limits apply (all must allow).
+    """
+
+    who: str  # "key:3", "ip:7", "user:12"
+    max_queued: int | None = None  # this subject's requests waiting at once (§7)
+    max_concurrent: int | None = None  # this subject's requests holding a slot at once (§7)
+
+
 @dataclass
 class Ticket:
     """A request asking for a slot."""
@@ -70,11 +84,19 @@ class Ticket:
     priority: int | float  # base priority: lower is served first
     source: str  # "direct_api" | "custom_app" | "web_chat"
     model: str | None = None
-    who: str = ""  # identity for fair share and limits: "key:3", "ip:7", "user:12", "key:3/end-user:a"
-    max_queued: int | None = None  # this identity's waiting requests at once (§7)
-    max_concurrent: int | None = None  # this identity's slot holders at once (§7)
+    who: str = ""  # identity for fair share: "key:3", "ip:7", "user:12", "key:3/end-user:a"
+    max_queued: int | None = None  # ``who``'s own limits, when ``limits`` is empty (§7)
+    max_concurrent: int | None = None
     endpoint: str | None = None  # shown in the queue view (§8)
     principal: Any = None
+    limits: tuple[LimitSubject, ...] = ()  # whose limits bound it; empty: ``who`` with the two above
+
+    @property
+    def subjects(self) -> tuple[LimitSubject, ...]:
+        """The limit subjects of this ticket (none for a ticket without an identity)."""
+        if self.limits:
+            return self.limits
+        return (LimitSubject(self.who, self.max_queued, self.max_concurrent),) if self.who else ()
 
 
 @dataclass(eq=False)

@@ -16,7 +16,11 @@ Called once per response, on its end only — never per chunk:
 - :class:`UsageTracker` is what the relay uses: ``feed()`` every chunk it passes
   on (O(chunk) work, bounded memory, lines split across chunks handled), then
   ``usage()`` once the response ended. It keeps only the last complete line or
-  data event, and the tail of a line too long to keep whole.
+  data event, and the tail of a line too long to keep whole. It also counts the
+  generated pieces that went by (:data:`PIECE_MARKERS`): a stream that ends
+  without its final usage — the client left, the stream broke, or an OpenAI
+  stream without ``include_usage`` — is charged what it was sent
+  (docs/contract.md §16 "Tokens are charged as delivered").
 
 Every function returns ``(prompt_tokens, completion_tokens)``, each ``None``
 when the response did not say (an error line, a cut stream, legacy
@@ -145,6 +149,15 @@ HEAD_BYTES = 8 * 1024  # where an Anthropic stream's message_start is looked for
 
 _SSE_READERS = {"openai": openai_usage, "anthropic": anthropic_usage, "responses": responses_usage}
 
+# What marks one generated piece (one token, as Ollama streams them) in each protocol's stream.
+# A marker can never match inside a JSON string: its quotes would be escaped there.
+PIECE_MARKERS = {
+    "ollama": b'"done":false',  # every NDJSON line before the final one
+    "openai": b'"finish_reason":null',  # each chunk of chat/completions and completions but the last
+    "anthropic": b'"content_block_delta"',  # text, thinking and tool-input deltas
+    "responses": b'.delta"',  # response.output_text.delta, reasoning and function-call deltas
+}
+
 
 class UsageTracker:
     """Remembers the end of a response as it streams by; ``usage()`` reads its counts.
@@ -165,6 +178,9 @@ class UsageTracker:
         "_seen_data",
         "_started_input",
         "_head",
+        "_pieces",
+        "_carry",
+        "_marker",
     )
 
     def __init__(self, kind: UsageKind) -> None:
@@ -178,11 +194,20 @@ class UsageTracker:
         self._seen_data = False  # an SSE data line went by: this is a stream
         self._started_input: int | None = None  # message_start's input_tokens (anthropic)
         self._head: bytearray | None = bytearray() if kind == "anthropic" else None
+        self._pieces = 0  # generated pieces seen (markers counted)
+        self._carry = b""  # the last bytes of the previous chunk: a marker may span two chunks
+        self._marker = PIECE_MARKERS[kind]
+
+    @property
+    def pieces(self) -> int:
+        """How many generated pieces (tokens, as Ollama streams them) went by so far."""
+        return self._pieces
 
     def feed(self, chunk: bytes) -> None:
         """Take one chunk as it is passed on to the client."""
         if not chunk:
             return
+        self._count_pieces(chunk)
         if self.kind == "anthropic" and self._head is not None:
             self._read_message_start(chunk)
         if self.kind != "ollama" and not self._seen_data:
@@ -221,6 +246,19 @@ class UsageTracker:
         if prompt is None and self._started_input is not None:
             prompt = self._started_input
         return prompt, completion
+
+    def delivered(self) -> Usage:
+        """The usage to charge: the final counts, else the pieces counted as completion tokens."""
+        prompt, completion = self.usage()
+        if completion is None and self._pieces > 0:
+            completion = self._pieces
+        return prompt, completion
+
+    def _count_pieces(self, chunk: bytes) -> None:
+        data = self._carry + chunk
+        self._pieces += data.count(self._marker)
+        # Keep fewer bytes than a marker: a match needs at least one new byte, so none counts twice.
+        self._carry = data[-(len(self._marker) - 1) :]
 
     def _read_message_start(self, chunk: bytes) -> None:
         # The stream's first bytes, until message_start's line is whole (or HEAD_BYTES went by).

@@ -141,6 +141,10 @@ def test_the_end_user_length_defaults_to_128_and_reads_up_to_the_column_width(tm
         ("USER_MAX_KEYS", "-1", "between 0 and 1000"),
         ("USER_KEY_PRIORITY", "101", "between 0 and 100"),
         ("PASSWORD_RESET_HOURS", "0", "between 1 and 720"),
+        ("DAILY_TOKENS_RESERVE", "-1", "between 0 and"),
+        ("FAIR_SHARE_SECONDS", "-1", "at least 0"),
+        ("FAIR_SHARE_WINDOW", "0", "at least 1"),
+        ("WEBCHAT_DAILY_GPU_SECONDS", "0", "between 1 and"),
     ],
 )
 def test_a_bad_policy_or_scheduling_value_names_the_variable(tmp_path, name, value, fragment):

@@ -7,6 +7,8 @@ without it the header changes nothing.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -101,3 +103,22 @@ def test_an_absent_header_is_the_key_itself_and_a_bad_value_is_400(world, sim): 
     rows = sorted((row.status, row.end_user or "") for row in log_rows(server.settings))
     assert rows == [(200, ""), (200, "x" * 8), (400, ""), (400, "")]
     assert {row.api_key_id for row in log_rows(server.settings)} == {key_id}  # refused, still the key's
+
+
+def test_rotating_end_users_cannot_pass_the_key_s_max_queued(world, sim):  # noqa: F811
+    # Issue 19: 30 requests, each naming another person, against max_queued 5: all 30 were queued.
+    server, db, _, _, auth = world(FAIR_SHARE="1", AGING_PER_MINUTE="0")
+    secret, key_id = shared_key(db, "X-OpenWebUI-User-Id")
+    with db.sessions.begin() as session:
+        session.get(APIKey, key_id).max_queued = 5
+    with ThreadPoolExecutor(max_workers=32) as threads:
+        blocker = occupy(threads, server, sim, hold={"X-Sim-First-Token-Delay": "4"})
+        sent = [
+            submit(threads, server, {**OUTSIDE, "X-API-Key": secret, "X-OpenWebUI-User-Id": f"u-{i}"})
+            for i in range(30)
+        ]
+        answers = [future.result() for future in sent]
+        assert blocker.result().status_code == 200
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200] * 5 + [429] * 25
+    assert all(int(a.headers["Retry-After"]) >= 1 for a in answers if a.status_code == 429)

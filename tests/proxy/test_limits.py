@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from proxy_app.limits import RPM_WINDOW, TOKENS_WINDOW, Limits, LocalLimits, Spend
+from proxy_app.limits import RESERVED_RETRY, RPM_WINDOW, TOKENS_WINDOW, Limits, LocalLimits, Spend
 from tests.conftest import fresh_redis_url
 
 START = 1_800_000_000.0  # epoch seconds
@@ -148,3 +148,26 @@ async def test_redis_keys_expire_after_their_window():
         await redis.aclose()
     assert 0 < rpm_ttl <= (RPM_WINDOW + 1) * 1000
     assert all(TOKENS_WINDOW * 1000 < ttl <= (TOKENS_WINDOW + 60) * 1000 for ttl in token_ttls)
+
+
+async def test_requests_in_flight_hold_a_reserve_until_they_settle(limits, clock):
+    # docs/contract.md §16: a concurrent burst overshoots by at most one request's reserve.
+    assert await limits.take_tokens("key:1", 100, 0.0, "a", 60) is None
+    assert await limits.take_tokens("key:1", 100, 0.0, "b", 30) is None  # 90 held < 100
+    assert await limits.take_tokens("key:1", 100, 0.0, "c", 30) is None  # 90 < 100: in, 120 held
+    assert await limits.take_tokens("key:1", 100, 0.0, "d", 1) is not None  # 120 ≥ 100
+    assert await limits.take_tokens("user:2", 100, 0.0, "e", 500) is None  # others are apart
+    await spend(limits, "key:1", "a", clock.now, 10)  # a settles at 10: 10 + 30 + 30 = 70
+    limits.release("key:1", "b")  # b spent nothing countable: 10 + 30 = 40
+    await limits.close()
+    assert await limits.take_tokens("key:1", 100, 0.0, "f", 50) is None  # 90
+    assert await limits.take_tokens("key:1", 100, 0.0, "g", 50) is None  # 90 < 100: the last one in
+    assert await limits.take_tokens("key:1", 100, 0.0, "h", 1) is not None
+
+
+async def test_a_reserve_refusal_says_retry_soon_and_a_spent_budget_says_when(limits, clock):
+    assert await limits.take_tokens("key:1", 100, 0.0, "a", 500) is None
+    assert await limits.take_tokens("key:1", 100, 0.0, "b", 1) == RESERVED_RETRY
+    await spend(limits, "key:1", "a", clock.now, 150)
+    clock.now += 60
+    assert await limits.take_tokens("key:1", 100, 0.0, "b", 1) == TOKENS_WINDOW - 60

@@ -11,6 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from common.models import APIKey, User
+from common.policies import Policy
+from common.sources import Identity, RequestSource
+from proxy_app.proxied import limit_subjects
+from proxy_app.scheduler import LimitSubject
 from tests.proxy.fake_ollama import chat_request
 from tests.proxy.support import chat_body, cookie_header, log_rows
 
@@ -196,3 +200,15 @@ async def test_own_usage_is_unchanged_by_what_pages_load_and_counts_the_chat_and
     assert after["day"] == after["week"] == {"requests": 2, "prompt_tokens": 6, "completion_tokens": 2}
     assert after["limits"]["rpm"] == 3  # WEBCHAT_RPM, as bob's own is unset
     assert after["remaining"] == {"daily_tokens": None}  # no daily limit: null
+
+
+def test_a_personal_key_s_queue_caps_bound_the_key_besides_its_owner():
+    owner = Policy(max_queued=4, max_concurrent=2)
+    key = Policy(max_concurrent=1)
+    identity = Identity(RequestSource.CUSTOM_APP, 5, api_key_id=12, user_id=7, policy=owner, key_policy=key)
+    assert identity.who == "user:7"  # fair share: the owner, with the chat and every other key
+    assert limit_subjects(identity) == (LimitSubject("user:7", 4, 2), LimitSubject("key:12", None, 1))
+    uncapped = Identity(RequestSource.CUSTOM_APP, 5, api_key_id=12, user_id=7, policy=owner)
+    assert limit_subjects(uncapped) == (LimitSubject("user:7", 4, 2),)
+    chat = Identity(RequestSource.WEB_CHAT, 3, user_id=7, policy=owner)
+    assert limit_subjects(chat) == (LimitSubject("user:7", 4, 2),)

@@ -184,3 +184,32 @@ class TestUsageTracker:
     def test_it_refuses_an_unknown_kind(self):
         with pytest.raises(ValueError, match="unknown response kind"):
             UsageTracker("grpc")
+
+
+@pytest.mark.parametrize(
+    ("kind", "piece"),
+    [
+        ("ollama", b'{"model":"m","message":{"role":"assistant","content":"x"},"done":false}\n'),
+        ("openai", b'data: {"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}\n\n'),
+        ("anthropic", b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0}\n\n'),
+        ("responses", b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta"}\n\n'),
+    ],
+)
+def test_a_stream_cut_before_its_usage_is_charged_the_pieces_it_carried(kind, piece):
+    tracker = UsageTracker(kind)
+    stream = piece * 37
+    for start in range(0, len(stream), 7):  # chunks that split every marker somewhere
+        tracker.feed(stream[start : start + 7])
+    assert tracker.pieces == 37
+    assert tracker.delivered()[1] == 37
+    # Text that merely mentions a marker is not a piece: its quotes are escaped inside a string.
+    quoted = UsageTracker(kind)
+    quoted.feed(b'{"content":"say \\"done\\":false and \\"finish_reason\\":null"}\n')
+    assert quoted.pieces == 0
+
+
+def test_final_usage_wins_over_the_pieces_counted():
+    tracker = UsageTracker("ollama")
+    tracker.feed(b'{"message":{"content":"x"},"done":false}\n' * 5)
+    tracker.feed(b'{"done":true,"prompt_eval_count":3,"eval_count":9}\n')
+    assert tracker.delivered() == (3, 9)
