@@ -16,7 +16,7 @@ ADMIN_EXACT = ("/auth", "/admin", "/api/admin", "/docs", "/openapi.json", "/chat
 # The chat's answers stream from the gateway: they go through its queue (docs/contract.md §9);
 # so does the queue itself (docs/contract.md §8): /api/admin/queue and /api/admin/queue/{request_id}.
 GATEWAY_EXCEPTIONS = ("/api/admin/stats", "/chat/api/reply", "/api/admin/queue")
-GATEWAY_EXCEPTION_PREFIXES = ("/api/admin/queue/",)
+GATEWAY_EXCEPTION_PREFIXES = ("/api/admin/queue/", "/chat/api/reply/")
 
 
 def is_gateway_admin_path(path: str) -> bool:

@@ -39,6 +39,7 @@ def shots(page: Page, name: str) -> None:
     SCREENS.mkdir(parents=True, exist_ok=True)
     for label, viewport in (("1440", DESKTOP), ("390", PHONE)):
         page.set_viewport_size(viewport)
+        page.wait_for_timeout(400)  # the drawer's and the layout's transitions end
         no_sideways_scroll(page)
         page.screenshot(path=str(SCREENS / f"{name}-{label}.png"), full_page=True)
 
