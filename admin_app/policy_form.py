@@ -75,17 +75,18 @@ def policy_summary(row: object) -> str:
     return " · ".join(parts) or "no limits"
 
 
-# How the panel names the fields in its error messages (the API names them as its JSON does).
+# How the panel names the fields in its error messages, as templates/_policy.html labels them
+# (the API names them as its JSON does).
 FIELD_WORDS = {
     "name": "Name",
     "label": "Label",
     "priority": "Priority",
     "models": "Models",
     "rpm": "Requests per minute",
-    "max_queued": "Waiting at once",
-    "max_concurrent": "Answering at once",
-    "daily_tokens": "Tokens per day",
-    "expires_at": "Expires",
+    "max_queued": "Max waiting",
+    "max_concurrent": "Max running",
+    "daily_tokens": "Tokens per 24 h",
+    "expires_at": "Expires (UTC)",
     "end_user_header": "End-user header",
 }
 

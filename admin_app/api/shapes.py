@@ -203,7 +203,10 @@ SCHEMAS = {
         changes={"type": "object", "description": "What changed: `{field: [old, new]}` or the values set."},
     ),
     "NewAPIKey": _input(
-        ["name", "priority"], name={"type": "string", "minLength": 1, "maxLength": 100}, priority=PRIORITY
+        ["name", "priority"],
+        name={"type": "string", "minLength": 1, "maxLength": 100},
+        priority=PRIORITY,
+        **KEY_POLICY,
     ),
     "CreatedAPIKey": _object(
         ["id", "key", "name", "priority", "prefix", "created_at"],
