@@ -77,7 +77,6 @@ def list_entries(
 
 
 def audit_value(value: Any) -> str:
-    """A value of ``changes`` as text for the page (escaped once, by the template): no JSON escapes."""
-    if isinstance(value, str):
-        return value
+    """A value of ``changes`` as JSON text for the page, escaped once (by the template): Jinja's
+    ``tojson`` also escapes ``'`` and ``<`` as ``\\u0027``, which the page then showed as such."""
     return json.dumps(value, ensure_ascii=False)

@@ -166,3 +166,45 @@ def test_the_panels_key_list_names_the_owner(new_page, live_server):
     shots(admin, "keys-page")
     admin.goto("/admin/users/")
     shots(admin, "users-page")
+
+
+def test_the_panels_tables_fit_at_1440_and_are_labelled_cards_at_390(new_page, live_server):
+    with admin_api(live_server) as api:
+        for number in range(3):
+            made = api.post(
+                "/api/admin/apikeys",
+                json={
+                    "name": f"an application with a long name {number}",
+                    "priority": 3,
+                    "models": ["llama3.2", "qwen2.5-coder:7b", "mistral*"],
+                    "rpm": 120,
+                    "daily_tokens": 1_000_000,
+                    "end_user_header": "X-OpenWebUI-User-Id",
+                },
+            ).json()
+        api.delete(f"/api/admin/apikeys/{made['id']}")
+        api.post("/api/admin/whitelist", json={"ip": "10.20.30.0/24", "label": "the build farm"})
+        api.post("/api/admin/tokens", json={"note": "for someone"})
+    page = new_page()
+    sign_in(page)
+    for path in ("/admin/apikeys/", "/admin/users/", "/admin/whitelist/", "/admin/tokens/"):
+        page.set_viewport_size(DESKTOP)
+        page.goto(path)
+        wraps = page.evaluate(
+            "[...document.querySelectorAll('.table-wrap')].map(w => [w.scrollWidth, w.clientWidth])"
+        )
+        assert wraps and all(scroll <= client for scroll, client in wraps), (path, wraps)  # nothing hidden
+        page.set_viewport_size(PHONE)
+        page.wait_for_timeout(200)
+        no_sideways_scroll(page)
+        unlabelled = page.evaluate(
+            """() => [...document.querySelectorAll('table.cards tbody td')]
+                .filter(td => td.getClientRects().length && !td.classList.contains('actions-col'))
+                .filter(td => !td.dataset.label || getComputedStyle(td, '::before').content === 'none')
+                .length"""
+        )
+        assert unlabelled == 0, path
+    page.goto("/admin/apikeys/")
+    statuses = page.locator("table.cards tbody td[data-label='Status']")
+    expect(statuses.filter(has_text="Revoked")).to_have_count(1)  # said in words, not only dimmed
+    shots(page, "keys-page")
