@@ -88,6 +88,17 @@ class Identity:
         return subjects[0] if subjects else ""
 
     @property
+    def limit_subjects(self) -> tuple[tuple[str, Policy], ...]:
+        """Every policy that bounds this identity's requests, with whose counters it uses (all must allow).
+
+        The :attr:`holder`'s (a personal key's owner, docs/contract.md §14), then a personal key's own.
+        """
+        subjects = [(self.holder, self.policy)] if self.holder else []
+        if self.key_holder is not None:
+            subjects.append((self.key_holder, self.key_policy))
+        return tuple(subjects)
+
+    @property
     def key_holder(self) -> str | None:
         """``key:<id>`` of a personal key, whose own policy applies too; ``None`` for anything else."""
         subjects = subjects_of(self.api_key_id, self.whitelist_entry_id, self.user_id)

@@ -347,16 +347,11 @@ class ProxiedRequest:
 
 
 def limit_subjects(identity: Identity) -> tuple[LimitSubject, ...]:
-    """Whose queue limits bound the identity's requests: its policy holder's (docs/contract.md §16).
+    """The queue limits of every subject bounding the identity's requests (docs/contract.md §16).
 
     For an end user behind a shared key that is the key, so the key's limits bound all its end users
-    together while fair share goes per end user (``identity.who``). A personal key adds itself.
+    together while fair share goes per end user (``identity.who``); a personal key adds itself (§14).
     """
-    holder, policy = identity.holder, identity.policy
-    subjects = [LimitSubject(holder, policy.max_queued, policy.max_concurrent)] if holder else []
-    # A personal key's own caps bound the key besides its owner's (docs/contract.md §14).
-    key_holder, key_policy = identity.key_holder, identity.key_policy
-    capped = key_policy.max_queued is not None or key_policy.max_concurrent is not None
-    if key_holder is not None and capped:
-        subjects.append(LimitSubject(key_holder, key_policy.max_queued, key_policy.max_concurrent))
-    return tuple(subjects)
+    return tuple(
+        LimitSubject(who, policy.max_queued, policy.max_concurrent) for who, policy in identity.limit_subjects
+    )

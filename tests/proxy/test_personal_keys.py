@@ -208,7 +208,6 @@ def test_a_personal_key_s_queue_caps_bound_the_key_besides_its_owner():
     identity = Identity(RequestSource.CUSTOM_APP, 5, api_key_id=12, user_id=7, policy=owner, key_policy=key)
     assert identity.who == "user:7"  # fair share: the owner, with the chat and every other key
     assert limit_subjects(identity) == (LimitSubject("user:7", 4, 2), LimitSubject("key:12", None, 1))
-    uncapped = Identity(RequestSource.CUSTOM_APP, 5, api_key_id=12, user_id=7, policy=owner)
-    assert limit_subjects(uncapped) == (LimitSubject("user:7", 4, 2),)
+    assert identity.limit_subjects == (("user:7", owner), ("key:12", key))
     chat = Identity(RequestSource.WEB_CHAT, 3, user_id=7, policy=owner)
     assert limit_subjects(chat) == (LimitSubject("user:7", 4, 2),)
