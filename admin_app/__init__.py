@@ -110,6 +110,7 @@ def _init_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from admin_app import (
+        account_api,
         api,
         apikeys,
         audit,
@@ -119,6 +120,7 @@ def _register_blueprints(app: Flask) -> None:
         docs,
         home,
         models_page,
+        password_reset,
         requests_log,
         tokens,
         users,
@@ -141,6 +143,8 @@ def _register_blueprints(app: Flask) -> None:
         docs,
         chat,
         home,
+        account_api,
+        password_reset,
     )
     for module in modules:
         app.register_blueprint(module.bp)

@@ -15,13 +15,21 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, render_template
 from werkzeug.routing import Rule
 
+from admin_app.api.account_shapes import ACCOUNT_ENDPOINTS, ACCOUNT_SCHEMAS
 from admin_app.api.shapes import ADMIN_SECURITY, JSON_ENDPOINTS, SCHEMAS, SECURITY_SCHEMES, TAGS, error, ref
 from common.settings import ROOT
 
 bp = Blueprint("docs", __name__)
 
-PUBLIC_PAGES = {"auth.login", "auth.register", "auth.logout", "docs.page"}
-TAG_BY_BLUEPRINT = {"api": "Admin API", "auth": "Accounts", "docs": "Documentation"}
+PUBLIC_PAGES = {"auth.login", "auth.register", "auth.logout", "docs.page", "password_reset.page"}
+TAG_BY_BLUEPRINT = {
+    "api": "Admin API",
+    "auth": "Accounts",
+    "docs": "Documentation",
+    "account_api": "Accounts",
+}
+# Open to a signed-in user's session or access token, not only to admins (docs/contract.md §14).
+USER_APIS = {"account_api"}
 # <converter(arguments):name> in a werkzeug rule, e.g. <int:key_id>, <any(enable, disable):verb>.
 CONVERTER = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
 
@@ -44,7 +52,7 @@ def build_document(app: Flask) -> dict[str, Any]:
     )
     for name, scheme in SECURITY_SCHEMES.items():
         spec.components.security_scheme(name, scheme)
-    for name, schema in {**gateway_docs.SCHEMAS, **SCHEMAS}.items():
+    for name, schema in {**gateway_docs.SCHEMAS, **SCHEMAS, **ACCOUNT_SCHEMAS}.items():
         spec.components.schema(name, schema)
     for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
         if rule.endpoint == "static":
@@ -64,7 +72,7 @@ def build_document(app: Flask) -> dict[str, Any]:
 
 def _operation(rule: Rule, method: str, doc: str, shared: bool) -> dict[str, Any]:
     endpoint = rule.endpoint
-    details = JSON_ENDPOINTS.get(endpoint, {})
+    details = JSON_ENDPOINTS.get(endpoint) or ACCOUNT_ENDPOINTS.get(endpoint, {})
     blueprint = endpoint.partition(".")[0]
     operation: dict[str, Any] = {
         "tags": [TAG_BY_BLUEPRINT.get(blueprint, "Admin panel")],
@@ -77,7 +85,7 @@ def _operation(rule: Rule, method: str, doc: str, shared: bool) -> dict[str, Any
     if details.get("public") or endpoint in PUBLIC_PAGES:
         operation["security"] = []
     else:
-        operation["security"] = ADMIN_SECURITY if blueprint == "api" else [{"session": []}]
+        operation["security"] = ADMIN_SECURITY if blueprint in ("api", *USER_APIS) else [{"session": []}]
     if "body" in details:
         operation["requestBody"] = {
             "required": True,
@@ -85,7 +93,9 @@ def _operation(rule: Rule, method: str, doc: str, shared: bool) -> dict[str, Any
         }
     if "responses" in details:
         operation["responses"] = dict(details["responses"])
-        if not details.get("public"):
+        if blueprint in USER_APIS:
+            operation["responses"].update(error("401", "Not signed in."))
+        elif not details.get("public"):
             operation["responses"].update(
                 error("401", "Not signed in.") | error("403", "Not an administrator.")
             )

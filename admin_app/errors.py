@@ -31,7 +31,7 @@ MESSAGES = {
 
 def wants_json() -> bool:
     """API paths answer in JSON; pages answer in HTML."""
-    return request.path.startswith(("/api/", "/chat/api/")) or request.path == "/auth/token"
+    return request.path.startswith(("/api/", "/chat/api/", "/account/api/")) or request.path == "/auth/token"
 
 
 def _respond(code: int, message: str):

@@ -60,6 +60,21 @@ class PasswordForm(FlaskForm):
     )
 
 
+class ResetPasswordForm(FlaskForm):
+    """Set a new password with an admin's reset link (docs/contract.md §14)."""
+
+    new_password = PasswordField(
+        "New password",
+        validators=[InputRequired(), PASSWORD_LENGTH],
+        render_kw={"autocomplete": "new-password"},
+    )
+    confirm_password = PasswordField(
+        "Repeat the new password",
+        validators=[InputRequired(), EqualTo("new_password", message="The two passwords differ.")],
+        render_kw={"autocomplete": "new-password"},
+    )
+
+
 class WhitelistForm(FlaskForm):
     """Admit an IP address or network."""
 

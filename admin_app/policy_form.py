@@ -76,9 +76,36 @@ def policy_summary(row: object) -> str:
     return " · ".join(parts) or "no limits"
 
 
+# How the panel names the fields in its error messages, as templates/_policy.html labels them
+# (the API names them as its JSON does).
+FIELD_WORDS = {
+    "name": "Name",
+    "label": "Label",
+    "priority": "Priority",
+    "models": "Models",
+    "rpm": "Requests per minute",
+    "max_queued": "Max waiting",
+    "max_concurrent": "Max running",
+    "daily_tokens": "Tokens per 24 h",
+    "expires_at": "Expires (UTC)",
+    "end_user_header": "End-user header",
+}
+
+
+def in_words(field: str, message: str) -> str:
+    """A service's message about ``field`` as the panel says it: the field's label, no JSON words."""
+    label = FIELD_WORDS.get(field, field.replace("_", " ").capitalize())
+    for prefix in (f"{field}: ", f"{field} "):
+        if field and message.startswith(prefix):
+            message = message[len(prefix) :]
+            break
+    message = message.replace(", or null for no limit", ", or empty for no limit")
+    message = message.replace(", or null for every model", ", or empty for every model")
+    message = message.replace(", or null", ", or empty")
+    return f"{label}: {message}" if field else message[:1].upper() + message[1:]
+
+
 def refused_edit(row_id: int, error: ServiceError) -> dict[str, Any]:
-    """What the page needs to reopen a refused row editor with the error under its field."""
-    field = error.field or ""
-    prefix = f"{field}: "
-    message = error.message[len(prefix) :] if field and error.message.startswith(prefix) else error.message
-    return {"id": row_id, "errors": {field: message[:1].upper() + message[1:]}}
+    """What the page needs to reopen a refused row editor with every error under its field, in words."""
+    errors = getattr(error, "errors", None) or {error.field or "": error.message}
+    return {"id": row_id, "errors": {field: in_words(field, message) for field, message in errors.items()}}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, url_for
+from flask import current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from admin_app.forms import ActionForm
 from admin_app.identity import admin_blueprint
+from admin_app.links import public_link
 from admin_app.policy_form import patch_from_form, refused_edit
 from admin_app.requests_log import usage_summary
-from admin_app.services import NotFound, ServiceError
+from admin_app.services import NotFound, ServiceError, password_resets
 from admin_app.services import users as service
 from common.policies import LIMIT_FIELDS
 
@@ -23,7 +24,7 @@ ACTIONS = {
 }
 
 
-def _page(status: int = 200, editing=None):
+def _page(status: int = 200, editing=None, reset=None):
     page = render_template(
         "users/index.html",
         users=service.list_users(),
@@ -31,6 +32,7 @@ def _page(status: int = 200, editing=None):
         usage=usage_summary("user"),
         edit_fields=LIMIT_FIELDS,
         editing=editing,
+        reset=reset,
     )
     return page, status
 
@@ -53,6 +55,20 @@ def edit(user_id: int):
     else:
         flash(f"Saved the limits of {user.username}.", "success")
     return redirect(url_for("users.index"))
+
+
+@bp.post("/<int:user_id>/password-reset")
+def password_reset(user_id: int):
+    """Make a single-use password-reset link and show it this once (never in a flash message)."""
+    try:
+        reset, secret = password_resets.create_reset(
+            user_id, current_user.user, current_app.config["SEADRAGON"]
+        )
+    except NotFound as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("users.index"))
+    link = public_link("password_reset.page", token=secret)
+    return _page(reset={"username": reset.user.username, "url": link, "expires_at": reset.expires_at})
 
 
 @bp.post("/<int:user_id>/<any(disable, enable, promote, demote):verb>")

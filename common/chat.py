@@ -17,7 +17,8 @@ from common.models import MAX_ID, ChatMessage, Conversation, iso, utcnow
 
 TITLE_MAX = 80  # characters of the first message kept as the title
 ROLES = ("user", "assistant")
-STATUSES = ("complete", "stopped", "error")
+# streaming: the gateway is still writing it (docs/contract.md §14: a reply belongs to the conversation)
+STATUSES = ("complete", "stopped", "error", "streaming")
 
 
 class ChatError(Exception):
@@ -174,49 +175,81 @@ def export_markdown(conversation: Conversation, messages: list[ChatMessage]) -> 
 
 # -- async: the gateway's streaming endpoint ------------------------------------
 
+TURNS = ("send", "regenerate", "edit")  # a new question; the last answer again; the last question changed
+
 
 async def start_turn(
-    session: AsyncSession, conversation_id: int, user_id: int, content: str, model: str
-) -> list[dict]:
-    """Store the user's message (titling a new conversation) and return the history to send.
+    session: AsyncSession,
+    conversation_id: int,
+    user_id: int,
+    content: str | None,
+    model: str,
+    turn: str = "send",
+) -> tuple[list[dict], int]:
+    """Store the turn and a ``streaming`` answer to fill; return the history to send and the answer's id.
 
-    The history is ``[{"role", "content"}, ...]`` as Ollama's ``/api/chat`` takes it;
-    assistant messages that broke off with nothing said are left out.
+    ``send`` adds the user's message (titling a new conversation); ``regenerate`` drops the last
+    answer and asks the last question again; ``edit`` replaces the last question (and its answer)
+    with ``content``. The history is ``[{"role", "content"}, ...]`` as Ollama's ``/api/chat`` takes
+    it; assistant messages that broke off with nothing said are left out.
     """
     conversation = await session.scalar(_owned(conversation_id, user_id))
     if conversation is None:
         raise ChatError("conversation not found", 404)
-    history = [
-        {"role": message.role, "content": message.content}
-        for message in await session.scalars(_messages(conversation_id))
-        if message.content
-    ]
+    stored = list(await session.scalars(_messages(conversation_id)))
+    if any(message.status == "streaming" for message in stored):
+        raise ChatError("an answer is still being written in this conversation: wait for it or stop it", 409)
+    if turn != "send":
+        last_question = max((i for i, m in enumerate(stored) if m.role == "user"), default=None)
+        if last_question is None:
+            raise ChatError(f"there is no question to {turn} in this conversation", 409)
+        if turn == "regenerate" and last_question == len(stored) - 1:
+            raise ChatError("there is no answer to regenerate: send the question again", 409)
+        drop = stored[last_question + 1 :] if turn == "regenerate" else stored[last_question:]
+        for message in drop:
+            await session.delete(message)
+        stored = [message for message in stored if message not in drop]
+    history = [{"role": m.role, "content": m.content} for m in stored if m.content]
     now = utcnow()
-    if not history:
-        conversation.title = title_from(content)
+    if turn != "regenerate":
+        if content is None:
+            raise ChatError("content must be a non-empty string")
+        if not history:
+            conversation.title = title_from(content)
+        question = ChatMessage(conversation_id=conversation_id, role="user", content=content, created_at=now)
+        session.add(question)
+        history.append({"role": "user", "content": content})
     conversation.model = model
     conversation.updated_at = now
-    session.add(ChatMessage(conversation_id=conversation_id, role="user", content=content, created_at=now))
+    answer = ChatMessage(
+        conversation_id=conversation_id, role="assistant", content="", status="streaming", created_at=now
+    )
+    session.add(answer)
     await session.commit()
-    return [*history, {"role": "user", "content": content}]
+    return history, answer.id
 
 
 async def store_answer(
-    session: AsyncSession, conversation_id: int, content: str, status: str, error: str | None
-) -> ChatMessage:
-    """Store the assistant's answer: whole, or the part that came before a stop or a failure."""
+    session: AsyncSession, message_id: int, content: str, status: str, error: str | None
+) -> None:
+    """Fill the ``streaming`` answer: whole, or the part that came before a stop or a failure."""
     now = utcnow()
-    message = ChatMessage(
-        conversation_id=conversation_id,
-        role="assistant",
-        content=content,
-        status=status,
-        error=error[:500] if error else None,
-        created_at=now,
-    )
-    session.add(message)
+    message = await session.get(ChatMessage, message_id)
+    if message is None:
+        return  # the conversation was deleted while its answer streamed: nothing to keep
+    message.content, message.status, message.error = content, status, error[:500] if error else None
     await session.execute(
-        sa.update(Conversation).where(Conversation.id == conversation_id).values(updated_at=now)
+        sa.update(Conversation).where(Conversation.id == message.conversation_id).values(updated_at=now)
     )
     await session.commit()
-    return message
+
+
+async def end_orphans(session: AsyncSession) -> int:
+    """Mark answers left ``streaming`` by a gateway that stopped (one instance only) as broken off."""
+    result = await session.execute(
+        sa.update(ChatMessage)
+        .where(ChatMessage.status == "streaming")
+        .values(status="error", error="the gateway restarted before the answer was finished")
+    )
+    await session.commit()
+    return result.rowcount or 0

@@ -10,14 +10,14 @@ ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
 # Paths served by the admin (Flask) app. /api/admin/stats stays with the
 # gateway: the live queue lives in the gateway's process.
-ADMIN_PREFIXES = ("/auth/", "/admin/", "/api/admin/", "/static/", "/chat/")
+ADMIN_PREFIXES = ("/auth/", "/admin/", "/api/admin/", "/static/", "/chat/", "/account/")
 # The API documentation is generated from the admin app's url_map and the gateway's route table.
 ADMIN_EXACT = ("/auth", "/admin", "/api/admin", "/docs", "/openapi.json", "/chat", "/account")
 # The chat's answers stream from the gateway: they go through its queue (docs/contract.md §9);
 # so does the queue itself (docs/contract.md §8): /api/admin/queue and /api/admin/queue/{request_id},
 # and the model list (docs/contract.md §12): only the gateway knows what each backend has loaded.
 GATEWAY_EXCEPTIONS = ("/api/admin/stats", "/chat/api/reply", "/api/admin/queue", "/api/admin/models")
-GATEWAY_EXCEPTION_PREFIXES = ("/api/admin/queue/",)
+GATEWAY_EXCEPTION_PREFIXES = ("/api/admin/queue/", "/chat/api/reply/")
 
 
 def is_gateway_admin_path(path: str) -> bool:

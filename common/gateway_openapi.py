@@ -70,7 +70,17 @@ OWN_ROUTES = {
     "/chat/api/reply": (
         "POST",
         "chat_stream.reply",
-        "Store the user's message and stream the model's answer as NDJSON events",
+        "Store the turn, start the answer in the gateway, and follow it as NDJSON events",
+    ),
+    "/chat/api/reply/{conversation_id}": (
+        "GET",
+        "chat_stream.follow",
+        "Follow the answer being written in the user's conversation; 204 when none is (here)",
+    ),
+    "/chat/api/reply/stop": (
+        "POST",
+        "chat_stream.stop",
+        "Stop the answer being written in the user's conversation; the part said so far is kept",
     ),
 }
 # The live queue (docs/contract.md §8): path -> (method, endpoint, summary).
@@ -443,6 +453,10 @@ def _own_route(endpoint: str, summary: str) -> dict[str, Any]:
             "401": _error("Not signed in."),
             "403": _error("Not an administrator."),
         }
+    elif endpoint == "chat_stream.follow":
+        operation["parameters"] = [
+            {"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+        ]
     elif endpoint == "monitor.metrics":
         operation["security"] = [*ADMIN_SECURITY, {"metricsToken": []}]
         operation["responses"] = {

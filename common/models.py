@@ -163,6 +163,27 @@ class APIKey(PolicyColumns, Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A request header whose value names the end user behind a shared key (e.g. X-OpenWebUI-User-Id).
     end_user_header: Mapped[str | None] = mapped_column(sa.String(100))
+    # A personal key's owner (docs/contract.md §14): the user is its identity for limits and fair
+    # share. None: a key the admin made for an application. Deleting the user deletes their keys.
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+
+    owner: Mapped[User | None] = relationship(foreign_keys=[owner_id], lazy="joined")
+
+
+class PasswordReset(Base):
+    """A single-use link an admin made for a user to set a new password (docs/contract.md §14)."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
 
 
 class WhitelistEntry(PolicyColumns, Base):

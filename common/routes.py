@@ -119,3 +119,9 @@ ALIAS_PREFIX = "/api/ollama/"
 BLOB_ENTRY = Entry(Lane.MANAGE, ("HEAD", "POST"), body=Body.RAW)  # /api/blobs/sha256:<64 hex>
 MODEL_ENTRY = Entry(Lane.FAST, ("GET",))  # /v1/models/{id}
 USER_KEY_ENTRY = Entry(Lane.ACCOUNT, ("DELETE",), body=Body.OPTIONAL_JSON)  # /api/user/keys/{key}
+
+# The endpoints whose requests are inference (a generation, an embedding, a transcription):
+# the only requests a user's own usage counts (docs/contract.md §14), never a model list.
+INFERENCE_ENDPOINTS: frozenset[str] = frozenset(
+    path for path, entry in TABLE.items() if entry.lane is Lane.QUEUED
+)

@@ -98,6 +98,9 @@ class Settings:
     max_idle_per_ip: int = 64  # one IP's idle kept-alive connections without a credential
     pending_grace: float = 1.0  # seconds without a complete head before a connection counts as pending
     end_user_max_length: int = 128  # characters of an end-user header's value, then 400
+    user_max_keys: int = 5  # active personal API keys per user (docs/contract.md §14), then 409
+    user_key_priority: int = 5  # base priority of a personal API key's requests
+    password_reset_hours: int = 24  # how long an admin's password-reset link stays usable
     daily_tokens_reserve: int = 1024  # tokens an in-flight request naming no limit holds (§16)
     fair_share_seconds: float = 10.0  # GPU seconds worth one fair-share step; 0 = off (§13)
     fair_share_window: float = 300.0  # seconds of GPU time counted for fair share (§13)
@@ -168,6 +171,9 @@ class Settings:
             pending_grace=env.float("PENDING_GRACE", 1.0, minimum=0.0),
             # At most the request log's end_user column (200).
             end_user_max_length=env.int("END_USER_MAX_LENGTH", 128, minimum=1, maximum=200),
+            user_max_keys=env.int("USER_MAX_KEYS", 5, minimum=0, maximum=1000),
+            user_key_priority=env.int("USER_KEY_PRIORITY", 5, minimum=0, maximum=100),
+            password_reset_hours=env.int("PASSWORD_RESET_HOURS", 24, minimum=1, maximum=720),
             daily_tokens_reserve=env.int("DAILY_TOKENS_RESERVE", 1024, minimum=0, maximum=10**9),
             fair_share_seconds=env.float("FAIR_SHARE_SECONDS", 10.0, minimum=0.0),
             fair_share_window=env.float("FAIR_SHARE_WINDOW", 300.0, minimum=1.0),

@@ -48,6 +48,7 @@ class KeyInfo:
     priority: int
     name: str = ""
     end_user_header: str | None = None  # names the person behind a shared key (README "End users")
+    owner_id: int | None = None  # a personal key's user (docs/contract.md §14); None: an admin's key
 
 
 @dataclass(frozen=True)
@@ -73,22 +74,35 @@ class Identity:
     policy: Policy = Policy()  # docs/contract.md §7; attached from the gateway's identity cache
     end_user_header: str | None = None  # the key's header naming the person behind it
     end_user: str | None = None  # that header's value on this request (None: the key itself)
+    # A personal key's own policy (docs/contract.md §14): checked besides its owner's ``policy``.
+    key_policy: Policy = Policy()
 
     @property
     def holder(self) -> str:
-        """Who holds the policy and its counters: ``key:3`` (not per end user), ``ip:7``, ``user:12``."""
-        return who_of(self.api_key_id, self.whitelist_entry_id, self.user_id) or ""
+        """Who holds the policy and its counters: ``key:3`` (not per end user), ``ip:7``, ``user:12``.
+
+        A personal key's holder is its owner: the user's limits and fair share count the user's
+        chat and all the user's keys together (docs/contract.md §14).
+        """
+        subjects = subjects_of(self.api_key_id, self.whitelist_entry_id, self.user_id)
+        return subjects[0] if subjects else ""
 
     @property
     def limit_subjects(self) -> tuple[tuple[str, Policy], ...]:
         """Every policy that bounds this identity's requests, with whose counters it uses (all must allow).
 
-        docs/contract.md §16: a shared key's limits hold for the key, whatever end user a request
-        names. Today that is the :attr:`holder` alone; an owner's policy (a personal key's user) is
-        another subject, appended here.
+        The :attr:`holder`'s (a personal key's owner, docs/contract.md §14), then a personal key's own.
         """
-        holder = self.holder
-        return ((holder, self.policy),) if holder else ()
+        subjects = [(self.holder, self.policy)] if self.holder else []
+        if self.key_holder is not None:
+            subjects.append((self.key_holder, self.key_policy))
+        return tuple(subjects)
+
+    @property
+    def key_holder(self) -> str | None:
+        """``key:<id>`` of a personal key, whose own policy applies too; ``None`` for anything else."""
+        subjects = subjects_of(self.api_key_id, self.whitelist_entry_id, self.user_id)
+        return subjects[1] if len(subjects) > 1 else None
 
     @property
     def who(self) -> str:
@@ -113,6 +127,20 @@ def who_of(
     if user_id is not None:
         return f"user:{user_id}"
     return None
+
+
+def subjects_of(
+    api_key_id: int | None = None, whitelist_entry_id: int | None = None, user_id: int | None = None
+) -> list[str]:
+    """Whose limits a request counts against: the identity first, then a personal key's own.
+
+    A row (or identity) with both a key and a user is a personal key's (docs/contract.md §14):
+    ``["user:12", "key:3"]``. Anything else has one subject, :func:`who_of`'s, or none.
+    """
+    if api_key_id is not None and user_id is not None:
+        return [f"user:{user_id}", f"key:{api_key_id}"]
+    who = who_of(api_key_id, whitelist_entry_id, user_id)
+    return [] if who is None else [who]
 
 
 CREDENTIAL_HEADERS = ("X-API-Key", "Authorization")
@@ -178,6 +206,7 @@ def classify(
             RequestSource.CUSTOM_APP,
             key.priority,
             api_key_id=key.id,
+            user_id=key.owner_id,  # a personal key's identity is its owner (docs/contract.md §14)
             label=key.name,
             end_user_header=key.end_user_header,
         )

@@ -95,9 +95,7 @@ class RequestPage:
         return max(1, math.ceil(self.total / self.per_page))
 
 
-def _usage_by(
-    session: Session, column: InstrumentedAttribute, since: datetime | None, only: int | None = None
-) -> dict[int, Usage]:
+def _usage_by(session: Session, column: InstrumentedAttribute, since: datetime | None) -> dict[int, Usage]:
     query = (
         sa.select(
             column,
@@ -112,8 +110,6 @@ def _usage_by(
     )
     if since is not None:
         query = query.where(RequestLog.created_at >= since)
-    if only is not None:
-        query = query.where(column == only)
     return {owner: _usage(*numbers) for owner, *numbers in session.execute(query)}
 
 
@@ -138,12 +134,6 @@ def usage_by_user(session: Session, since: datetime | None = None) -> dict[int, 
 def usage_by_entry(session: Session, since: datetime | None = None) -> dict[int, Usage]:
     """Usage per whitelist entry id since ``since`` (all time when None); idle entries are absent."""
     return _usage_by(session, RequestLog.whitelist_entry_id, since)
-
-
-def usage_of_user(session: Session, user_id: int, since: datetime) -> Usage:
-    """One user's usage since ``since`` (zeros when there was none)."""
-    found = _usage_by(session, RequestLog.user_id, since, only=user_id).get(user_id)
-    return found or Usage(0, 0, 0, None)
 
 
 def usage_by_end_user(session: Session, since: datetime | None = None) -> dict[int, dict[str, Usage]]:

@@ -1,19 +1,22 @@
-"""The web chat's answers (docs/contract.md §9): one queued ``/api/chat`` generation per reply.
+"""The web chat's answers (docs/contract.md §9, §14): one queued ``/api/chat`` generation per reply.
 
-``POST /chat/api/reply`` with ``{"conversation_id", "content", "model"}`` stores the
-user's message, sends the whole conversation through the gateway's queued path
-(classification from the session cookie alone, so the source is always
-``web_chat``; the user's queue place, slot and one request-log row), and streams
-NDJSON events to the browser:
+``POST /chat/api/reply`` with ``{"conversation_id", "content", "model", "turn"?}`` (``turn``:
+``send``, the default; ``regenerate`` the last answer; ``edit`` the last question, replaced by
+``content``) stores the turn and an empty ``streaming`` answer, starts the generation as a task of
+the gateway (:mod:`proxy_app.chat_runs`: classification from the session cookie alone, so the
+source is always ``web_chat``; the user's queue place, slot and one request-log row) and streams
+NDJSON events to the browser while it follows:
 
     {"type": "queued", "position": 2, "eta_s": null}   while waiting (eta_s null when unknown)
     {"type": "started"}                                 a slot is granted, Ollama answers
     {"type": "token", "content": "Hel"}                 the answer as it comes
     {"type": "done", "status": "complete"|"stopped"|"error", "error": null, "message_id": 7}
 
-The assistant's message is stored when the stream ends — the partial answer when
-the browser stops it (the fetch is aborted: the request leaves the queue or its
-upstream closes, as for any client that leaves) or when it breaks off. Prompts and
+The browser leaving (another conversation, a reload, a closed tab) ends only its following: the
+answer completes and is stored. ``GET /chat/api/reply/{conversation_id}`` follows it again (what
+was said so far as one ``token`` event, then the live tail; 204 when nothing is being written
+here). ``POST /chat/api/reply/stop`` ``{"conversation_id"}`` stops it: the request leaves the
+queue or its upstream closes, and the part said so far is stored as ``stopped``. Prompts and
 answers go only to the conversation tables, never to the request log.
 
 :class:`QueuedChat` is the only code here that touches the queued path: it drives one
@@ -41,9 +44,10 @@ from common.sessions import (
 )
 from common.sources import Credentials
 from proxy_app.bodies import parse_object, read_body
+from proxy_app.chat_runs import ReplyRun
 from proxy_app.classify import Principal, principal_of
 from proxy_app.errors import ProxyError
-from proxy_app.gateway import Gateway, gateway, on_request_end
+from proxy_app.gateway import Gateway, gateway
 from proxy_app.headers import forward_headers
 from proxy_app.proxied import ProxiedRequest
 from proxy_app.routes import resolve
@@ -53,11 +57,6 @@ bp = Blueprint("chat_stream", __name__)
 
 POSITION_POLL = 0.25  # seconds between queue-position checks while waiting
 CHAT_PATH = "/api/chat"
-
-
-def event(kind: str, **fields: object) -> bytes:
-    """One NDJSON event line."""
-    return json.dumps({"type": kind, **fields}).encode() + b"\n"
 
 
 class QueuedChat:
@@ -105,15 +104,14 @@ async def _refusal(exchange: Exchange) -> ProxyError:
 
 
 class Answer:
-    """The assistant's answer as it accumulates, stored once however the stream ends."""
+    """The assistant's answer as it accumulates, stored once however the generation ends."""
 
-    def __init__(self, gw: Gateway, conversation_id: int) -> None:
+    def __init__(self, gw: Gateway, message_id: int) -> None:
         self.gw = gw
-        self.conversation_id = conversation_id
+        self.message_id = message_id
         self.parts: list[str] = []
-        self.status = "stopped"  # until the stream says otherwise, the browser left
+        self.status = "stopped"  # until the stream says otherwise, it was stopped
         self.error: str | None = None
-        self.message_id: int | None = None
         self._stored = False
 
     def feed(self, line: bytes) -> str:
@@ -137,19 +135,12 @@ class Answer:
         return ""
 
     async def store(self) -> None:
-        """Write the assistant message (once)."""
+        """Fill the answer's row (once)."""
         if self._stored:
             return
         self._stored = True
-        # Shielded: a browser leaving while this commits must not lose the answer.
-        self.message_id = await asyncio.shield(self._write())
-
-    async def _write(self) -> int:
         async with make_async_sessionmaker(self.gw.engine)() as session:
-            message = await chat.store_answer(
-                session, self.conversation_id, "".join(self.parts), self.status, self.error
-            )
-            return message.id
+            await chat.store_answer(session, self.message_id, "".join(self.parts), self.status, self.error)
 
 
 def _same_origin(req: Request, public_url: str | None) -> bool:
@@ -185,49 +176,25 @@ def _chat_principal(req: Request, gw: Gateway) -> tuple[Principal, str | None]:
     return chat_principal, str(principal.client_ip) if principal.client_ip is not None else None
 
 
-@bp.post("/chat/api/reply")
-async def reply() -> Response:
-    """Store the user's message and stream the model's answer as NDJSON events."""
-    gw = gateway()
-    principal, client_ip = _chat_principal(request, gw)
-    identity = await gw.identify(principal)
-    data = parse_object(await read_body(request, gw.settings.max_body, gw.settings.body_timeout))
+def _reply_fields(data: dict) -> tuple[int, str | None, str, str]:
+    """``conversation_id``, ``content`` (none to regenerate), ``model`` and ``turn``, checked."""
     try:
         conversation_id = chat.check_id(data.get("conversation_id"))
-        content = chat.check_content(data.get("content"))
+        turn = data.get("turn", "send")
+        if turn not in chat.TURNS:
+            raise chat.ChatError(f"turn must be one of {', '.join(chat.TURNS)}")
+        content = None if turn == "regenerate" else chat.check_content(data.get("content"))
         model = chat.check_model(data.get("model"))
         if model is None:
             raise chat.ChatError("model is required")
     except chat.ChatError as exc:
         raise ProxyError(exc.status, exc.message) from None
-    if identity.user_id is None:
-        raise ProxyError(401, "sign in to use the chat")
+    return conversation_id, content, model, turn
 
-    g.source = identity.source.value
-    proxied = ProxiedRequest(
-        gw, request_id=g.request_id, method="POST", endpoint=CHAT_PATH, client_ip=client_ip
-    )
-    on_request_end(request.scope, proxied.close)
-    proxied.route_to(resolve("POST", CHAT_PATH))
-    # With the principal, a user disabled while the reply waits is refused like any client.
-    proxied.admit(identity, principal)
-    proxied.client_ip = client_ip  # admit() took the principal's address, left out on purpose
-    with proxied.recording_errors():
-        # The same policy as any request (docs/contract.md §7): allowed models, rpm, daily tokens;
-        # checked before the message is stored, so a refused turn leaves the conversation as it was.
-        await gw.policies.admit(proxied, {"model": model})
-        try:
-            async with make_async_sessionmaker(gw.engine)() as session:
-                history = await chat.start_turn(session, conversation_id, identity.user_id, content, model)
-        except chat.ChatError as exc:
-            raise ProxyError(exc.status, exc.message) from None
-    answer = Answer(gw, conversation_id)
-    # However the request ends (even a browser gone before the body started), the answer so far
-    # is stored; the generation's own closer frees its slot and writes its one request-log row.
-    on_request_end(request.scope, answer.store)
-    generation = QueuedChat(proxied, {"model": model, "messages": history, "stream": True})
+
+def _following(run: ReplyRun) -> Response:
     response = Response(
-        _events(generation, answer),
+        run.follow(),
         status=200,
         content_type="application/x-ndjson",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -236,30 +203,83 @@ async def reply() -> Response:
     return response
 
 
-async def _events(generation: QueuedChat, answer: Answer) -> AsyncIterator[bytes]:
-    buffer = b""
+@bp.post("/chat/api/reply")
+async def reply() -> Response:
+    """Store the turn, start the answer in the gateway, and follow it as NDJSON events."""
+    gw = gateway()
+    principal, client_ip = _chat_principal(request, gw)
+    identity = await gw.identify(principal)
+    data = parse_object(await read_body(request, gw.settings.max_body, gw.settings.body_timeout))
+    conversation_id, content, model, turn = _reply_fields(data)
+    if identity.user_id is None:
+        raise ProxyError(401, "sign in to use the chat")
+
+    g.source = identity.source.value
+    proxied = ProxiedRequest(
+        gw, request_id=g.request_id, method="POST", endpoint=CHAT_PATH, client_ip=client_ip
+    )
+    proxied.route_to(resolve("POST", CHAT_PATH))
     try:
-        async for kind, value in generation.chunks():
-            if kind == "queued":
-                position, eta = value  # type: ignore[misc]
-                yield event("queued", position=position, eta_s=eta)
-            elif kind == "started":
-                yield event("started")
-            else:
-                buffer += value  # type: ignore[operator]
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    text = answer.feed(line)
-                    if text:
-                        yield event("token", content=text)
-        if buffer.strip():
-            text = answer.feed(buffer)
-            if text:
-                yield event("token", content=text)
-        if answer.status == "stopped":  # the stream ended without Ollama's done
-            answer.status, answer.error = "error", answer.error or "the answer ended early"
-    except ProxyError as exc:
-        answer.status, answer.error = "error", exc.message
-    await generation.proxied.close()  # frees the slot and writes the row before the answer is stored
-    await answer.store()
-    yield event("done", status=answer.status, error=answer.error, message_id=answer.message_id)
+        # With the principal, a user disabled while the reply waits is refused like any client.
+        proxied.admit(identity, principal)
+        proxied.client_ip = client_ip  # admit() took the principal's address, left out on purpose
+        with proxied.recording_errors():
+            # The same policy as any request (docs/contract.md §7): allowed models, rpm, daily tokens;
+            # checked before anything is stored, so a refused turn leaves the conversation as it was.
+            await gw.policies.admit(proxied, {"model": model})
+            try:
+                async with make_async_sessionmaker(gw.engine)() as session:
+                    history, message_id = await chat.start_turn(
+                        session, conversation_id, identity.user_id, content, model, turn
+                    )
+            except chat.ChatError as exc:
+                raise ProxyError(exc.status, exc.message) from None
+    except BaseException:
+        await proxied.close()  # refused before it started: its one request-log row
+        raise
+    generation = QueuedChat(proxied, {"model": model, "messages": history, "stream": True})
+    run = ReplyRun(conversation_id, identity.user_id, message_id, generation, Answer(gw, message_id))
+    gw.replies.add(run)  # from here on the answer is the gateway's, not this request's
+    return _following(run)
+
+
+async def _chat_user(gw: Gateway) -> int:
+    principal, _ = _chat_principal(request, gw)
+    user = await gw.identify(principal)
+    if user.user_id is None:
+        raise ProxyError(401, "sign in to use the chat")
+    return user.user_id
+
+
+@bp.get("/chat/api/reply/<conversation_id>")
+async def follow(conversation_id: str) -> Response:
+    """Follow the answer being written in the user's conversation; 204 when none is (here)."""
+    gw = gateway()
+    user_id = await _chat_user(gw)
+    if not conversation_id.isdigit() or len(conversation_id) > 18:
+        raise ProxyError(404, "conversation not found")
+    run = gw.replies.get(int(conversation_id), user_id)
+    if run is None:
+        return Response(b"", status=204)
+    return _following(run)
+
+
+@bp.post("/chat/api/reply/stop")
+async def stop() -> Response:
+    """Stop the answer being written in the user's conversation; the part said so far is kept."""
+    gw = gateway()
+    user_id = await _chat_user(gw)
+    data = parse_object(await read_body(request, gw.settings.max_body, gw.settings.body_timeout))
+    try:
+        conversation_id = chat.check_id(data.get("conversation_id"))
+    except chat.ChatError as exc:
+        raise ProxyError(exc.status, exc.message) from None
+    run = gw.replies.get(conversation_id, user_id)
+    if run is None:
+        raise ProxyError(404, "no answer is being written in this conversation")
+    await run.stop()
+    return Response(
+        json.dumps({"status": run.answer.status, "message_id": run.message_id}),
+        status=200,
+        content_type="application/json",
+    )

@@ -92,11 +92,14 @@ def identify(principal: Principal, snapshot: Snapshot, settings: Settings) -> Id
         webchat_priority=settings.webchat_priority,
     )
     policy = snapshot.policy_of(identity.holder)
-    if policy is NO_POLICY:
+    key_holder = identity.key_holder  # a personal key: its own policy applies too (docs/contract.md §14)
+    key_policy = NO_POLICY if key_holder is None else snapshot.policy_of(key_holder)
+    if policy is NO_POLICY and key_policy is NO_POLICY:
         return identity  # most callers: nothing to attach
-    if policy.expired(datetime.now(UTC)):
+    now = datetime.now(UTC)
+    if policy.expired(now) or key_policy.expired(now):
         raise ClassificationError(401, "API key expired")
-    return replace(identity, policy=policy)
+    return replace(identity, policy=policy, key_policy=key_policy)
 
 
 def logged_in_user(principal: Principal, snapshot: Snapshot) -> UserInfo | None:

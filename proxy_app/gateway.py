@@ -20,11 +20,13 @@ from quart import Quart, current_app
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.access_log import AccessLog
+from common.chat import end_orphans
 from common.db import make_async_engine, make_async_sessionmaker
 from common.settings import Settings
 from common.sources import ClassificationError, Identity
 from proxy_app.access_line import write_access_line
 from proxy_app.backends import BackendPool, BackendState
+from proxy_app.chat_runs import ReplyRuns
 from proxy_app.classify import Principal, identify
 from proxy_app.errors import DEFAULT_RETRY_AFTER, Unavailable
 from proxy_app.identity_cache import REFRESH_INTERVAL, IdentityCache, Snapshot
@@ -92,6 +94,7 @@ class Gateway:
         self.refusals = RefusalLog(writer, max_ips=settings.refusal_log_max_ips)
         self.access_log = AccessLog(settings.access_log)
         cache.on_refresh(self._recheck_waiting)
+        self.replies = ReplyRuns()  # web-chat answers being written (docs/contract.md §14)
         self.policies = PolicyGate(  # docs/contract.md §7, §16
             cache, make_limits(redis), engine, default_reserve=settings.daily_tokens_reserve
         )
@@ -135,6 +138,9 @@ class Gateway:
             prune_interval=options.prune_interval,
         )
         await gateway.policies.start()
+        if redis is None:  # alone, no other instance can still be writing an answer left "streaming"
+            async with make_async_sessionmaker(engine)() as session:
+                await end_orphans(session)
         return gateway
 
     def begin_shutdown(self) -> None:
@@ -163,6 +169,7 @@ class Gateway:
         """Fail the waiting, stop the loops, flush the log and usage, close the clients."""
         if self._grace is not None:
             self._grace.cancel()
+        await self.replies.close()  # answers still being written are stopped and stored
         self._sampler.cancel()
         self._pruner.cancel()
         await asyncio.gather(self._sampler, self._pruner, return_exceptions=True)

@@ -120,20 +120,34 @@ def _with_policy(policies: dict[str, Policy], who: str | None, policy: Policy) -
         policies[who] = policy
 
 
+def _live_keys(*columns: sa.ColumnElement) -> sa.Select:
+    """Active, unrevoked keys; a personal key only while its owner is active (docs/contract.md §14)."""
+    return (
+        sa.select(*columns)
+        .outerjoin(User, User.id == APIKey.owner_id)
+        .where(
+            APIKey.is_active.is_(True),
+            APIKey.revoked_at.is_(None),
+            sa.or_(APIKey.owner_id.is_(None), User.is_active.is_(True)),
+        )
+    )
+
+
 async def load_snapshot(engine: AsyncEngine, settings: Settings) -> Snapshot:
     """Read the four tables, with each identity's policy, into a fresh :class:`Snapshot`."""
     policies: dict[str, Policy] = {}
     async with engine.connect() as conn:
         keys = await conn.execute(
-            sa.select(
+            _live_keys(
                 APIKey.id,
                 APIKey.key_hash,
                 APIKey.priority,
                 APIKey.name,
                 APIKey.expires_at,
                 APIKey.end_user_header,
+                APIKey.owner_id,
                 *_KEY_POLICY,
-            ).where(APIKey.is_active.is_(True), APIKey.revoked_at.is_(None))
+            )
         )
         entries = await conn.execute(
             sa.select(WhitelistEntry.id, WhitelistEntry.ip, WhitelistEntry.priority, *_ENTRY_POLICY)
@@ -162,7 +176,9 @@ async def load_snapshot(engine: AsyncEngine, settings: Settings) -> Snapshot:
             _with_policy(policies, who_of(whitelist_entry_id=entry.id), _policy(entry))
         key_infos = {}
         for key in keys:
-            key_infos[key.key_hash] = KeyInfo(key.id, key.priority, key.name, key.end_user_header)
+            key_infos[key.key_hash] = KeyInfo(
+                key.id, key.priority, key.name, key.end_user_header, key.owner_id
+            )
             _with_policy(policies, who_of(api_key_id=key.id), _policy(key))
         user_records = {}
         for user in users:
@@ -201,19 +217,20 @@ async def _load_key(engine: AsyncEngine, key_hash: str) -> tuple[KeyInfo, Policy
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                sa.select(
+                _live_keys(
                     APIKey.id,
                     APIKey.priority,
                     APIKey.name,
                     APIKey.expires_at,
                     APIKey.end_user_header,
+                    APIKey.owner_id,
                     *_KEY_POLICY,
-                ).where(APIKey.key_hash == key_hash, APIKey.is_active.is_(True), APIKey.revoked_at.is_(None))
+                ).where(APIKey.key_hash == key_hash)
             )
         ).first()
-    return (
-        None if row is None else (KeyInfo(row.id, row.priority, row.name, row.end_user_header), _policy(row))
-    )
+    if row is None:
+        return None
+    return KeyInfo(row.id, row.priority, row.name, row.end_user_header, row.owner_id), _policy(row)
 
 
 async def _load_token(

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.models import AuditEntry, RequestLog
 from common.policies import DAILY_GPU_SECONDS, DAILY_TOKENS, RPM
-from common.sources import who_of
+from common.sources import subjects_of
 from proxy_app.limits import Spend
 
 # Audit targets (admin_app/services/*.target) as the gateway names identities (common.sources.who_of).
@@ -71,10 +71,11 @@ async def recent_spends(engine: AsyncEngine, after: float, whos: set[str]) -> li
         )
         spends = []
         for row in rows:
-            who = who_of(row.api_key_id, row.whitelist_entry_id, row.user_id)
             tokens = (row.prompt_tokens or 0) + (row.completion_tokens or 0)
-            if who in whos and tokens > 0:
-                spends.append(Spend(who, row.request_id, row.created_at.timestamp(), tokens))
+            # A personal key's request counts for its owner and for the key (docs/contract.md §14).
+            for who in subjects_of(row.api_key_id, row.whitelist_entry_id, row.user_id):
+                if who in whos and tokens > 0:
+                    spends.append(Spend(who, row.request_id, row.created_at.timestamp(), tokens))
     return spends
 
 
@@ -98,8 +99,9 @@ async def recent_gpu_spends(engine: AsyncEngine, after: float, whos: set[str]) -
         )
         spends = []
         for row in rows:
-            who = who_of(row.api_key_id, row.whitelist_entry_id, row.user_id)
-            if who in whos:
-                at, ms = row.created_at.timestamp(), math.ceil(row.gpu_ms)
-                spends.append(Spend(GPU + who, row.request_id, at, ms))
+            at, ms = row.created_at.timestamp(), math.ceil(row.gpu_ms)
+            # A personal key's GPU time counts for its owner and for the key (docs/contract.md §14).
+            for who in subjects_of(row.api_key_id, row.whitelist_entry_id, row.user_id):
+                if who in whos:
+                    spends.append(Spend(GPU + who, row.request_id, at, ms))
     return spends

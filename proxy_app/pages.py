@@ -18,6 +18,7 @@ NOT_FOUND_PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Page not found · Seadragon Gateway</title>
 <link rel="stylesheet" href="/static/css/admin.css"><link rel="stylesheet" href="/static/css/chat.css">
+<script src="/static/js/theme.js"></script>
 </head><body><main class="container"><section class="error-page">
 <p class="error-code">404</p><h1>Page not found</h1>
 <p class="lead">There is nothing at this address.</p>

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.policies import DAILY_GPU_SECONDS, DAILY_TOKENS, RPM, Policy, model_allowed
 from common.routes import Lane, Merge
-from common.sources import who_of
+from common.sources import subjects_of
 from proxy_app.bodies import model_of
 from proxy_app.errors import BadGateway, Forbidden, NotFound, ProxyError
 from proxy_app.identity_cache import NO_POLICY, IdentityCache, Snapshot
@@ -130,7 +130,7 @@ class PolicyGate:
         identity, route = proxied.identity, proxied.route
         if (
             identity is None
-            or not identity.policy.models
+            or not (identity.policy.models or identity.key_policy.models)
             or route.merge is Merge.NONE
             or route.method != "GET"
             or response.status_code != 200
@@ -143,8 +143,12 @@ class PolicyGate:
         items = data.get(route.merge.value) if isinstance(data, dict) else None
         if not isinstance(data, dict) or not isinstance(items, list):
             raise proxied.fail(BadGateway("Ollama's model list could not be read"))
-        policy = identity.policy
-        data[route.merge.value] = [item for item in items if _item_allowed(policy, item, route.merge)]
+        data[route.merge.value] = [
+            item
+            for item in items
+            if _item_allowed(identity.policy, item, route.merge)
+            and _item_allowed(identity.key_policy, item, route.merge)
+        ]
         response.set_data(json.dumps(data, separators=(",", ":")))
         return response
 
@@ -155,9 +159,8 @@ class PolicyGate:
         gpu_ms = math.ceil(record.gpu_ms or 0)
         at = record.created_at.timestamp()
         subjects = self._subjects.pop(record.request_id, None)
-        if subjects is None:  # not admitted through the limits (no policy then): its holder's, if any
-            holder = who_of(record.api_key_id, record.whitelist_entry_id, record.user_id)
-            subjects = [holder] if holder is not None else []
+        if subjects is None:  # not admitted through the limits (no policy then): its row's subjects
+            subjects = subjects_of(record.api_key_id, record.whitelist_entry_id, record.user_id)
         held = self._held.pop(record.request_id, set())
         for who in subjects:
             policy = self.cache.snapshot.policy_of(who)

@@ -383,7 +383,7 @@ def limit_subjects(identity: Identity) -> tuple[LimitSubject, ...]:
     """The queue limits of every subject bounding the identity's requests (docs/contract.md §16).
 
     For an end user behind a shared key that is the key, so the key's limits bound all its end users
-    together while fair share goes per end user (``identity.who``).
+    together while fair share goes per end user (``identity.who``); a personal key adds itself (§14).
     """
     return tuple(
         LimitSubject(who, policy.max_queued, policy.max_concurrent) for who, policy in identity.limit_subjects

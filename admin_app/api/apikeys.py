@@ -27,6 +27,8 @@ def apikey_json(key: APIKey) -> dict:
         "created_at": iso(key.created_at),
         "last_used": iso(key.last_used),
         "is_active": key.is_active,
+        # A personal key's user (docs/contract.md §14); null for a key the admin made.
+        "owner": key.owner.username if key.owner is not None else None,
     }
     return shape | policy_json(key)
 
@@ -39,12 +41,13 @@ def apikeys_list():
 
 @bp.post("/apikeys")
 def apikeys_create():
-    """Create ``{"name", "priority"}`` → 201 with the key, shown this once."""
+    """Create ``{"name", "priority", <policy>?, "end_user_header"?}`` → 201 with the key, shown once."""
     data = body()
     for field in ("name", "priority"):
         if data.get(field) is None:
             raise APIError(400, f"{field} is required")
-    key, secret = service.create_api_key(data["name"], data["priority"], g.api_user)
+    policy = {field: value for field, value in data.items() if field not in ("name", "priority")}
+    key, secret = service.create_api_key(data["name"], data["priority"], g.api_user, policy)
     created = {
         "id": key.id,
         "key": secret,

@@ -23,10 +23,14 @@ def audit_json(entry: AuditEntry) -> dict:
 
 @bp.get("/audit")
 def audit_list():
-    """Audit rows newest first; ``limit`` (1–500, default 100) and ``before`` (an id) page through them."""
+    """Audit rows newest first; ``limit`` (1–500, default 100) and ``before`` (an id) page; filters too.
+
+    ``actor``, ``action`` (``apikey.update`` or ``apikey``) and ``target`` (``apikey:3``) narrow the list.
+    """
     limit = query_int(request.args.get("limit", "100"))
     before = request.args.get("before")
     if before is not None and before.isascii() and before.isdigit() and len(before) <= 18:
         before = int(before)
-    entries = service.list_entries(limit, before)
+    filters = {name: request.args.get(name) for name in ("actor", "action", "target")}
+    entries = service.list_entries(limit, before, **filters)
     return [audit_json(entry) for entry in entries]

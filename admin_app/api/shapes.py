@@ -174,6 +174,7 @@ SCHEMAS = {
         created_at=TIME,
         last_used=MAYBE_TIME,
         is_active=BOOLEAN,
+        owner={**MAYBE_STRING, "description": "A personal key's user; null for a key an admin made."},
         **KEY_POLICY,
     ),
     "APIKeyChange": _input(
@@ -225,7 +226,10 @@ SCHEMAS = {
         changes={"type": "object", "description": "What changed: `{field: [old, new]}` or the values set."},
     ),
     "NewAPIKey": _input(
-        ["name", "priority"], name={"type": "string", "minLength": 1, "maxLength": 100}, priority=PRIORITY
+        ["name", "priority"],
+        name={"type": "string", "minLength": 1, "maxLength": 100},
+        priority=PRIORITY,
+        **KEY_POLICY,
     ),
     "CreatedAPIKey": _object(
         ["id", "key", "name", "priority", "prefix", "created_at"],
@@ -235,6 +239,14 @@ SCHEMAS = {
         priority=PRIORITY,
         prefix=STRING,
         created_at=TIME,
+    ),
+    "PasswordResetLink": _object(
+        ["url", "expires_at"],
+        url={
+            "type": "string",
+            "description": "PUBLIC_URL + /auth/reset?token=…; a relative path without PUBLIC_URL.",
+        },
+        expires_at=TIME,
     ),
     "Credentials": _input(["username", "password"], username=STRING, password=STRING),
     "AccessToken": _object(
@@ -356,4 +368,10 @@ JSON_ENDPOINTS: dict[str, dict[str, Any]] = {
         },
     },
     "docs.openapi": {"public": True, "responses": _json("200", "This document.", {"type": "object"})},
+    "api.users_password_reset": {
+        "responses": {
+            **_json("201", "A single-use link, shown this once.", ref("PasswordResetLink")),
+            **error("404", "Unknown user."),
+        }
+    },
 }

@@ -6,6 +6,7 @@ from admin_app.extensions import db
 from admin_app.services import (
     PRIORITY_MAX,
     PRIORITY_MIN,
+    ServiceError,
     check_int,
     check_text,
     get_or_not_found,
@@ -29,10 +30,35 @@ def target(key: APIKey) -> str:
     return f"apikey:{key.id}"
 
 
-def create_api_key(name: object, priority: object, actor: User | None) -> tuple[APIKey, str]:
-    """A new API key; returns the row and the key itself (shown once, stored hashed, never audited)."""
-    name_text = check_text(name, "name", required=True)
-    priority_value = check_int(priority, "priority", PRIORITY_MIN, PRIORITY_MAX)
+CREATE_CHECKS = {"end_user_header": validate_header_name}
+
+
+def create_api_key(
+    name: object, priority: object, actor: User | None, policy: object = None
+) -> tuple[APIKey, str]:
+    """A new API key, with its policy and end-user header in the same step (docs/contract.md §7).
+
+    Returns the row and the key itself (shown once, stored hashed, never audited). Every bad field
+    is named at once (:class:`~admin_app.services.policies.PatchErrors`).
+    """
+    errors: dict[str, str] = {}
+    checked = {}
+    for field, check in (
+        ("name", lambda: check_text(name, "name", required=True)),
+        ("priority", lambda: check_int(priority, "priority", PRIORITY_MIN, PRIORITY_MAX)),
+    ):
+        try:
+            checked[field] = check()
+        except ServiceError as exc:
+            errors[field] = exc.message
+    values = {}
+    try:
+        values = policy_patch.check_patch(policy or {}, CREATE_CHECKS, POLICY_FIELDS)
+    except policy_patch.PatchErrors as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise policy_patch.PatchErrors(errors)
+    name_text, priority_value = checked["name"], checked["priority"]
     secret = new_api_key()
     key = APIKey(
         name=name_text,
@@ -41,14 +67,16 @@ def create_api_key(name: object, priority: object, actor: User | None) -> tuple[
         priority=priority_value,
         created_at=utcnow(),
         created_by_id=actor.id if actor else None,
+        **values,
     )
     db.session.add(key)
     db.session.flush()
+    set_values = {field: value for field, value in values.items() if value is not None}
     record(
         actor,
         "apikey.create",
         target(key),
-        {"name": name_text, "priority": priority_value, "prefix": key.prefix},
+        {"name": name_text, "priority": priority_value, "prefix": key.prefix, **set_values},
     )
     db.session.commit()
     return key, secret

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -43,8 +44,19 @@ def diff(row: object, values: dict[str, Any]) -> dict[str, list[Any]]:
     return changed
 
 
-def list_entries(limit: object = 100, before: object = None) -> list[AuditEntry]:
-    """Audit rows newest first: at most ``limit`` (1–500), older than the id ``before`` when given."""
+def list_entries(
+    limit: object = 100,
+    before: object = None,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+) -> list[AuditEntry]:
+    """Audit rows newest first: at most ``limit`` (1–500), older than the id ``before`` when given.
+
+    Filters: ``actor`` (a username), ``action`` (``apikey.update``, or a thing alone, ``apikey``, for
+    all its verbs) and ``target`` (``apikey:3``); empty means any.
+    """
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= AUDIT_PAGE_MAX:
         raise ServiceError(f"limit must be a whole number from 1 to {AUDIT_PAGE_MAX}", "limit")
     query = sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
@@ -52,4 +64,19 @@ def list_entries(limit: object = 100, before: object = None) -> list[AuditEntry]
         if isinstance(before, bool) or not isinstance(before, int) or before < 1:
             raise ServiceError("before must be the id of an audit row", "before")
         query = query.where(AuditEntry.id < before)
+    if actor:
+        query = query.where(AuditEntry.actor == actor.strip())
+    if action:
+        action = action.strip()
+        query = query.where(
+            AuditEntry.action == action if "." in action else AuditEntry.action.startswith(action + ".")
+        )
+    if target:
+        query = query.where(AuditEntry.target == target.strip())
     return list(db.session.scalars(query))
+
+
+def audit_value(value: Any) -> str:
+    """A value of ``changes`` as JSON text for the page, escaped once (by the template): Jinja's
+    ``tojson`` also escapes ``'`` and ``<`` as ``\\u0027``, which the page then showed as such."""
+    return json.dumps(value, ensure_ascii=False)

@@ -14,24 +14,35 @@ from common.policies import PolicyError, validate_policy_patch
 Checks = Mapping[str, Callable[[object], Any]]
 
 
+class PatchErrors(ServiceError):
+    """Every bad field of a PATCH at once (``errors``: field -> message); the message is the first's."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        field, message = next(iter(errors.items()))
+        super().__init__(message, field)
+        self.errors = errors
+
+
 def check_patch(patch: object, checks: Checks, policy_fields: tuple[str, ...]) -> dict[str, Any]:
-    """The clean values of a PATCH body; a bad value or unknown field is a ServiceError naming it."""
+    """The clean values of a PATCH body; bad values or unknown fields raise :class:`PatchErrors`."""
     if not isinstance(patch, Mapping):
         raise ServiceError("the request body must be a JSON object")
-    own = {field: value for field, value in patch.items() if field in checks}
-    rest = {field: value for field, value in patch.items() if field not in checks}
-    try:
-        clean = validate_policy_patch(rest, policy_fields)
-    except PolicyError as exc:
-        if exc.field not in policy_fields:
-            known = ", ".join((*checks, *policy_fields))
-            raise ServiceError(f"{exc.field}: unknown field (expected one of {known})", exc.field) from None
-        raise ServiceError(exc.message, exc.field) from None
-    for field, value in own.items():
+    clean: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for field, value in patch.items():
         try:
-            clean[field] = checks[field](value)
-        except PolicyError as exc:
-            raise ServiceError(exc.message, exc.field) from None
+            if field in checks:
+                clean[field] = checks[field](value)
+            else:
+                clean.update(validate_policy_patch({field: value}, policy_fields))
+        except (PolicyError, ServiceError) as exc:
+            if exc.field not in (*checks, *policy_fields):
+                known = ", ".join((*checks, *policy_fields))
+                errors[field] = f"{field}: unknown field (expected one of {known})"
+            else:
+                errors[exc.field or field] = exc.message
+    if errors:
+        raise PatchErrors(errors)
     return clean
 
 

@@ -93,3 +93,22 @@ for (const details of document.querySelectorAll("details.editor[open]")) {
     invalid.focus();
   }
 }
+
+// Tables: labelled cells for the phone's card layout, and scroll boxes reachable by keyboard.
+document.addEventListener("DOMContentLoaded", () => {
+  // On a phone a table.cards shows each row as a card: each cell says which column it is.
+  for (const table of document.querySelectorAll("table.cards")) {
+    // A head's parts ("Requests" and its "24 h · 7 d" note) joined with a space; innerText would be upper case.
+    const heads = [...table.querySelectorAll("thead th")].map((th) =>
+      [...th.childNodes].map((node) => node.textContent).join(" ").replace(/\s+/g, " ").trim());
+    for (const row of table.querySelectorAll("tbody tr")) {
+      [...row.children].forEach((cell, index) => {
+        if (!cell.colSpan || cell.colSpan === 1) cell.dataset.label = heads[index] || "";
+      });
+    }
+  }
+  // Reachable by keyboard (axe scrollable-region-focusable): arrow keys scroll a wide table.
+  for (const wrap of document.querySelectorAll(".table-wrap")) {
+    wrap.tabIndex = 0;
+  }
+});

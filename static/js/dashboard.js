@@ -150,6 +150,7 @@
       meter.setAttribute("aria-valuemin", "0");
       meter.setAttribute("aria-valuemax", String(backend.slots || 0));
       meter.setAttribute("aria-valuenow", String(backend.in_use || 0));
+      meter.setAttribute("aria-label", `Slots in use on ${backend.url}`);
       const fill = document.createElement("span");
       fill.style.width = `${backend.slots ? Math.min(100, (100 * backend.in_use) / backend.slots) : 0}%`;
       meter.append(fill);

@@ -98,6 +98,53 @@
   const NUMBER = /^\s*(\d{1,9})[.)]\s+(.*)$/;
   const QUOTE = /^\s*>\s?(.*)$/;
   const RULE = /^\s*([-*_])(\s*\1){2,}\s*$/;
+  const ALIGN_CELL = /^\s*(:?)-{3,}(:?)\s*$/;
+
+  // A table row's cells: the outer pipes dropped, split on the others (no regex over the whole line).
+  function cells(line) {
+    let text = line.trim();
+    if (text.startsWith("|")) text = text.slice(1);
+    if (text.endsWith("|")) text = text.slice(0, -1);
+    return text.split("|").map((cell) => cell.trim());
+  }
+
+  // A header row with a pipe, then a separator row like |---|:---:| with as many cells.
+  function tableStart(lines, i) {
+    if (i + 1 >= lines.length || !lines[i].includes("|")) return null;
+    const head = cells(lines[i]);
+    const rule = cells(lines[i + 1]);
+    if (rule.length !== head.length || !rule.every((cell) => ALIGN_CELL.test(cell))) return null;
+    return {
+      head,
+      align: rule.map((cell) => {
+        const match = ALIGN_CELL.exec(cell);
+        return match[1] && match[2] ? "center" : match[2] ? "right" : "";
+      }),
+    };
+  }
+
+  function table(start, lines, i) {
+    const scroll = el("div", "md-table");
+    scroll.tabIndex = 0; // a wide table scrolls in its box, by keyboard too
+    scroll.setAttribute("role", "region");
+    scroll.setAttribute("aria-label", "Table");
+    const grid = scroll.appendChild(el("table"));
+    const row = grid.appendChild(el("thead")).appendChild(el("tr"));
+    const cell = (parent, tag, text, index) => {
+      const node = parent.appendChild(el(tag, start.align[index] ? "align-" + start.align[index] : null));
+      if (tag === "th") node.scope = "col";
+      inline(node, text || "");
+    };
+    start.head.forEach((text, index) => cell(row, "th", text, index));
+    const body = grid.appendChild(el("tbody"));
+    while (i < lines.length && lines[i].trim() && lines[i].includes("|")) {
+      const tr = body.appendChild(el("tr"));
+      const values = cells(lines[i]);
+      start.head.forEach((_, index) => cell(tr, "td", values[index], index));
+      i += 1;
+    }
+    return [scroll, i];
+  }
 
   function blocks(lines, into) {
     let i = 0;
@@ -105,7 +152,12 @@
       const line = lines[i];
       let match;
       if (!line.trim()) { i += 1; continue; }
-      if ((match = FENCE.exec(line))) {
+      const start = tableStart(lines, i);
+      if (start) {
+        const [node, next] = table(start, lines, i + 2);
+        into.appendChild(node);
+        i = next;
+      } else if ((match = FENCE.exec(line))) {
         const body = [];
         i += 1;
         // An unclosed fence (an answer still streaming) runs to the end.
@@ -137,7 +189,7 @@
       } else {
         const body = [];
         while (i < lines.length && lines[i].trim() && !FENCE.test(lines[i]) && !HEADING.test(lines[i]) &&
-               !(body.length && (BULLET.test(lines[i]) || QUOTE.test(lines[i])))) {
+               !(body.length && (BULLET.test(lines[i]) || QUOTE.test(lines[i]) || tableStart(lines, i)))) {
           body.push(lines[i]);
           i += 1;
         }

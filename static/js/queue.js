@@ -109,6 +109,12 @@
       return;
     }
     const id = button.dataset.cancel;
+    // A running answer is cut off mid-way: ask first (a waiting one only loses its place).
+    const row = button.closest("tr");
+    if (row && row.dataset.state === "active" &&
+        !window.confirm(`Cancel the running request ${id}? Its answer stops now and cannot be resumed.`)) {
+      return;
+    }
     cancelling.add(id);
     button.disabled = true;
     try {

@@ -29,6 +29,7 @@ PUBLIC_ENDPOINTS = {
     "auth.account",
     "docs.page",
     "docs.openapi",
+    "password_reset.page",  # the single-use link is the credential (docs/contract.md §14)
 }
 # For every signed-in user, not only admins (docs/contract.md §9): tested in tests/admin/test_chat.py.
 USER_ENDPOINTS = {
@@ -40,6 +41,11 @@ USER_ENDPOINTS = {
     "chat.conversations_update",
     "chat.conversations_delete",
     "chat.conversations_export",
+    # docs/contract.md §14: a user's own keys and usage, tested in tests/admin/test_personal_keys.py.
+    "account_api.keys_list",
+    "account_api.keys_create",
+    "account_api.keys_revoke",
+    "account_api.usage",
 }
 
 
@@ -54,7 +60,7 @@ class Route:
     @property
     def is_api(self) -> bool:
         """JSON endpoints answer 401/403 in JSON instead of redirecting."""
-        return self.url.startswith(("/api/", "/chat/api/"))
+        return self.url.startswith(("/api/", "/chat/api/", "/account/api/"))
 
     def __str__(self) -> str:
         return f"{self.method} {self.url} ({self.endpoint})"

@@ -178,6 +178,7 @@ def test_a_key_is_shown_once_and_never_listed(api):
             "created_at": created["created_at"],
             "last_used": None,
             "is_active": True,
+            "owner": None,
             **NO_LIMITS,
             "expires_at": None,
             "end_user_header": None,
@@ -239,3 +240,18 @@ def test_revoking_a_key_twice_is_fine_and_an_unknown_key_is_404(api):
         response = api.delete(f"/api/admin/apikeys/{key_id}")
         assert response.status_code == 200 and response.get_json()["is_active"] is False
     assert api.delete("/api/admin/apikeys/4242").status_code == 404
+
+
+def test_a_key_is_created_with_its_policy_in_one_call_and_every_bad_field_is_named(api):
+    made = api.post(
+        "/api/admin/apikeys",
+        json={"name": "agent", "priority": 4, "rpm": 30, "models": ["qwen*"], "end_user_header": "X-User"},
+    )
+    assert made.status_code == 201
+    listed = api.get("/api/admin/apikeys").get_json()[0]
+    assert (listed["rpm"], listed["models"], listed["end_user_header"]) == (30, ["qwen*"], "X-User")
+    audit = api.get("/api/admin/audit").get_json()[0]
+    assert audit["action"] == "apikey.create" and audit["changes"]["rpm"] == 30
+    refused = api.post("/api/admin/apikeys", json={"name": "x", "priority": 4, "rpm": 0, "colour": "red"})
+    assert refused.status_code == 400 and refused.get_json()["error"].startswith(("rpm", "colour"))
+    assert len(api.get("/api/admin/apikeys").get_json()) == 1  # nothing made

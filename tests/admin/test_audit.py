@@ -105,3 +105,20 @@ def test_limit_and_before_page_through_the_log(api):
     first = api.get("/api/admin/audit?limit=2").get_json()
     older = api.get(f"/api/admin/audit?limit=2&before={first[-1]['id']}").get_json()
     assert [row["changes"]["name"] for row in first + older] == ["k4", "k3", "k2", "k1"]
+
+
+def test_the_audit_page_shows_values_escaped_once_and_filters_them(app, api, admin_client):
+    api.post("/api/admin/tokens", json={"note": "Dora's <laptop>"})
+    key = api.post("/api/admin/apikeys", json={"name": "ci", "priority": 1}).get_json()
+    api.patch(f"/api/admin/apikeys/{key['id']}", json={"rpm": 5})
+    page = admin_client.get("/admin/audit/").get_data(as_text=True)
+    assert "Dora&#39;s &lt;laptop&gt;" in page and "\\u0027" not in page and "\\u003c" not in page
+    only_keys = admin_client.get("/admin/audit/?action=apikey").get_data(as_text=True)
+    assert "apikey.create" in only_keys and "apikey.update" in only_keys and "token.create" not in only_keys
+    one = admin_client.get(f"/admin/audit/?action=apikey.update&target=apikey:{key['id']}").get_data(
+        as_text=True
+    )
+    assert "apikey.update" in one and "apikey.create" not in one
+    assert "token.create" not in admin_client.get("/admin/audit/?actor=nobody").get_data(as_text=True)
+    listed = api.get("/api/admin/audit?action=token").get_json()
+    assert [entry["action"] for entry in listed] == ["token.create"]

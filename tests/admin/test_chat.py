@@ -163,11 +163,12 @@ def test_the_home_page_links_the_chat_and_shows_only_the_users_own_usage(app, us
     body = user_client.get("/account").get_data(as_text=True)
     assert 'href="/chat"' in body
     rows = dict(re.findall(r'<tr data-usage="\d"><th scope="row">([^<]+)</th>(.*?)</tr>', body))
-    assert re.findall(r"<td>(\d+)</td>", rows["Last 24 hours"]) == ["1", "30"]
-    assert re.findall(r"<td>(\d+)</td>", rows["Last 7 days"]) == ["2", "40"]
+    # Requests, prompt tokens, answer tokens.
+    assert re.findall(r'<td class="num">(\d+)</td>', rows["Last 24 hours"]) == ["1", "10", "20"]
+    assert re.findall(r'<td class="num">(\d+)</td>', rows["Last 7 days"]) == ["2", "15", "25"]
     # docs/contract.md §13: the user's own GPU time too.
-    assert re.findall(r"<td data-gpu>([^<]+)</td>", rows["Last 24 hours"]) == ["1.5 s"]
-    assert re.findall(r"<td data-gpu>([^<]+)</td>", rows["Last 7 days"]) == ["4.0 s"]
+    assert re.findall(r"<td class=\"num\" data-gpu>([^<]+)</td>", rows["Last 24 hours"]) == ["1.5 s"]
+    assert re.findall(r"<td class=\"num\" data-gpu>([^<]+)</td>", rows["Last 7 days"]) == ["4.0 s"]
     assert "/auth/token" in body and "/api/chat" in body
 
 

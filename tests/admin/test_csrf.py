@@ -27,7 +27,8 @@ def test_every_state_changing_route_is_in_the_matrix(csrf_app):
     assert {"auth.login", "auth.logout", "auth.register", "auth.account", "whitelist.add"} <= {
         route.endpoint for route in found
     }
-    assert sum(route.is_api for route in found) == 14  # 11 admin API (POST, PUT, DELETE, PATCH) + 3 chat API
+    # 12 admin API (POST, PUT, DELETE, PATCH) + 3 chat API + 2 account API (docs/contract.md §14)
+    assert sum(route.is_api for route in found) == 17
 
 
 def test_it_refuses_every_state_change_without_a_csrf_token(csrf_admin):

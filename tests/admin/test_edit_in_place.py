@@ -109,3 +109,39 @@ def test_a_whitelist_entry_and_a_user_are_edited_in_place(admin_client, bob):
 def test_editing_something_gone_says_so(admin_client):
     response = admin_client.post("/admin/apikeys/999/edit", data={"rpm": "1"}, follow_redirects=True)
     assert "That API key does not exist." in response.get_data(as_text=True)
+
+
+def test_every_refused_field_is_shown_at_once_in_words(admin_client, bob):
+    form = {"rpm": "lots", "max_queued": "0", "daily_tokens": "-3", "models": "bad pattern!"}
+    response = admin_client.post(f"/admin/users/{bob.id}/edit", data=form)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 400
+    errors = dict(re.findall(rf'id="edit-{bob.id}-(\w+)-error">([^<]+)</p>', body))
+    assert set(errors) == {"rpm", "max_queued", "daily_tokens", "models"}
+    assert errors["rpm"].startswith("Requests per minute: must be a whole number")
+    assert errors["rpm"].endswith("or empty for no limit")
+    assert errors["max_queued"].startswith("Max waiting:")
+    assert errors["daily_tokens"].startswith("Tokens per 24 h:")
+    assert not any("null" in message or "Rpm" in message for message in errors.values())
+    api = admin_client.patch(f"/api/admin/users/{bob.id}", json={"rpm": "lots", "max_queued": 0})
+    assert api.status_code == 400  # the API keeps its JSON names
+    assert (
+        api.get_json()["error"].startswith(("rpm ", "max_queued ")) and "or null" in api.get_json()["error"]
+    )
+
+
+def test_a_key_is_created_with_its_limits_in_one_form_and_every_error_is_shown(admin_client):
+    form = {"name": "", "priority": "5", "rpm": "0", "daily_tokens": "many", "models": "qwen*"}
+    refused = admin_client.post("/admin/apikeys/", data=form)
+    body = refused.get_data(as_text=True)
+    assert refused.status_code == 400
+    assert 'id="create-rpm-error">Requests per minute: must be a whole number' in body
+    assert 'id="create-daily_tokens-error">Tokens per 24 h:' in body
+    assert "name-error" in body  # the name's own error too, at the same time
+    assert 'value="qwen*"' in body  # what was typed stays
+    made = admin_client.post(
+        "/admin/apikeys/", data={**form, "name": "agent", "rpm": "30", "daily_tokens": ""}
+    )
+    assert made.status_code == 200 and "sdk_" in made.get_data(as_text=True)
+    key = admin_client.get("/api/admin/apikeys").get_json()[0]
+    assert (key["name"], key["rpm"], key["models"], key["daily_tokens"]) == ("agent", 30, ["qwen*"], None)

@@ -97,3 +97,34 @@ def _counts(engine) -> dict[str, int]:
             table: connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()
             for table in (*TABLES, "conversations")
         }
+
+
+def test_the_personal_keys_migration_keeps_keys_their_log_rows_and_autoincrement(tmp_path):
+    # 0012 rebuilds api_keys on SQLite: with foreign keys on, dropping the old table would null every
+    # request-log row's api_key_id (ON DELETE SET NULL), and a plain rebuild drops AUTOINCREMENT.
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    command.upgrade(alembic_config(url), "0011_model_profiles")
+    engine = make_sync_engine(url)
+    with engine.begin() as connection:
+        for n in (1, 2):
+            connection.execute(sa.text(INSERTS["api_keys"].format(n=n)))
+        connection.execute(sa.text("DELETE FROM api_keys WHERE id = 2"))
+        connection.execute(
+            sa.text(
+                "INSERT INTO request_log (created_at, request_id, source, api_key_id, method, endpoint,"
+                f" status, repeats, adjusted) VALUES ({NOW}, 'r1', 'custom_app', 1, 'POST', '/api/chat', 200,"
+                " 1, 0)"
+            )
+        )
+    for target in ("0012_personal_keys", "0011_model_profiles"):
+        (command.upgrade if target.startswith("0012") else command.downgrade)(alembic_config(url), target)
+        with engine.begin() as connection:
+            assert connection.execute(sa.text("SELECT api_key_id FROM request_log")).scalar() == 1
+            ddl = connection.execute(
+                sa.text("SELECT sql FROM sqlite_master WHERE name = 'api_keys'")
+            ).scalar()
+            assert "AUTOINCREMENT" in ddl
+            connection.execute(sa.text(INSERTS["api_keys"].format(n=3)))
+            assert connection.execute(sa.text("SELECT max(id) FROM api_keys")).scalar() > 2
+            connection.execute(sa.text("DELETE FROM api_keys WHERE id > 1"))
+    engine.dispose()

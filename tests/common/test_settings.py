@@ -116,6 +116,13 @@ def test_it_reads_choices_limits_and_the_public_url(tmp_path):
     assert settings.public_url == "https://llm.example.org/gw"
 
 
+def test_personal_keys_and_password_resets_have_their_documented_defaults(tmp_path):
+    settings = make(tmp_path)
+    assert (settings.user_max_keys, settings.user_key_priority, settings.password_reset_hours) == (5, 5, 24)
+    read = make(tmp_path, USER_MAX_KEYS="0", USER_KEY_PRIORITY="9", PASSWORD_RESET_HOURS="2")
+    assert (read.user_max_keys, read.user_key_priority, read.password_reset_hours) == (0, 9, 2)
+
+
 def test_the_end_user_length_defaults_to_128_and_reads_up_to_the_column_width(tmp_path):
     assert make(tmp_path).end_user_max_length == 128
     assert make(tmp_path, END_USER_MAX_LENGTH="200").end_user_max_length == 200
@@ -131,6 +138,9 @@ def test_the_end_user_length_defaults_to_128_and_reads_up_to_the_column_width(tm
         ("PUBLIC_URL", "llm.example.org", "not a base URL"),
         ("LOG_RETENTION_DAYS", "0", "between 1 and"),
         ("END_USER_MAX_LENGTH", "201", "between 1 and 200"),
+        ("USER_MAX_KEYS", "-1", "between 0 and 1000"),
+        ("USER_KEY_PRIORITY", "101", "between 0 and 100"),
+        ("PASSWORD_RESET_HOURS", "0", "between 1 and 720"),
         ("DAILY_TOKENS_RESERVE", "-1", "between 0 and"),
         ("FAIR_SHARE_SECONDS", "-1", "at least 0"),
         ("FAIR_SHARE_WINDOW", "0", "at least 1"),

@@ -14,9 +14,11 @@ from common.sources import (
     UserInfo,
     classify,
     parse_credentials,
+    subjects_of,
 )
 
 KEY = new_api_key()
+PERSONAL_KEY = new_api_key()
 TOKEN = new_secret("sda_")
 ALICE = UserInfo(7, "alice", False)
 WHITELIST = Whitelist([WhitelistRule(3, normalise_network("10.0.0.0/24"), 0)])
@@ -24,7 +26,10 @@ ORIGINS = ("http://localhost:3000",)
 
 
 def run(credentials: Credentials, ip: str = "203.0.113.5", origin: str | None = None, session_user=None):
-    keys = {hash_secret(KEY): KeyInfo(11, 2, "ci-bot")}
+    keys = {
+        hash_secret(KEY): KeyInfo(11, 2, "ci-bot"),
+        hash_secret(PERSONAL_KEY): KeyInfo(12, 5, "mine", None, 7),
+    }
     tokens = {hash_secret(TOKEN): ALICE}
     return classify(
         credentials,
@@ -61,6 +66,17 @@ def test_a_bearer_that_is_not_a_key_is_a_user_token():
 def test_a_key_makes_a_custom_app_with_the_keys_priority():
     identity = run(Credentials(api_key=KEY))
     assert (identity.source, identity.priority, identity.api_key_id) == (RequestSource.CUSTOM_APP, 2, 11)
+
+
+def test_a_personal_key_is_a_custom_app_whose_identity_is_its_owner():
+    identity = run(Credentials(api_key=PERSONAL_KEY))
+    assert (identity.source, identity.priority) == (RequestSource.CUSTOM_APP, 5)
+    assert (identity.api_key_id, identity.user_id) == (12, 7)
+    # Limits and fair share: the owner (shared with the chat); the key's own policy as a second subject.
+    assert (identity.holder, identity.who, identity.key_holder) == ("user:7", "user:7", "key:12")
+    assert subjects_of(12, None, 7) == ["user:7", "key:12"] and subjects_of(11) == ["key:11"]
+    admins = run(Credentials(api_key=KEY))
+    assert (admins.holder, admins.key_holder, admins.user_id) == ("key:11", None, None)
 
 
 # Fixed ids: a random key in a test id differs between pytest-xdist workers, which must collect alike.

@@ -78,7 +78,14 @@ def test_an_admin_cancels_a_waiting_request_from_the_dashboard(new_page, live_se
     expect(table).to_contain_text("Request cancelled")
 
     # The active stream too: it ends with the in-band error, and the table empties.
-    table.locator('tr[data-state="active"]').get_by_role("button", name="Cancel").click()
+    active = table.locator('tr[data-state="active"]')
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    active.get_by_role("button", name="Cancel").click()
+    expect(active).to_have_count(1)  # asked first: dismissing keeps it running
+    assert asked and "Cancel the running request" in asked[0]
+    page.once("dialog", lambda dialog: dialog.accept())
+    active.get_by_role("button", name="Cancel").click()
     holder["thread"].join(10)
     assert holder["result"][-1] == '{"error": "cancelled by an administrator"}'
     expect(table.locator("tbody")).to_have_text("Nothing waiting or running")

@@ -239,6 +239,7 @@ class OpenReply:
     """A reply stream read event by event, kept open until :meth:`stop` (as a browser's fetch)."""
 
     def __init__(self, server, browser: Browser, conversation_id: int, content: str) -> None:
+        self.server, self.browser, self.conversation_id = server, browser, conversation_id
         self.client = httpx.Client(timeout=30)
         body = {"conversation_id": conversation_id, "content": content, "model": "llama3.2"}
         url = server.url + "/chat/api/reply"
@@ -257,8 +258,19 @@ class OpenReply:
                     return self.seen[-1]
         raise AssertionError(f"no {wanted!r} event in {self.seen}")
 
-    def stop(self) -> None:
-        """Abort, as the browser's Stop does."""
+    def stop(self) -> httpx.Response:
+        """Press Stop: ``POST /chat/api/reply/stop`` (docs/contract.md §14), then stop reading."""
+        stopped = httpx.post(
+            self.server.url + "/chat/api/reply/stop",
+            json={"conversation_id": self.conversation_id},
+            headers=self.browser.headers(),
+            timeout=10,
+        )
+        self.leave()
+        return stopped
+
+    def leave(self) -> None:
+        """Stop reading, as a page does when it is left (another conversation, reload, closed tab)."""
         self.response.close()
         self.client.close()
 
@@ -272,11 +284,12 @@ def test_stop_while_streaming_closes_the_upstream_and_keeps_the_partial_answer(w
     story.until("token")
     time.sleep(0.3)
     assert sim.stats()["active_inference"] == 1
-    story.stop()
-    stopped = time.monotonic()
+    started = time.monotonic()
+    stopped = story.stop()
+    assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
     sim.wait_for(lambda stats: stats["active_inference"] == 0, timeout=5)
-    assert time.monotonic() - stopped < 1.5  # the contract's 1 s, with a margin for a loaded machine
-    message = wait_until(lambda: (stored(settings, conversation_id) + [None])[1])
+    assert time.monotonic() - started < 1.5  # the contract's 1 s, with a margin for a loaded machine
+    message = stored(settings, conversation_id)[1]  # stored before Stop answers
     assert message.status == "stopped" and message.content.startswith(story.seen[-1]["content"])
     row = wait_until(lambda: log_rows(settings) or None)[0]
     assert (row.status, row.stage, row.source) == (499, "streaming", "web_chat")
@@ -297,8 +310,8 @@ def test_a_waiting_reply_shows_its_place_and_leaves_the_queue_when_stopped(world
     holder, waiting, waiting_id = queued_behind_another(server, admin, sim)
     assert waiting.until("queued") == {"type": "queued", "position": 1, "eta_s": None}
     assert server.snapshot()["queue_length"] == 1
-    waiting.stop()
     stopped = time.monotonic()
+    waiting.stop()
     wait_until(lambda: server.snapshot()["queue_length"] == 0, timeout=5)
     assert time.monotonic() - stopped < 1.5
     message = wait_until(lambda: (stored(settings, waiting_id) + [None])[1])
@@ -342,7 +355,7 @@ def test_a_waiting_reply_is_refused_when_its_user_is_signed_out_everywhere(world
     assert time.monotonic() - ended_at < 2.0  # the contract's 1 s, with a margin for a loaded machine
     assert done["status"] == "error" and done["error"]
     assert server.snapshot()["queue_length"] == 0
-    waiting.stop()
+    waiting.leave()
     holder.stop()
     message = stored(settings, waiting_id)[-1]
     assert (message.role, message.status, message.content) == ("assistant", "error", "")
@@ -373,3 +386,91 @@ def test_the_chat_obeys_the_user_s_policy_like_any_request(gw_settings, accounts
     second = httpx.post(server.url + "/chat/api/reply", json=body, headers=bob.headers(), timeout=30)
     assert second.status_code == 429 and int(second.headers["Retry-After"]) >= 1
     assert [message.role for message in stored(settings, conversation)] == ["user", "assistant"]
+
+
+def test_leaving_never_stops_a_reply_it_completes_and_coming_back_follows_its_tail(world, sim):
+    # docs/contract.md §14: a reply belongs to the conversation, not to the page.
+    settings, server, admin, _ = world
+    sim.configure(tokens=60, token_delay=0.03)
+    bob = Browser(admin, "bob")
+    conversation_id = bob.new_conversation()
+    story = OpenReply(server, bob, conversation_id, "a story")
+    story.until("token")
+    story.leave()  # another conversation, a reload, a closed tab
+    time.sleep(0.3)
+    assert sim.stats()["active_inference"] == 1  # still generating
+    assert stored(settings, conversation_id)[1].status == "streaming"
+    with httpx.Client(timeout=30) as client:
+        url = f"{server.url}/chat/api/reply/{conversation_id}"
+        with client.stream("GET", url, headers=bob.headers()) as followed:
+            assert followed.status_code == 200
+            got = [json.loads(line) for line in followed.iter_lines() if line.strip()]
+    # What was said so far as one event, then the live tail, then done.
+    said = "".join(e["content"] for e in got if e["type"] == "token")
+    assert got[-1]["type"] == "done" and got[-1]["status"] == "complete"
+    answer = stored(settings, conversation_id)[1]
+    assert (answer.status, answer.content) == ("complete", said)
+    assert said.startswith(story.seen[-1]["content"])
+    gone = httpx.get(f"{server.url}/chat/api/reply/{conversation_id}", headers=bob.headers(), timeout=10)
+    assert gone.status_code == 204  # nothing is being written any more
+    row = wait_until(lambda: log_rows(settings) or None)[0]
+    assert (row.status, row.source) == (200, "web_chat")
+
+
+def test_only_its_owner_may_follow_or_stop_a_reply(world, sim):
+    _, server, admin, _ = world
+    sim.configure(tokens=2000, token_delay=0.02)
+    bob, carol = Browser(admin, "bob"), Browser(admin, "carol")
+    conversation_id = bob.new_conversation()
+    story = OpenReply(server, bob, conversation_id, "mine")
+    story.until("token")
+    peek = httpx.get(f"{server.url}/chat/api/reply/{conversation_id}", headers=carol.headers(), timeout=10)
+    assert peek.status_code == 204
+    stop = httpx.post(
+        server.url + "/chat/api/reply/stop",
+        json={"conversation_id": conversation_id},
+        headers=carol.headers(),
+        timeout=10,
+    )
+    assert stop.status_code == 404
+    assert sim.stats()["active_inference"] == 1
+    no_csrf = httpx.post(
+        server.url + "/chat/api/reply/stop",
+        json={"conversation_id": conversation_id},
+        headers={"Cookie": bob.headers()["Cookie"]},
+        timeout=10,
+    )
+    assert no_csrf.status_code == 400
+    assert story.stop().status_code == 200
+
+
+def test_regenerate_and_edit_replace_the_last_answer_and_question(world, sim):
+    settings, server, admin, _ = world
+    sim.configure(tokens=5, token_delay=0.0)
+    bob = Browser(admin, "bob")
+    conversation_id = bob.new_conversation()
+    events(reply(server, bob, conversation_id, "first question"))
+    events(reply(server, bob, conversation_id, "second question"))
+    sim.reset()
+    body = {"conversation_id": conversation_id, "model": "llama3.2", "turn": "regenerate"}
+    again = httpx.post(server.url + "/chat/api/reply", json=body, headers=bob.headers(), timeout=30)
+    assert events(again)[-1]["status"] == "complete"
+    sent = [entry for entry in sim.stats()["log"] if entry["path"] == "/api/chat"][0]["body"]["messages"]
+    assert [m["content"] for m in sent if m["role"] == "user"] == ["first question", "second question"]
+    assert sent[-1] == {"role": "user", "content": "second question"}
+    messages = stored(settings, conversation_id)
+    assert [(m.role, m.status) for m in messages] == [("user", "complete"), ("assistant", "complete")] * 2
+    edit = {**body, "turn": "edit", "content": "second question, better"}
+    edited = httpx.post(server.url + "/chat/api/reply", json=edit, headers=bob.headers(), timeout=30)
+    assert events(edited)[-1]["status"] == "complete"
+    messages = stored(settings, conversation_id)
+    assert [m.content for m in messages if m.role == "user"] == ["first question", "second question, better"]
+    assert len(messages) == 4
+    fresh = bob.new_conversation()
+    nothing = httpx.post(
+        server.url + "/chat/api/reply",
+        json={**body, "conversation_id": fresh},
+        headers=bob.headers(),
+        timeout=10,
+    )
+    assert nothing.status_code == 409 and "no question" in nothing.json()["error"]
