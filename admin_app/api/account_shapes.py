@@ -8,6 +8,7 @@ from admin_app.api.shapes import (
     BOOLEAN,
     INTEGER,
     MAYBE_INTEGER,
+    MAYBE_NUMBER,
     MAYBE_TIME,
     STRING,
     TIME,
@@ -19,10 +20,14 @@ from admin_app.api.shapes import (
 )
 
 _PERIOD = _object(
-    ["requests", "prompt_tokens", "completion_tokens"],
+    ["requests", "prompt_tokens", "completion_tokens", "gpu_seconds"],
     requests={**INTEGER, "description": "Inference requests (model lists and page loads are not usage)."},
     prompt_tokens=INTEGER,
     completion_tokens=INTEGER,
+    gpu_seconds={
+        "type": "number",
+        "description": "How long the requests held a slot (docs/contract.md §13).",
+    },
 )
 
 ACCOUNT_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -64,12 +69,13 @@ ACCOUNT_SCHEMAS: dict[str, dict[str, Any]] = {
                 "max_queued": MAYBE_INTEGER,
                 "max_concurrent": MAYBE_INTEGER,
                 "daily_tokens": MAYBE_INTEGER,
+                "daily_gpu_seconds": MAYBE_INTEGER,
             },
         },
         remaining={
             "type": "object",
             "description": "What is left of each daily limit in the rolling 24 h (null: unlimited).",
-            "properties": {"daily_tokens": MAYBE_INTEGER},
+            "properties": {"daily_tokens": MAYBE_INTEGER, "daily_gpu_seconds": MAYBE_NUMBER},
         },
     ),
 }

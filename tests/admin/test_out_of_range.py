@@ -34,6 +34,7 @@ ID_ROUTES = [
     ("GET", "/chat/api/conversations/{id}"),
     ("PATCH", "/chat/api/conversations/{id}"),
     ("GET", "/chat/api/conversations/{id}/export"),
+    ("DELETE", "/account/api/keys/{id}"),
 ]
 _ARGUMENT = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
 

@@ -132,21 +132,28 @@ def test_the_panels_key_list_names_the_owner(app, admin_client, bob_api):
 def test_own_usage_counts_inference_only_with_limits_and_whats_left_today(
     app_factory, settings_factory, make_user, log
 ):
-    app = app_factory(settings_factory(WEBCHAT_DAILY_TOKENS="1000"))
+    app = app_factory(settings_factory(WEBCHAT_DAILY_TOKENS="1000", WEBCHAT_DAILY_GPU_SECONDS="10"))
     bob = make_user("bob")
     alice = make_user("alice")
-    log(user_id=bob.id, source="web_chat", prompt_tokens=100, completion_tokens=50)
+    log(user_id=bob.id, source="web_chat", prompt_tokens=100, completion_tokens=50, gpu_ms=1500)
     log(user_id=bob.id, source="custom_app", api_key_id=None, endpoint="/v1/embeddings", prompt_tokens=10)
-    log(seconds_ago=3 * 86400, user_id=bob.id, endpoint="/v1/chat/completions", completion_tokens=7)
+    log(
+        seconds_ago=3 * 86400,
+        user_id=bob.id,
+        endpoint="/v1/chat/completions",
+        completion_tokens=7,
+        gpu_ms=500,
+    )
     for endpoint in ("/api/tags", "/v1/models", "/api/show"):  # what pages load: not usage
         log(user_id=bob.id, endpoint=endpoint, method="GET")
-    log(user_id=alice.id, prompt_tokens=999)
+    log(user_id=alice.id, prompt_tokens=999, gpu_ms=9000)
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {bearer_token(client, 'bob')}"
     usage = client.get("/account/api/usage").get_json()
-    assert usage["day"] == {"requests": 2, "prompt_tokens": 110, "completion_tokens": 50}
-    assert usage["week"] == {"requests": 3, "prompt_tokens": 110, "completion_tokens": 57}
+    assert usage["day"] == {"requests": 2, "prompt_tokens": 110, "completion_tokens": 50, "gpu_seconds": 1.5}
+    assert usage["week"] == {"requests": 3, "prompt_tokens": 110, "completion_tokens": 57, "gpu_seconds": 2.0}
     assert usage["limits"]["daily_tokens"] == 1000 and usage["limits"]["rpm"] is None
-    assert usage["remaining"] == {"daily_tokens": 840}
+    assert usage["limits"]["daily_gpu_seconds"] == 10
+    assert usage["remaining"] == {"daily_tokens": 840, "daily_gpu_seconds": 8.5}
     page = client.get("/account")
     assert page.status_code == 302  # the page itself needs the session, the API takes the token

@@ -192,14 +192,17 @@ async def test_own_usage_is_unchanged_by_what_pages_load_and_counts_the_chat_and
         assert listed.status_code == 200
     await wait_for_rows(people.settings, 3)
     assert own() == before
-    assert before["day"] == {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    assert before["day"] == {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "gpu_seconds": 0.0}
     assert (await people.chat(cookie)).status_code == 200
     assert (await people.chat(bearer(secret))).status_code == 200
     await wait_for_rows(people.settings, 5)
     after = own()
-    assert after["day"] == after["week"] == {"requests": 2, "prompt_tokens": 6, "completion_tokens": 2}
+    assert after["day"] == after["week"]
+    gpu = after["day"].pop("gpu_seconds")
+    assert after["day"] == {"requests": 2, "prompt_tokens": 6, "completion_tokens": 2}
+    assert 0 < gpu < 10  # both generations held a slot (docs/contract.md §13)
     assert after["limits"]["rpm"] == 3  # WEBCHAT_RPM, as bob's own is unset
-    assert after["remaining"] == {"daily_tokens": None}  # no daily limit: null
+    assert after["remaining"] == {"daily_tokens": None, "daily_gpu_seconds": None}  # no daily limit: null
 
 
 def test_a_personal_key_s_queue_caps_bound_the_key_besides_its_owner():
