@@ -8,6 +8,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USER
 from tests.e2e.panel_support import open_form, snap
 
 # The dashboard test's simulator and one-slot gateway, for this module too.
@@ -64,6 +65,8 @@ def test_an_admin_pins_a_models_load_options_from_the_models_page(new_page, live
 
 
 def live_server_backend(server) -> str:
-    """The simulator's URL as the gateway lists it."""
+    """The simulator's URL as the gateway lists it to an admin (anonymous /health says only up or down)."""
     with httpx.Client(base_url=server.url, timeout=10) as client:
-        return client.get("/health").json()["backends"][0]["url"]
+        login = client.post("/auth/token", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
+        bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        return client.get("/health", headers=bearer).json()["backends"][0]["url"]

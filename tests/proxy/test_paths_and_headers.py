@@ -26,7 +26,7 @@ def world(gw_settings, accounts, serve):
 
 def raw_request(port: int, method: str, target: str, headers: dict[str, str], body: str = "") -> int:
     """Send a request line exactly as written (no client-side normalisation); the status code."""
-    lines = [f"{method} {target} HTTP/1.1", "Host: gateway", "Connection: close"]
+    lines = [f"{method} {target} HTTP/1.1", "Host: localhost", "Connection: close"]  # a name Ollama allows
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines += ["Content-Type: application/json", f"Content-Length: {len(body.encode())}", "", body]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
