@@ -6,12 +6,11 @@ user's ``Authorization: Bearer`` access token. Never to an API key: a key cannot
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, request
-from flask_login import current_user
+from flask import Blueprint, current_app, g
 
 from admin_app import services
+from admin_app.api.base import APIError, api_error, body, service_error, signed_in_user
 from admin_app.extensions import csrf, db
-from admin_app.identity import BearerRefused, bearer_user
 from admin_app.services import personal_keys
 from common.models import APIKey, iso, utcnow
 from common.own_usage import own_usage
@@ -20,42 +19,14 @@ bp = Blueprint("account_api", __name__, url_prefix="/account/api")
 csrf.exempt(bp)  # checked in authenticate(), for cookie sessions only
 
 
-class AccountAPIError(Exception):
-    """Answered as ``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@bp.errorhandler(AccountAPIError)
-def account_api_error(exc: AccountAPIError):
-    """JSON for every refusal of this blueprint."""
-    headers = {"WWW-Authenticate": 'Bearer realm="seadragon"'} if exc.status == 401 else {}
-    return {"error": exc.message}, exc.status, headers
-
-
-@bp.errorhandler(services.ServiceError)
-def service_error(exc: services.ServiceError):
-    """A service's refusal: 400 naming the field, 404 unknown, 409 too many keys."""
-    return {"error": exc.message}, exc.status
+bp.register_error_handler(APIError, api_error)
+bp.register_error_handler(services.ServiceError, service_error)
 
 
 @bp.before_request
 def authenticate():
     """The user's session (with X-CSRFToken on unsafe methods) or the user's bearer token."""
-    try:
-        user = bearer_user()
-    except BearerRefused as exc:
-        raise AccountAPIError(401, str(exc)) from None
-    if user is None:
-        if not current_user.is_authenticated:
-            raise AccountAPIError(401, "authentication required: sign in or send your access token")
-        user = current_user.user
-        if current_app.config.get("WTF_CSRF_ENABLED", True):
-            csrf.protect()  # a browser sends cookies on its own; only a page of this site has the token
-    g.account_user = user
+    g.account_user = signed_in_user("your access token")
 
 
 def key_json(key: APIKey) -> dict:
@@ -72,15 +43,6 @@ def key_json(key: APIKey) -> dict:
     }
 
 
-def _body() -> dict:
-    if not request.get_data(cache=True):
-        return {}
-    data = request.get_json(force=True, silent=True)
-    if not isinstance(data, dict):
-        raise AccountAPIError(400, "the request body must be a JSON object")
-    return data
-
-
 @bp.get("/keys")
 def keys_list():
     """The user's keys, newest first (revoked ones too, marked inactive)."""
@@ -90,12 +52,12 @@ def keys_list():
 @bp.post("/keys")
 def keys_create():
     """``{"name", "expires_at"?}`` → 201 with the key, shown this once; 409 at ``USER_MAX_KEYS``."""
-    data = _body()
+    data = body()
     unknown = sorted(set(data) - {"name", "expires_at"})
     if unknown:
-        raise AccountAPIError(400, f"{unknown[0]}: unknown field (expected name, expires_at)")
+        raise APIError(400, f"{unknown[0]}: unknown field (expected name, expires_at)")
     if data.get("name") is None:
-        raise AccountAPIError(400, "name is required")
+        raise APIError(400, "name is required")
     settings = current_app.config["SEADRAGON"]
     key, secret = personal_keys.create_personal_key(
         g.account_user, data["name"], data.get("expires_at"), settings

@@ -32,8 +32,9 @@ class APIError(Exception):
 
 @bp.errorhandler(APIError)
 def api_error(exc: APIError):
-    """JSON for every refusal raised by this blueprint."""
-    headers = {"WWW-Authenticate": 'Bearer realm="seadragon-admin"'} if exc.status == 401 else {}
+    """JSON for every refusal raised by this blueprint (and the account API, admin_app/account_api.py)."""
+    realm = "seadragon-admin" if request.blueprint == bp.name else "seadragon"
+    headers = {"WWW-Authenticate": f'Bearer realm="{realm}"'} if exc.status == 401 else {}
     return {"error": exc.message}, exc.status, headers
 
 
@@ -46,6 +47,12 @@ def service_error(exc: services.ServiceError):
 @bp.before_request
 def authenticate():
     """Admin session (with X-CSRFToken on unsafe methods) or an admin's bearer token."""
+    user = signed_in_user("an admin's bearer token", admins_only=True)
+    g.api_user = user
+
+
+def signed_in_user(token_hint: str, *, admins_only: bool = False):
+    """The caller's bearer-token user, else the session's (with its CSRF token); APIError 401/403."""
     try:
         user = bearer_user()
     except BearerRefused as exc:
@@ -53,14 +60,14 @@ def authenticate():
     via_session = user is None
     if via_session:
         if not current_user.is_authenticated:
-            raise APIError(401, "authentication required: sign in or send an admin's bearer token")
+            raise APIError(401, f"authentication required: sign in or send {token_hint}")
         user = current_user.user
-    if not user.is_admin:
+    if admins_only and not user.is_admin:
         raise APIError(403, "administrators only")
     # A browser never adds an Authorization header on its own, so only cookies need CSRF.
     if via_session and current_app.config.get("WTF_CSRF_ENABLED", True):
         csrf.protect()
-    g.api_user = user
+    return user
 
 
 def body() -> dict:
