@@ -264,6 +264,7 @@ class IdentityCache:
         self._listeners: list[Callable[[Snapshot], Awaitable[None] | None]] = []
         self._usage: dict[int, datetime] = {}
         self._failing = False
+        self.last_error: str | None = None  # why the last refresh failed (start-up names it)
 
     def on_refresh(self, listener: Callable[[Snapshot], Awaitable[None] | None]) -> None:
         """Call ``listener(snapshot)`` after every successful refresh."""
@@ -293,8 +294,10 @@ class IdentityCache:
             if not self._failing:
                 log.error("cannot refresh identities from the database: %s", exc)
             self._failing = True
+            self.last_error = str(exc).splitlines()[0]
             return
         self._failing = False
+        self.last_error = None
         self.snapshot = snapshot
         self.loaded = True
         for listener in self._listeners:
