@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from quart import Blueprint, Request, Response, g, request
 
 from common import chat
+from common.access_log import WRITES_OWN_LINE
 from common.db import make_async_sessionmaker
 from common.sessions import (
     SESSION_COOKIE_NAME,
@@ -208,6 +209,8 @@ async def reply() -> Response:
         gw, request_id=g.request_id, method="POST", endpoint=CHAT_PATH, client_ip=client_ip
     )
     on_request_end(request.scope, proxied.close)
+    # Its close writes the reply's one access-log line (Gateway.finish), so the wrapper writes none.
+    request.scope[WRITES_OWN_LINE] = True
     proxied.route_to(resolve("POST", CHAT_PATH))
     # With the principal, a user disabled while the reply waits is refused like any client.
     proxied.admit(identity, principal)

@@ -146,6 +146,7 @@ class Gateway:
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
         """Start the parts in dependency order; ``stack`` closes them in the reverse one."""
+        stack.push_async_callback(asyncio.to_thread, self.access_log.flush)  # the last lines, off the loop
         stack.push_async_callback(self.writer.close)
         stack.callback(self.refusals.flush)  # into the writer, before it closes
         await self.writer.start()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import httpx
@@ -18,34 +17,11 @@ from common.sessions import (
     csrf_token_valid,
     read_session_cookie,
 )
-from tests.proxy.support import PASSWORD, AdminApp, log_rows, wait_until
+from tests.proxy.support import AdminApp, Browser, log_rows, wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
 
-META_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
-
-
-class Browser:
-    """A signed-in person's session cookie and the chat page's CSRF token."""
-
-    def __init__(self, admin: AdminApp, username: str) -> None:
-        client = admin.app.test_client()
-        response = client.post("/auth/login", data={"username": username, "password": PASSWORD})
-        assert response.status_code == 302
-        self.csrf = META_TOKEN.search(client.get("/chat").get_data(as_text=True)).group(1)
-        self.cookie = client.get_cookie(SESSION_COOKIE_NAME).value
-        self.client = client
-
-    def new_conversation(self) -> int:
-        """Start a conversation through the admin app's chat API."""
-        response = self.client.post("/chat/api/conversations", json={}, headers={"X-CSRFToken": self.csrf})
-        assert response.status_code == 201
-        return response.get_json()["id"]
-
-    def headers(self, csrf: str | None = None) -> dict[str, str]:
-        """Cookie and CSRF headers as the chat page sends them."""
-        return {"Cookie": f"{SESSION_COOKIE_NAME}={self.cookie}", "X-CSRFToken": csrf or self.csrf}
 
 
 @pytest.fixture
