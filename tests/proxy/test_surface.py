@@ -347,3 +347,12 @@ async def test_admin_stats_are_live(world):
         assert stats["average_wait_time"] >= 0
         assert stats["by_source"]["direct_api"]["requests_per_minute"] == 1
         assert stats["backends"][0]["healthy"] is True
+
+
+async def test_cors_compares_whole_origins_ignoring_case_and_a_trailing_slash(world):
+    for origin in (ALLOWED_ORIGIN.upper(), ALLOWED_ORIGIN + "/"):
+        response = await call(world.client, "GET", "/", KEYLESS_IP, headers={"Origin": origin})
+        assert response.headers["Access-Control-Allow-Origin"] == origin
+    for lookalike in (ALLOWED_ORIGIN + ".evil.example", ALLOWED_ORIGIN + ":8443", "x" + ALLOWED_ORIGIN):
+        response = await call(world.client, "GET", "/", KEYLESS_IP, headers={"Origin": lookalike})
+        assert "Access-Control-Allow-Origin" not in response.headers, lookalike
