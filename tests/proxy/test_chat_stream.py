@@ -6,6 +6,7 @@ import json
 import time
 
 import httpx
+import jinja2
 import pytest
 import sqlalchemy as sa
 
@@ -17,6 +18,8 @@ from common.sessions import (
     csrf_token_valid,
     read_session_cookie,
 )
+from proxy_app import TEMPLATES
+from proxy_app.pages import NOT_FOUND
 from tests.proxy.support import AdminApp, Browser, log_rows, wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
@@ -189,6 +192,9 @@ def test_unknown_paths_are_a_page_for_browsers_and_json_for_the_api(world):
     page = httpx.get(server.url + "/nothing-here", headers=HTML)
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     assert "Page not found" in page.text
+    # The page is the template's (templates/errors/gateway.html), not a string in the code.
+    templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+    assert page.text == templates.get_template("errors/gateway.html").render(**NOT_FOUND)
     assert httpx.get(server.url + "/nothing-here").json() == {"error": "not found"}
     for path in ("/api/nothing", "/v1/nothing"):
         response = httpx.get(server.url + path, headers=HTML)
