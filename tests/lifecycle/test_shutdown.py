@@ -27,9 +27,9 @@ from tests.lifecycle.support import (
     log_rows,
     signal_and_wait,
     stats,
-    wait_until,
 )
 from tests.live import LiveServer
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -273,18 +273,6 @@ def without_clock(body: bytes) -> bytes:
     return _CLOCK_FIELDS.sub(rb'"\1":_', body)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition never became true")
-        time.sleep(interval)
-
-
 def client(base_url: str, **headers: str) -> httpx.Client:
     """An httpx client on the gateway with generous timeouts."""
     return httpx.Client(base_url=base_url, headers=headers, timeout=30)

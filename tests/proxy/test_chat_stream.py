@@ -20,7 +20,8 @@ from common.sessions import (
 )
 from proxy_app import TEMPLATES
 from proxy_app.pages import NOT_FOUND
-from tests.proxy.support import AdminApp, Browser, log_rows, wait_until
+from tests.proxy.support import AdminApp, Browser, log_rows
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
 

@@ -15,9 +15,10 @@ import sqlalchemy as sa
 
 from common.models import APIKey
 from common.security import hash_secret
-from tests.proxy.support import log_rows, wait_until
+from tests.proxy.support import log_rows
 from tests.proxy.test_queue import OUTSIDE, occupy, submit
 from tests.proxy.test_queue_admin import pool, view, world  # noqa: F401 (fixtures)
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway and fills its queue
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import timedelta
 
 import httpx
@@ -14,6 +12,7 @@ from common.models import RequestLog, utcnow
 from common.retention import prune_requests, retention_cutoff
 from proxy_app import create_app
 from tests.proxy.support import log_rows
+from tests.waiting import await_until
 
 
 def add_rows(settings, *ages_in_days: float) -> None:
@@ -41,13 +40,6 @@ def ages(settings) -> list[int]:
     return sorted(int(row.request_id.split("-")[1].split(".")[0]) for row in log_rows(settings))
 
 
-async def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.05)
-
-
 async def test_the_gateway_prunes_old_rows_at_start_up_and_then_periodically(settings_factory, fake_ollama):
     settings = settings_factory(LOG_RETENTION_DAYS=30)
     add_rows(settings, 400, 31, 29, 1)
@@ -55,9 +47,9 @@ async def test_the_gateway_prunes_old_rows_at_start_up_and_then_periodically(set
         {"SEADRAGON_PRUNE_INTERVAL": 0.2}, settings=settings, transport=httpx.MockTransport(fake_ollama)
     )
     async with app.test_app():
-        await wait_until(lambda: ages(settings) == [1, 29])
+        await await_until(lambda: ages(settings) == [1, 29])
         add_rows(settings, 45, 2)  # while serving: gone at the next round
-        await wait_until(lambda: ages(settings) == [1, 2, 29])
+        await await_until(lambda: ages(settings) == [1, 2, 29])
 
 
 def test_pruning_goes_batch_by_batch_and_counts_every_row(settings):

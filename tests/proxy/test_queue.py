@@ -13,7 +13,8 @@ import httpx
 import openai
 import pytest
 
-from tests.proxy.support import QUESTION, chat_body, cookie_header, log_rows, ndjson, sse_events, wait_until
+from tests.proxy.support import QUESTION, chat_body, cookie_header, log_rows, ndjson, sse_events
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway and fills its queue
 

@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from common.sessions import SESSION_COOKIE_NAME
-from tests.proxy.support import chat_body, log_rows, ndjson, sse_events, wait_until
+from tests.proxy.support import chat_body, log_rows, ndjson, sse_events
 from tests.proxy.test_queue import DIRECT, OUTSIDE, occupy, post, submit
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway and fills its queue
 

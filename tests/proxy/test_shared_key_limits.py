@@ -14,7 +14,8 @@ import pytest
 from proxy_app.scheduler import IdentityQueueFull, LimitSubject, Ticket
 from tests.conftest import require_service
 from tests.proxy.test_scheduler import client, queue_up, scheduler_for, settle  # noqa: F401 (fixture)
-from tests.proxy.test_scheduler_redis import Cluster, enqueue, wait_until
+from tests.proxy.test_scheduler_redis import Cluster, enqueue
+from tests.waiting import await_until
 
 
 def behind(key: str, person: str, rid: str, *, max_queued=None, max_concurrent=None, priority=2) -> Ticket:
@@ -81,7 +82,7 @@ async def test_rotating_end_users_cannot_pass_the_key_s_limits_across_instances(
                 await (a if i % 2 else b).acquire(behind("key:1", f"u{i}", f"w{i}", **limit))
         other = await b.acquire(Ticket("x", 3, "web_chat", who="user:1"))
         a.release(first)
-        await wait_until(lambda: any(task.done() for task in waiting))
+        await await_until(lambda: any(task.done() for task in waiting))
         done = next(task for task in waiting if task.done())
         owner = b if done is waiting[0] else a
         owner.release(done.result())

@@ -22,6 +22,7 @@ import pytest
 from proxy_app.http1_connection import READ_HIGH_WATER, Connection
 from proxy_app.transport import LeanTransport
 from proxy_app.upstream import make_client
+from tests.waiting import await_until
 
 WAIT = 5.0  # seconds: the bound on every wait in this module
 ASYNCIO_READ_SIZE = 256 * 1024  # the most an asyncio socket transport reads at once
@@ -185,13 +186,6 @@ def answering(response: bytes = OK, *, close: bool = False) -> Handler:
 def idle(transport: LeanTransport, server: RawServer) -> list[Connection]:
     """The connections ``transport`` keeps idle for ``server``."""
     return list(transport._idle.get(("127.0.0.1", server.port), ()))
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Let the event loop run until ``predicate()`` holds (at most WAIT seconds)."""
-    async with asyncio.timeout(WAIT):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 def payload(size: int) -> bytes:
@@ -467,7 +461,9 @@ async def test_the_pool_keeps_at_most_max_keepalive_idle_connections(serve):
         assert [response.content for response in responses] == [b"ok"] * 4
         assert server.accepts == 4
         assert len(idle(transport, server)) == 2
-        await until(lambda: sum(peer.client_closed.is_set() for peer in server.peers) == 2)
+        await await_until(
+            lambda: sum(peer.client_closed.is_set() for peer in server.peers) == 2, timeout=WAIT
+        )
         kept = {peer.index for peer in server.peers if not peer.client_closed.is_set()}
         assert len(kept) == 2
         # The next two requests use the kept connections; no new one is opened.
@@ -489,7 +485,9 @@ async def test_a_connection_idle_past_the_keepalive_expiry_is_closed_and_a_new_o
         await asyncio.sleep(0.4)
         assert (await client.get(server.url)).content == b"ok"
         assert server.accepts == 2  # past it: a new connection...
-        await until(lambda: server.peers[0].client_closed.is_set())  # ...and the old one closed by us
+        await await_until(
+            lambda: server.peers[0].client_closed.is_set(), timeout=WAIT
+        )  # ...and the old one closed by us
         assert [len(peer.requests) for peer in server.peers] == [2, 1]
 
 
@@ -509,7 +507,7 @@ async def test_an_idle_connection_the_server_closed_is_replaced(serve, lean, cli
         await client.get(server.url)
         [pooled] = idle(lean, server)
         hang_up.set()
-        await until(lambda: not pooled.usable)  # the loop delivers the EOF
+        await await_until(lambda: not pooled.usable, timeout=WAIT)  # the loop delivers the EOF
         assert (await client.get(server.url)).content == b"ok"
     assert server.accepts == 2
 
