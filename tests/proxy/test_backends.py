@@ -11,7 +11,7 @@ from common.policies import normalise_model_name
 from common.settings import Backend
 from proxy_app.backends import RECENT_MODELS, BackendPool, BackendState, holds
 from proxy_app.transport import LeanTransport
-from tests.proxy.test_scheduler import tags_handler
+from tests.proxy.scheduling import tags_handler
 
 BACKENDS = [Backend("http://gpu1:11434", 2), Backend("http://gpu2:11434", 1)]
 

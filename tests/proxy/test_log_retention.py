@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import httpx
-import sqlalchemy as sa
 
 from common.db import make_sync_engine
-from common.models import RequestLog, utcnow
 from common.retention import prune_requests, retention_cutoff
 from proxy_app import create_app
+from tests.proxy.rows_by_age import add_rows
 from tests.proxy.support import log_rows
 from tests.waiting import await_until
-
-
-def add_rows(settings, *ages_in_days: float) -> None:
-    """Rows created that many days ago."""
-    engine = make_sync_engine(settings.database_url)
-    now = utcnow()
-    with engine.begin() as connection:
-        connection.execute(
-            sa.insert(RequestLog),
-            [
-                {
-                    "request_id": f"aged-{age}-{number}",
-                    "created_at": now - timedelta(days=age),
-                    "method": "POST",
-                    "endpoint": "/api/chat",
-                    "status": 200,
-                }
-                for number, age in enumerate(ages_in_days)
-            ],
-        )
-    engine.dispose()
 
 
 def ages(settings) -> list[int]:

@@ -8,8 +8,8 @@ import pytest
 
 from proxy_app.scheduler import ADMIN_CANCEL, AdminCancelled, Evicted, IdentityQueueFull, QueueFull, Ticket
 from tests.conftest import require_service
-from tests.proxy.test_scheduler import FakeClock
-from tests.proxy.test_scheduler_redis import Cluster, enqueue
+from tests.proxy.redis_cluster import Cluster, enqueue
+from tests.proxy.scheduling import FakeClock
 from tests.waiting import await_until
 
 pytestmark = pytest.mark.scaleout
