@@ -40,6 +40,7 @@ LOGGER = "seadragon.access"
 # the wrapper then writes none, so each request has exactly one.
 WRITES_OWN_LINE = "seadragon.writes_own_access_line"
 
+FLUSH_TIMEOUT = 5.0  # seconds a flush (shut-down, exit) waits for the listener to write what is queued
 _PLAIN = re.compile(r"[!#-~]+")  # printable ASCII without space or double quote
 
 
@@ -133,10 +134,22 @@ class _Pipe:
         self.listener.start()
         atexit.register(self.flush)  # lines still queued when the process ends are written
 
-    def flush(self) -> None:
-        """Block until every queued line is written."""
-        if self.listener is not None:
-            self.queue.join()
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Block until every queued line is written, or ``timeout`` seconds (a stuck stdout)."""
+        if self.listener is None:
+            return
+        deadline = time.monotonic() + timeout
+        with self.queue.all_tasks_done:
+            while self.queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    # Exit must not hang on a stdout nobody reads; say so on stderr.
+                    print(
+                        f"seadragon: {self.queue.unfinished_tasks} access-log lines not written",
+                        file=sys.stderr,
+                    )
+                    return
+                self.queue.all_tasks_done.wait(left)
 
 
 _PIPE = _Pipe()

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -141,3 +142,27 @@ def test_lines_go_through_the_seadragon_access_logger_and_are_written_off_the_ca
     assert [record.access["request_id"] for record in seen] == ["abc123"]
     assert json.loads(stream.getvalue())["request_id"] == "abc123"
     assert stream.threads and threading.current_thread().name not in stream.threads
+
+
+def test_a_flush_is_bounded_when_stdout_is_stuck(capsys):
+    release = threading.Event()
+
+    class Stuck(io.StringIO):
+        def write(self, text: str) -> int:
+            release.wait(10)  # a pipe nobody reads
+            return super().write(text)
+
+    stream = Stuck()
+    log = AccessLog("text", stream)
+    log.write(**FIELDS)
+    started = time.monotonic()
+    try:
+        from common.access_log import _PIPE
+
+        _PIPE.flush(timeout=0.3)
+        assert time.monotonic() - started < 3
+        assert "access-log lines not written" in capsys.readouterr().err
+    finally:
+        release.set()
+        log.flush()
+    assert "abc123" in stream.getvalue()
