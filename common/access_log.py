@@ -9,6 +9,10 @@ source, who, method, path, status, queue wait and duration in milliseconds, and
 the client IP. Never a secret or a prompt: "who" is a key's name or a refused
 key's display prefix, a whitelist entry, or a username.
 
+Lines go through :mod:`logging` (logger ``seadragon.access``, not propagated): a
+``QueueHandler`` hands each record to one ``QueueListener`` thread that formats it with
+:class:`TextFormatter` or :class:`JsonFormatter` and writes it, so no request waits on stdout.
+
 Text (``-`` for an empty field; a value with spaces or control characters is quoted)::
 
     2026-12-02T02:40:00.123Z 3f2a9c… 10.0.0.5 custom_app key:laptop POST /api/chat 200 wait=12ms 1530ms
@@ -16,7 +20,11 @@ Text (``-`` for an empty field; a value with spaces or control characters is quo
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
+import logging.handlers
+import queue
 import re
 import sys
 import time
@@ -27,6 +35,12 @@ from typing import Any, TextIO
 from common.dispatch import begin_shutdown_of
 from common.network import IPNetwork, resolve_client_ip
 
+LOGGER = "seadragon.access"
+# Set in the ASGI scope by a handler whose request writes its own line (the web chat's reply):
+# the wrapper then writes none, so each request has exactly one.
+WRITES_OWN_LINE = "seadragon.writes_own_access_line"
+
+FLUSH_TIMEOUT = 5.0  # seconds a flush (shut-down, exit) waits for the listener to write what is queued
 _PLAIN = re.compile(r"[!#-~]+")  # printable ASCII without space or double quote
 
 
@@ -42,6 +56,105 @@ def _ms(value: float | None) -> int | None:
     return None if value is None else round(value)
 
 
+def _stamp(moment: datetime) -> str:
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    """One access record as the README's text line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line, without its newline."""
+        fields = record.access  # type: ignore[attr-defined]
+        wait = "-" if fields["wait_ms"] is None else f"{fields['wait_ms']:.0f}ms"
+        duration = "-" if fields["duration_ms"] is None else f"{fields['duration_ms']:.0f}ms"
+        names = ("request_id", "client_ip", "source", "who", "method", "path")
+        return " ".join(
+            (
+                _stamp(fields["time"]),
+                *(_text_field(fields[name]) for name in names),
+                str(fields["status"]),
+                f"wait={wait}",
+                duration,
+            )
+        )
+
+
+class JsonFormatter(logging.Formatter):
+    """One access record as one JSON object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The object, without its newline."""
+        fields = record.access  # type: ignore[attr-defined]
+        return json.dumps(
+            {
+                **fields,
+                "time": _stamp(fields["time"]),
+                "wait_ms": _ms(fields["wait_ms"]),
+                "duration_ms": _ms(fields["duration_ms"]),
+            },
+            separators=(",", ":"),
+        )
+
+
+FORMATTERS: dict[str, logging.Formatter] = {"text": TextFormatter(), "json": JsonFormatter()}
+
+
+class _Writer(logging.Handler):
+    """Runs on the listener's thread: each record in its log's format, to its log's stream."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = FORMATTERS[record.access_format].format(record)  # type: ignore[attr-defined]
+            # stdout is looked up per line: tests and servers may swap it.
+            stream: TextIO = record.access_stream or sys.stdout  # type: ignore[attr-defined]
+            stream.write(line + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)  # logging's own report on stderr; the next line still goes out
+
+
+class _Pipe:
+    """The process's one queue and listener thread behind the ``seadragon.access`` logger."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[logging.LogRecord] = queue.Queue()
+        self.listener: logging.handlers.QueueListener | None = None
+
+    def start(self) -> None:
+        if self.listener is not None:
+            return
+        logger = logging.getLogger(LOGGER)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # the line is the whole record: no root handler repeats it
+        logger.addHandler(logging.handlers.QueueHandler(self.queue))
+        self.listener = logging.handlers.QueueListener(self.queue, _Writer())
+        self.listener.start()
+        atexit.register(self.flush)  # lines still queued when the process ends are written
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Block until every queued line is written, or ``timeout`` seconds (a stuck stdout)."""
+        if self.listener is None:
+            return
+        deadline = time.monotonic() + timeout
+        with self.queue.all_tasks_done:
+            while self.queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    # Exit must not hang on a stdout nobody reads; say so on stderr.
+                    print(
+                        f"seadragon: {self.queue.unfinished_tasks} access-log lines not written",
+                        file=sys.stderr,
+                    )
+                    return
+                self.queue.all_tasks_done.wait(left)
+
+
+_PIPE = _Pipe()
+
+
 class AccessLog:
     """Writes the lines in one format to stdout (or ``stream``); ``off`` writes nothing."""
 
@@ -51,6 +164,9 @@ class AccessLog:
         self.mode = mode
         self.enabled = mode != "off"
         self._stream = stream
+        self._logger = logging.getLogger(LOGGER)
+        if self.enabled:
+            _PIPE.start()
 
     def write(
         self,
@@ -66,48 +182,27 @@ class AccessLog:
         wait_ms: float | None,
         duration_ms: float | None,
     ) -> None:
-        """Write one request's line (callers check :attr:`enabled` first to skip building ``who``)."""
+        """Queue one request's line (callers check :attr:`enabled` first to skip building ``who``)."""
         if not self.enabled:
             return
-        if time.tzinfo is not UTC:
-            time = time.astimezone(UTC)
-        stamp = f"{time:%Y-%m-%dT%H:%M:%S}.{time.microsecond // 1000:03d}Z"
-        if self.mode == "json":
-            line = json.dumps(
-                {
-                    "time": stamp,
-                    "request_id": request_id,
-                    "client_ip": client_ip,
-                    "source": source,
-                    "who": who,
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "wait_ms": _ms(wait_ms),
-                    "duration_ms": _ms(duration_ms),
-                },
-                separators=(",", ":"),
-            )
-        else:
-            wait = "-" if wait_ms is None else f"{wait_ms:.0f}ms"
-            duration = "-" if duration_ms is None else f"{duration_ms:.0f}ms"
-            line = " ".join(
-                (
-                    stamp,
-                    _text_field(request_id),
-                    _text_field(client_ip),
-                    _text_field(source),
-                    _text_field(who),
-                    _text_field(method),
-                    _text_field(path),
-                    str(status),
-                    f"wait={wait}",
-                    duration,
-                )
-            )
-        stream = self._stream or sys.stdout  # looked up each time: tests and servers may swap stdout
-        stream.write(line + "\n")
-        stream.flush()
+        fields = {
+            "time": time,
+            "request_id": request_id,
+            "client_ip": client_ip,
+            "source": source,
+            "who": who,
+            "method": method,
+            "path": path,
+            "status": status,
+            "wait_ms": wait_ms,
+            "duration_ms": duration_ms,
+        }
+        extra = {"access": fields, "access_format": self.mode, "access_stream": self._stream}
+        self._logger.info("%s %s %s", method, path, status, extra=extra)
+
+    def flush(self) -> None:
+        """Block until every line queued so far is written (shut-down and tests)."""
+        _PIPE.flush()
 
 
 Scope = MutableMapping[str, Any]
@@ -150,18 +245,22 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, noting_send)
         finally:
-            self.log.write(
-                time=arrived,
-                request_id=answer["request_id"],
-                client_ip=self._client_ip(scope),
-                source=None,
-                who=None,
-                method=scope["method"],
-                path=scope["path"],
-                status=answer["status"],
-                wait_ms=None,
-                duration_ms=(time.monotonic() - started) * 1000,
-            )
+            if not scope.get(WRITES_OWN_LINE):
+                self._write(scope, arrived, started, answer)
+
+    def _write(self, scope: Scope, arrived: datetime, started: float, answer: dict[str, Any]) -> None:
+        self.log.write(
+            time=arrived,
+            request_id=answer["request_id"],
+            client_ip=self._client_ip(scope),
+            source=None,
+            who=None,
+            method=scope["method"],
+            path=scope["path"],
+            status=answer["status"],
+            wait_ms=None,
+            duration_ms=(time.monotonic() - started) * 1000,
+        )
 
     def _client_ip(self, scope: Scope) -> str | None:
         peer = (scope.get("client") or (None, None))[0]

@@ -281,6 +281,19 @@ class ModelProfileRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class ChangeMarker(Base):
+    """One row whose ``version`` database triggers move on every write the identity cache reads.
+
+    The gateway reloads keys, whitelist, users, tokens and profiles only when it moved
+    (migration ``0013_change_marker``; proxy_app/identity_cache.py).
+    """
+
+    __tablename__ = "change_marker"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 class Conversation(Base):
     """One user's chat (docs/contract.md §9): only its owner may ever read it."""
 

@@ -18,6 +18,7 @@ matches any run of characters, and nothing else is special.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -141,6 +142,12 @@ def _normalise(name: str, *, add_tag: bool) -> str:
     return text
 
 
+# Every request normalises its model and matches it against its identity's patterns: the few
+# distinct names and patterns in use are remembered, bounded (least recently used go first).
+NAME_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=NAME_CACHE_SIZE)
 def normalise_model_name(name: str) -> str:
     """``name`` as Ollama resolves it: lower case, no default registry or namespace, ``:latest`` added."""
     return _normalise(name, add_tag=True)
@@ -151,7 +158,9 @@ def normalise_pattern(pattern: str) -> str:
     return _normalise(pattern, add_tag="*" not in pattern)
 
 
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
+@functools.lru_cache(maxsize=NAME_CACHE_SIZE)
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A model pattern compiled once: ``*`` covers any run of characters, the rest is literal."""
     parts = normalise_pattern(pattern).split("*")
     return re.compile(".*".join(re.escape(part) for part in parts))
 
@@ -161,7 +170,7 @@ def model_allowed(policy: Policy, name: str) -> bool:
     if not policy.models:
         return True
     normalised = normalise_model_name(name)
-    return any(_pattern_regex(pattern).fullmatch(normalised) for pattern in policy.models)
+    return any(pattern_regex(pattern).fullmatch(normalised) for pattern in policy.models)
 
 
 def allowed_models(policy: Policy, names: Iterable[str]) -> list[str]:

@@ -373,11 +373,14 @@ def _instance_secret(instance_dir: Path) -> str:
     try:
         key = path.read_text().strip()
     except FileNotFoundError:
-        pass
-    else:
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)  # a key file left readable by others (older versions, a copy)
-        return key
+        return _new_instance_secret(instance_dir, path)  # the first start: make one
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # a key file left readable by others (older versions, a copy)
+    return key
+
+
+def _new_instance_secret(instance_dir: Path, path: Path) -> str:
+    """Write a new secret key to ``path`` (or read the one another process just wrote)."""
     instance_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from quart import Quart
 
@@ -13,6 +15,8 @@ from proxy_app.errors import register_error_handlers
 from proxy_app.gateway import GatewayOptions
 from proxy_app.identity_cache import REFRESH_INTERVAL
 from proxy_app.log_retention import PRUNE_INTERVAL
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 class GatewayApp(Quart):
@@ -35,7 +39,8 @@ def create_app(
     ``SEADRAGON_HEALTH_INTERVAL`` and ``SEADRAGON_PRUNE_INTERVAL`` (seconds) besides Quart's own keys.
     """
     settings = settings or Settings.from_env()
-    app = GatewayApp(__name__)
+    # The pages it renders (the browser's 404) live with the admin app's, in the top-level templates/.
+    app = GatewayApp(__name__, template_folder=str(TEMPLATES), static_folder=None)
     app.config.from_mapping(
         SEADRAGON=settings,
         # Bodies are limited by the views themselves (MAX_BODY), so that an

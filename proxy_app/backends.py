@@ -32,18 +32,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from common.policies import normalise_model_name
 from common.settings import Backend
 
 log = logging.getLogger(__name__)
-
-
-def model_key(name: str) -> str:
-    """Ollama's canonical model name: ``llama3.2`` and ``llama3.2:latest`` are one model."""
-    name = name.strip().lower()
-    # A colon before the last slash belongs to a registry host:port, not a tag.
-    if ":" not in name.rsplit("/", 1)[-1]:
-        name += ":latest"
-    return name
 
 
 # Dispatched models remembered per backend; far more than any GPU holds at once.
@@ -81,19 +73,19 @@ class BackendState:
         """True if this backend can run ``model`` (``name`` and ``name:latest`` alike)."""
         if model is None or self.models is None:
             return True
-        return model_key(model) in self.models
+        return normalise_model_name(model) in self.models
 
     def has_loaded(self, model: str | None) -> bool:
         """True if ``model`` is in memory here by :func:`holds` (see the module docstring)."""
         if model is None:
             return False  # a request without a model has nothing to find loaded
-        return holds(model_key(model), self.recent, self.loaded or (), self.capacity)
+        return holds(normalise_model_name(model), self.recent, self.loaded or (), self.capacity)
 
     def given(self, model: str | None) -> None:
         """Note that a request for ``model`` was just dispatched here ("" or None: no model)."""
         if not model:
             return
-        key = model_key(model)
+        key = normalise_model_name(model)
         if key in self.recent:
             self.recent.remove(key)
         self.recent.insert(0, key)
@@ -274,6 +266,6 @@ def _model_names(response: httpx.Response) -> frozenset[str] | None:
     """Model names from an /api/tags answer; None if the body is not the usual shape."""
     try:
         entries = response.json()["models"]
-        return frozenset(model_key(e.get("name") or e["model"]) for e in entries)
+        return frozenset(normalise_model_name(e.get("name") or e["model"]) for e in entries)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from quart import Blueprint, Request, Response, g, request
 
 from common import chat
+from common.access_log import WRITES_OWN_LINE
 from common.db import make_async_sessionmaker
 from common.sessions import (
     SESSION_COOKIE_NAME,
@@ -218,6 +219,9 @@ async def reply() -> Response:
     proxied = ProxiedRequest(
         gw, request_id=g.request_id, method="POST", endpoint=CHAT_PATH, client_ip=client_ip
     )
+    # Its close (when refused, or when the gateway's run ends) writes the reply's one access-log
+    # line (Gateway.finish), so the wrapper around the app writes none.
+    request.scope[WRITES_OWN_LINE] = True
     proxied.route_to(resolve("POST", CHAT_PATH))
     try:
         # With the principal, a user disabled while the reply waits is refused like any client.

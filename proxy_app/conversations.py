@@ -1,6 +1,6 @@
 """Naming a conversation, so its turns go where its prompt is cached (docs/contract.md §12).
 
-``X-Seadragon-Conversation`` when the client sends it; else a digest of the model, the system
+``X-Seadragon-Conversation`` when the client sends it; else a digest of the model (normalised), the system
 prompt and the first user message (chat routes), or of the model and the prompt's first
 2 KiB (generate routes). Every turn of one conversation repeats those, so they name it
 without the gateway keeping any history. Other routes (embeddings) have no conversation.
@@ -12,6 +12,8 @@ import hashlib
 import json
 from collections.abc import Iterable
 from typing import Any
+
+from common.policies import normalise_model_name
 
 HEADER = "x-seadragon-conversation"
 PROMPT_PREFIX = 2048  # characters of a generate prompt that name its conversation
@@ -33,6 +35,8 @@ def conversation_key(
 ) -> str | None:
     """The request's conversation key, or None when it has none."""
     named = next((value for name, value in headers if name.lower() == HEADER), None)
+    if model:
+        model = normalise_model_name(model)  # one conversation under any spelling of its model
     if named is not None and named.strip():
         return "h:" + _digest(named.strip())
     if path in CHAT_PATHS:

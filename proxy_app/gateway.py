@@ -9,6 +9,7 @@ request-log writer are built whole into a :class:`Gateway` kept in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -90,6 +91,8 @@ class Gateway:
         # docs/contract.md §10: set when shutdown starts; new generations are refused from then on.
         self.draining = False
         self._grace: asyncio.TimerHandle | None = None
+        self._prune_interval = prune_interval
+        self._stack = contextlib.AsyncExitStack()  # what :meth:`start` opened, closed in reverse
         self.metrics = Metrics(self.stats_snapshot, writer, upstream.open_connections)
         self.refusals = RefusalLog(writer, max_ips=settings.refusal_log_max_ips)
         self.access_log = AccessLog(settings.access_log)
@@ -98,50 +101,81 @@ class Gateway:
         self.policies = PolicyGate(  # docs/contract.md §7, §16
             cache, make_limits(redis), engine, default_reserve=settings.daily_tokens_reserve
         )
-        self._sampler = asyncio.create_task(self._sample_every_second())
-        self._pruner = asyncio.create_task(
-            prune_periodically(engine, settings.log_retention_days, prune_interval), name="request-log-pruner"
-        )
 
     @classmethod
     async def start(cls, options: GatewayOptions) -> Gateway:
-        """Make the client and engine, start health checks, the queue, identities and the log writer."""
+        """Build every part and start it, or raise :class:`StartupError` with nothing left running.
+
+        Each part's closer is registered before the part starts (every closer copes with a
+        part that never started), so a failure anywhere closes what started, in reverse.
+        """
         settings = options.settings
-        engine = make_async_engine(settings.database_url)
-        writer = RequestLogWriter(make_async_sessionmaker(engine))
-        transport = make_transport(settings, options.transport)
-        client = make_client(settings, transport)
-        pool = BackendPool(
-            settings.backends,
-            client,
-            interval=options.health_interval or settings.health_interval,
-            timeout=settings.health_timeout,
-            failures=settings.health_failures,
-        )
-        redis = _redis(settings)
-        scheduler = _make_scheduler(settings, pool, redis)
-        upstream = Upstream(transport, settings, functools.partial(_connect_failed, pool))
-        cache = IdentityCache(engine, settings, interval=options.identity_refresh)
-        await scheduler.start()
-        await cache.start()
-        await writer.start()
-        gateway = cls(
-            settings,
-            engine=engine,
-            writer=writer,
-            client=client,
-            pool=pool,
-            scheduler=scheduler,
-            upstream=upstream,
-            cache=cache,
-            redis=redis,
-            prune_interval=options.prune_interval,
-        )
-        await gateway.policies.start()
-        if redis is None:  # alone, no other instance can still be writing an answer left "streaming"
-            async with make_async_sessionmaker(engine)() as session:
-                await end_orphans(session)
+        async with contextlib.AsyncExitStack() as stack:
+            engine = make_async_engine(settings.database_url)
+            stack.push_async_callback(engine.dispose)
+            transport = make_transport(settings, options.transport)
+            client = make_client(settings, transport)
+            stack.push_async_callback(client.aclose)
+            redis = _redis(settings)
+            if redis is not None:
+                stack.push_async_callback(redis.aclose)
+            pool = BackendPool(
+                settings.backends,
+                client,
+                interval=options.health_interval or settings.health_interval,
+                timeout=settings.health_timeout,
+                failures=settings.health_failures,
+            )
+            gateway = cls(
+                settings,
+                engine=engine,
+                writer=RequestLogWriter(make_async_sessionmaker(engine)),
+                client=client,
+                pool=pool,
+                scheduler=_make_scheduler(settings, pool, redis),
+                upstream=Upstream(transport, settings, functools.partial(_connect_failed, pool)),
+                cache=IdentityCache(engine, settings, interval=options.identity_refresh),
+                redis=redis,
+                prune_interval=options.prune_interval,
+            )
+            try:
+                await gateway._open(stack)
+            except StartupError:
+                raise
+            except Exception as exc:
+                raise StartupError(f"the gateway could not start: {type(exc).__name__}: {exc}") from exc
+            gateway._stack = stack.pop_all()
         return gateway
+
+    async def _open(self, stack: contextlib.AsyncExitStack) -> None:
+        """Start the parts in dependency order; ``stack`` closes them in the reverse one."""
+        stack.push_async_callback(asyncio.to_thread, self.access_log.flush)  # the last lines, off the loop
+        stack.push_async_callback(self.writer.close)
+        stack.callback(self.refusals.flush)  # into the writer, before it closes
+        await self.writer.start()
+        stack.push_async_callback(self.cache.close)
+        await self.cache.start()
+        if not self.cache.loaded:
+            raise StartupError(
+                "cannot read the identities from the database "
+                f"({self.cache.last_error}); is it migrated? `python asgi.py` migrates before it serves"
+            )
+        stack.push_async_callback(self.policies.close)
+        await self.policies.start()
+        stack.push_async_callback(self.scheduler.close)
+        await self.scheduler.start()
+        stack.push_async_callback(self.replies.close)  # answers still being written: stopped, stored
+        if self.redis is None:  # alone, no other instance can still be writing an answer left "streaming"
+            async with make_async_sessionmaker(self.engine)() as session:
+                await end_orphans(session)
+        loops = [
+            asyncio.create_task(self._sample_every_second(), name="live-stats-sampler"),
+            asyncio.create_task(
+                prune_periodically(self.engine, self.settings.log_retention_days, self._prune_interval),
+                name="request-log-pruner",
+            ),
+        ]
+        stack.push_async_callback(_cancel, loops)
 
     def begin_shutdown(self) -> None:
         """Shutdown starts (docs/contract.md §10): waiting requests get 503 now, streams get the grace.
@@ -169,19 +203,7 @@ class Gateway:
         """Fail the waiting, stop the loops, flush the log and usage, close the clients."""
         if self._grace is not None:
             self._grace.cancel()
-        await self.replies.close()  # answers still being written are stopped and stored
-        self._sampler.cancel()
-        self._pruner.cancel()
-        await asyncio.gather(self._sampler, self._pruner, return_exceptions=True)
-        await self.scheduler.close()
-        await self.policies.close()
-        if self.redis is not None:
-            await self.redis.aclose()
-        self.refusals.flush()
-        await self.writer.close()
-        await self.cache.close()
-        await self.engine.dispose()
-        await self.client.aclose()
+        await self._stack.aclose()
 
     async def identify(self, principal: Principal) -> Identity:
         """Who is calling (:class:`ClassificationError` if nobody allowed); counts a key's use."""
@@ -227,6 +249,16 @@ class Gateway:
             await asyncio.sleep(1.0)
             self.live.sample(self.stats_snapshot())
             self.refusals.roll()  # a minute's collapsed refusals are written when it is over
+
+
+class StartupError(RuntimeError):
+    """The gateway could not be built whole; whatever had started is closed again."""
+
+
+async def _cancel(tasks: list[asyncio.Task]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _redis(settings: Settings) -> Any | None:

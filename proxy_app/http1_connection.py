@@ -233,7 +233,8 @@ class Connection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         """Queue bytes on the socket."""
-        assert self._transport is not None
+        if self._transport is None:
+            raise ConnectionError("the connection to Ollama is not open")
         self._transport.write(data)
 
     def write_refused(self) -> bool:

@@ -1,4 +1,8 @@
-"""An in-memory copy of who may come in, refreshed from the database twice a second.
+"""An in-memory copy of who may come in, refreshed from the database when it changed.
+
+Twice a second one query reads the change marker (a counter that database triggers move on
+every write to the tables below, migration ``0013_change_marker``); the tables are read again
+only when it moved.
 
 Every request is classified against this snapshot with dictionary lookups of
 SHA-256 hashes: no database round trip and no slow hash on the hot path. A
@@ -21,7 +25,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.model_profiles import ModelProfile, validate_profile
-from common.models import AccessToken, APIKey, ModelProfileRow, User, WhitelistEntry, utcnow
+from common.models import (
+    AccessToken,
+    APIKey,
+    ChangeMarker,
+    ModelProfileRow,
+    User,
+    WhitelistEntry,
+    utcnow,
+)
 from common.network import Whitelist, WhitelistRule, normalise_network
 from common.policies import Policy, effective_user_policy
 from common.security import hash_secret, looks_like_api_key
@@ -131,6 +143,12 @@ def _live_keys(*columns: sa.ColumnElement) -> sa.Select:
             sa.or_(APIKey.owner_id.is_(None), User.is_active.is_(True)),
         )
     )
+
+
+async def read_marker(engine: AsyncEngine) -> int | None:
+    """The change marker: database triggers move it on every write a snapshot holds (0013)."""
+    async with engine.connect() as conn:
+        return await conn.scalar(sa.select(ChangeMarker.version).where(ChangeMarker.id == 1))
 
 
 async def load_snapshot(engine: AsyncEngine, settings: Settings) -> Snapshot:
@@ -281,6 +299,9 @@ class IdentityCache:
         self._listeners: list[Callable[[Snapshot], Awaitable[None] | None]] = []
         self._usage: dict[int, datetime] = {}
         self._failing = False
+        self.last_error: str | None = None  # why the last refresh failed (start-up names it)
+        self._marker: int | None = None  # the change marker the snapshot was read at
+        self.reloads = 0  # snapshots read whole (the marker moved), for tests and measurements
 
     def on_refresh(self, listener: Callable[[Snapshot], Awaitable[None] | None]) -> None:
         """Call ``listener(snapshot)`` after every successful refresh."""
@@ -303,17 +324,24 @@ class IdentityCache:
         await self.flush_usage()
 
     async def refresh(self) -> None:
-        """Replace the snapshot from the database; on failure keep the last good one."""
+        """Replace the snapshot from the database if its change marker moved; on failure keep the last."""
         try:
+            marker = await read_marker(self._engine)
+            if self.loaded and marker is not None and marker == self._marker:
+                return  # nothing the snapshot holds was written since it was read: one cheap query
             snapshot = await load_snapshot(self._engine, self._settings)
         except sa.exc.SQLAlchemyError as exc:
             if not self._failing:
                 log.error("cannot refresh identities from the database: %s", exc)
             self._failing = True
+            self.last_error = str(exc).splitlines()[0]
             return
         self._failing = False
+        self.last_error = None
         self.snapshot = snapshot
         self.loaded = True
+        self._marker = marker
+        self.reloads += 1
         for listener in self._listeners:
             result = listener(snapshot)
             if result is not None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
@@ -62,6 +63,8 @@ from proxy_app.scheduler import Grant, LimitSubject, SchedulerError, Ticket
 from proxy_app.unqueued import serve_unqueued
 from proxy_app.upstream import Exchange, redact_url
 from proxy_app.usage_parse import UsageTracker
+
+log = logging.getLogger(__name__)
 
 CLIENT_LEFT = 499
 
@@ -165,7 +168,8 @@ class ProxiedRequest:
                 return await self.gw.policies.listed(self, answer)
             model = model_of(fields)
             if is_cloud_model(model):
-                assert self.identity is not None, "admit() first"
+                if self.identity is None:
+                    raise RuntimeError("ProxiedRequest.admit() first")
                 check_cloud_access(self.gw.settings, self.identity)  # docs/contract.md §3
                 self.model = model
                 return await serve_cloud(self, content, headers, fields)
@@ -323,8 +327,10 @@ class ProxiedRequest:
             self.grant = task.result()
         try:
             if self.exchange is not None:
-                with contextlib.suppress(Exception):
+                try:
                     await self.exchange.aclose()
+                except Exception as exc:  # the answer is over either way; the slot and row must follow
+                    log.info("request %s: closing the upstream exchange failed: %r", self.request_id, exc)
         finally:
             if self.grant is not None:
                 # GPU time: from dispatch to the last byte or the failure (docs/contract.md §13).

@@ -261,9 +261,11 @@ class RequestLogWriter:
             log.warning("request log: write failed, keeping %d rows: %r", len(self._buffer), exc)
 
 
-async def _wait(event: asyncio.Event, timeout: float) -> None:
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for ``event`` at most ``timeout`` seconds; whether it was set (else the time ran out)."""
     try:
         async with asyncio.timeout(timeout):
             await event.wait()
     except TimeoutError:
-        pass
+        return False  # the writer's interval: a batch is due whether or not anyone woke it
+    return True

@@ -81,9 +81,9 @@ from proxy_app.scheduler import (
     retry_estimate,
 )
 from proxy_app.scheduler_redis_wire import (
+    ScriptConfig,
     empty_snapshot,
     load_service_times,
-    script_config,
     text,
     tick_snapshot,
     view_rows,
@@ -123,6 +123,7 @@ class RedisScheduler:
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
+        self._config = ScriptConfig(pool, settings)  # encoded once per change, not per call
         self.pool = pool
         self.redis = redis_client
         self.prefix = prefix
@@ -381,7 +382,7 @@ class RedisScheduler:
     async def _run(self, command: str, *args: Any) -> Any:
         clock = "" if self._aging_clock is None else repr(self._aging_clock())
         return await self._script(
-            args=[command, self.prefix, script_config(self.pool, self.settings), self.lease_ms, clock, *args]
+            args=[command, self.prefix, self._config.current(), self.lease_ms, clock, *args]
         )
 
     def _spawn(self, coro: Coroutine) -> None:

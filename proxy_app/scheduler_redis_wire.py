@@ -49,6 +49,33 @@ def script_config(pool: BackendPool, settings: Settings) -> str:
     return json.dumps(config)
 
 
+class ScriptConfig:
+    """:func:`script_config`, encoded again only when something it is made of changed.
+
+    Every script call carries the config; its inputs (each backend's health, slots, models,
+    loaded models and capacity; the settings never change) are compared instead, which costs
+    a tuple of a few fields per backend rather than the routes and a JSON encoding.
+    """
+
+    def __init__(self, pool: BackendPool, settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.encodes = 0  # how many times it was encoded (tests, measurements)
+        self._inputs: tuple | None = None
+        self._text = ""
+
+    def current(self) -> str:
+        """The config as of now: the last encoding if nothing it is made of changed."""
+        inputs = tuple(
+            (b.url, b.healthy, b.slots, b.models, b.loaded, b.capacity) for b in self.pool.backends
+        )
+        if inputs != self._inputs:
+            self._text = script_config(self.pool, self.settings)
+            self._inputs = inputs
+            self.encodes += 1
+        return self._text
+
+
 def empty_snapshot() -> dict:
     """The shared numbers before the first tick."""
     return {

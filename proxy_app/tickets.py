@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from proxy_app.backends import BackendState, model_key
+from common.policies import normalise_model_name
+from proxy_app.backends import BackendState
 
 SOURCES = ("direct_api", "custom_app", "web_chat")
 ADMIN_CANCEL = "cancelled by an administrator"
@@ -189,7 +190,7 @@ class ServiceTimes:
 
 def group_of(model: str | None) -> str:
     """Which model group a ticket waits in: the canonical model name, "" for no model."""
-    return model_key(model) if model else ""
+    return normalise_model_name(model) if model else ""
 
 
 def queue_row(

@@ -297,7 +297,8 @@ async def _drained(conn: Connection, timeout: float | None) -> None:
 async def _send_stream(conn: Connection, request: httpx.Request, timeout: float | None) -> None:
     chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
     stream = request.stream
-    assert isinstance(stream, httpx.AsyncByteStream)
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise TypeError("the upstream transport sends async bodies only (an httpx.AsyncClient's request)")
     async for part in stream:
         if not part:
             continue

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from quart import Response
 
-from proxy_app.backends import BackendState, model_key
+from common.policies import normalise_model_name
+from proxy_app.backends import BackendState
 from proxy_app.bodies import model_of
 from proxy_app.errors import BadGateway, ProxyError, Unavailable
 from proxy_app.gateway import Gateway
@@ -101,7 +102,7 @@ def _item_name(item: object, merge: Merge) -> str | None:
     if not isinstance(item, dict):
         return None
     name = item.get("id") if merge is Merge.OPENAI_MODELS else item.get("name") or item.get("model")
-    return model_key(name) if isinstance(name, str) else None
+    return normalise_model_name(name) if isinstance(name, str) else None
 
 
 async def _fetch_json(gw: Gateway, backend: BackendState, path: str, headers: list) -> dict | None:

@@ -279,7 +279,8 @@ class UsageTracker:
 
     def _read_message_start(self, chunk: bytes) -> None:
         # The stream's first bytes, until message_start's line is whole (or HEAD_BYTES went by).
-        assert self._head is not None
+        if self._head is None:
+            return  # message_start was read already (or its HEAD_BYTES went by)
         self._head += chunk[:HEAD_BYTES]
         start = self._head.find(b'"message_start"')
         end = self._head.find(b"\n", start) if start >= 0 else -1

@@ -32,3 +32,11 @@ def bearer_token(client: FlaskClient, username: str, password: str | None = None
     )
     assert response.status_code == 200, response.get_json()
     return response.get_json()["access_token"]
+
+
+ROW_ID = re.compile(r'data-request-id="([^"]+)"')
+
+
+def listed(response) -> list[str]:
+    """The request ids on a requests page, top to bottom."""
+    return ROW_ID.findall(response.get_data(as_text=True))

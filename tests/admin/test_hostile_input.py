@@ -15,7 +15,7 @@ from admin_app.extensions import db
 from common.bootstrap import create_user
 from common.db import upgrade
 from common.settings import Settings
-from tests.admin.helpers import PASSWORDS, bearer_token
+from tests.admin.helpers import PASSWORDS, bearer_token, listed
 from tests.conftest import settings_env
 from tests.postgres import own_postgres_database
 
@@ -165,10 +165,17 @@ def test_a_good_next_is_followed(client, alice):
     assert response.status_code == 302 and response.location == "/admin/requests?page=2"
 
 
-@pytest.mark.parametrize("page", ["99999999999999999999", "9223372036854775807", "-5"])
-def test_huge_page_numbers_show_a_page(admin_client, page):
+@pytest.mark.parametrize(
+    ("page", "shown"),
+    [("99999999999999999999", 2), ("9223372036854775807", 2), ("-5", 1), ("0", 1), ("x", 1)],
+)
+def test_out_of_range_page_numbers_show_the_nearest_page(admin_client, log, page, shown):
+    newest_first = [log(seconds_ago=n) for n in range(60)]  # two pages of 50
     response = admin_client.get("/admin/requests", query_string={"page": page})
     assert response.status_code == 200
+    body = response.get_data(as_text=True)
+    assert f"Page {shown} of 2" in body
+    assert listed(response) == (newest_first[:50] if shown == 1 else newest_first[50:])
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ import pytest
 
 from common.settings import ROOT
 from tests.conftest import settings_env
+from tests.proxy.rows_by_age import add_rows
 from tests.proxy.support import log_rows
-from tests.proxy.test_log_retention import add_rows
 
 
 def test_it_removes_rows_older_than_the_retention_and_says_how_many(app, settings):

@@ -12,13 +12,7 @@ import sqlalchemy as sa
 from admin_app.extensions import db
 from common.models import APIKey, RequestLog, User, utcnow
 from common.usage import CSV_COLUMNS
-
-ROW_ID = re.compile(r'data-request-id="([^"]+)"')
-
-
-def listed(response) -> list[str]:
-    """The request ids on a page, top to bottom."""
-    return ROW_ID.findall(response.get_data(as_text=True))
+from tests.admin.helpers import listed
 
 
 def test_an_empty_log_says_no_requests_yet(admin_client):

@@ -6,11 +6,14 @@ import asyncio
 import io
 import ipaddress
 import json
+import logging
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
 
-from common.access_log import AccessLog, AccessLogMiddleware
+from common.access_log import WRITES_OWN_LINE, AccessLog, AccessLogMiddleware
 
 FIELDS = {
     "time": datetime(2026, 12, 2, 2, 40, 0, 123000, tzinfo=UTC),
@@ -28,7 +31,9 @@ FIELDS = {
 
 def line(mode: str, **changes) -> str:
     stream = io.StringIO()
-    AccessLog(mode, stream).write(**{**FIELDS, **changes})
+    log = AccessLog(mode, stream)
+    log.write(**{**FIELDS, **changes})
+    log.flush()  # written on the listener's thread
     return stream.getvalue()
 
 
@@ -85,6 +90,7 @@ async def test_the_wrapper_writes_the_other_paths_lines_and_leaves_proxied_ones_
     )
     await call(app, scope("/admin/", forwarded=b"203.0.113.9"))
     await call(app, scope("/api/chat"))
+    app.log.flush()
     [written] = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert (written["path"], written["status"], written["request_id"]) == ("/admin/", 418, "rid-1")
     assert written["client_ip"] == "203.0.113.9"  # behind a trusted proxy, as the gateway resolves it
@@ -93,7 +99,70 @@ async def test_the_wrapper_writes_the_other_paths_lines_and_leaves_proxied_ones_
 
 async def test_the_wrapper_does_nothing_when_the_log_is_off():
     stream = io.StringIO()
-    await call(
-        AccessLogMiddleware(answer_418, AccessLog("off", stream), lambda path: False), scope("/admin/")
-    )
+    log = AccessLog("off", stream)
+    await call(AccessLogMiddleware(answer_418, log, lambda path: False), scope("/admin/"))
+    log.flush()
     assert stream.getvalue() == ""
+
+
+async def test_the_wrapper_writes_nothing_for_a_request_that_writes_its_own_line():
+    async def writes_its_own(request_scope, receive, send) -> None:
+        request_scope[WRITES_OWN_LINE] = True  # as the web chat's reply does
+        await answer_418(request_scope, receive, send)
+
+    stream = io.StringIO()
+    log = AccessLog("text", stream)
+    app = AccessLogMiddleware(writes_its_own, log, lambda path: False)
+    await call(app, scope("/chat/api/reply"))
+    await call(AccessLogMiddleware(answer_418, log, lambda path: False), scope("/admin/"))
+    log.flush()
+    assert [text.split(" ")[6] for text in stream.getvalue().splitlines()] == ["/admin/"]
+
+
+def test_lines_go_through_the_seadragon_access_logger_and_are_written_off_the_calling_thread():
+    class Recording(io.StringIO):
+        threads: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.threads.append(threading.current_thread().name)
+            return super().write(text)
+
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logger = logging.getLogger("seadragon.access")
+    stream = Recording()
+    log = AccessLog("json", stream)
+    logger.addHandler(handler)
+    try:
+        log.write(**FIELDS)
+        log.flush()
+    finally:
+        logger.removeHandler(handler)
+    assert [record.access["request_id"] for record in seen] == ["abc123"]
+    assert json.loads(stream.getvalue())["request_id"] == "abc123"
+    assert stream.threads and threading.current_thread().name not in stream.threads
+
+
+def test_a_flush_is_bounded_when_stdout_is_stuck(capsys):
+    release = threading.Event()
+
+    class Stuck(io.StringIO):
+        def write(self, text: str) -> int:
+            release.wait(10)  # a pipe nobody reads
+            return super().write(text)
+
+    stream = Stuck()
+    log = AccessLog("text", stream)
+    log.write(**FIELDS)
+    started = time.monotonic()
+    try:
+        from common.access_log import _PIPE
+
+        _PIPE.flush(timeout=0.3)
+        assert time.monotonic() - started < 3
+        assert "access-log lines not written" in capsys.readouterr().err
+    finally:
+        release.set()
+        log.flush()
+    assert "abc123" in stream.getvalue()

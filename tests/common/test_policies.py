@@ -149,3 +149,18 @@ def test_a_users_unset_limits_take_the_web_chat_defaults():
     own = Policy(rpm=3, max_concurrent=1)
     assert effective_user_policy(own, settings) == Policy(rpm=3, max_concurrent=1, daily_tokens=5000)
     assert effective_user_policy(own, Settings.from_env({})) == own
+
+
+def test_a_policys_patterns_are_compiled_once_not_per_request():
+    from common.policies import pattern_regex
+
+    policy = Policy(models=("team-once/*:q4", "llama3.*"))
+    assert model_allowed(policy, "team-once/coder:q4")  # compiles what it needs
+    before = pattern_regex.cache_info()
+    for _ in range(100):
+        assert model_allowed(policy, "registry.ollama.ai/library/llama3.2")
+        assert not model_allowed(policy, "qwen3:8b")
+    after = pattern_regex.cache_info()
+    assert after.misses - before.misses <= 1  # "llama3.*" at most once; every later match reuses it
+    assert after.hits - before.hits >= 299
+    assert pattern_regex("llama3.*") is pattern_regex("llama3.*")

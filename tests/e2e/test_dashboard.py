@@ -5,69 +5,18 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import settings_env
-from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USER, ARTIFACTS
-from tests.live import LiveServer
+from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.dashboard_world import live_server, make_key, signed_in, simulator  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
 STREAMS = 4
 # One slot, and each generation takes about 1.5 s: four requests queue behind each other.
-TOKENS, TOKEN_DELAY = 15, 0.1
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    """A slow simulator in its own process, as Ollama."""
-    from simulator import SimulatorConfig, serve_in_subprocess
-
-    handle = serve_in_subprocess(SimulatorConfig(tokens=TOKENS, token_delay=TOKEN_DELAY))
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory, simulator) -> Iterator[LiveServer]:
-    """The whole gateway (``python asgi.py``) with one slot on the simulator."""
-    env = settings_env(
-        tmp_path_factory.mktemp("dashboard"),
-        admin_user=ADMIN_USER,
-        admin_password=ADMIN_PASSWORD,
-        ollama_urls=f"{simulator.url}=1",
-    )
-    server = LiveServer(env).start()
-    yield server
-    server.stop()
-
-
-def make_key(server: LiveServer, name: str) -> str:
-    """An API key made through the admin API."""
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        login = client.post("/auth/token", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
-        token = login.json()["access_token"]
-        created = client.post(
-            "/api/admin/apikeys",
-            json={"name": name, "priority": 5},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert created.status_code == 201
-        return created.json()["key"]
-
-
-def signed_in(page: Page) -> Page:
-    """Sign in through the form and land on the dashboard."""
-    page.goto("/auth/login")
-    page.get_by_label("Username").fill(ADMIN_USER)
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(re.compile(r"/admin/$"))
-    return page
 
 
 def stream_chat(base_url: str, key: str, outcomes: list[int]) -> None:
@@ -85,7 +34,7 @@ def card(page: Page, name: str) -> str:
     return page.locator(f'[data-live="{name}"]').inner_text()
 
 
-def test_the_dashboard_follows_the_queue_live_without_a_reload(new_page, live_server):
+def test_the_dashboard_follows_the_queue_live_without_a_reload(new_page, live_server):  # noqa: F811 (a fixture)
     api_key = make_key(live_server, "load-test")
     page = signed_in(new_page())
     expect(page.locator("[data-live-state]")).to_have_attribute("data-live-state", "live")
@@ -137,7 +86,7 @@ def test_the_dashboard_follows_the_queue_live_without_a_reload(new_page, live_se
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
 
-def test_it_says_when_live_data_is_unavailable_and_recovers(new_page, live_server):
+def test_it_says_when_live_data_is_unavailable_and_recovers(new_page, live_server):  # noqa: F811 (a fixture)
     page = signed_in(new_page())
     expect(page.locator("[data-live-state]")).to_have_attribute("data-live-state", "live")
     page.route("**/api/admin/stats", lambda route: route.fulfill(status=502, body="bad gateway"))
@@ -149,7 +98,7 @@ def test_it_says_when_live_data_is_unavailable_and_recovers(new_page, live_serve
     expect(status).to_contain_text("Live · updated")
 
 
-def test_the_requests_page_and_the_key_list_show_what_went_through(new_page, live_server):
+def test_the_requests_page_and_the_key_list_show_what_went_through(new_page, live_server):  # noqa: F811 (a fixture)
     outcomes: list[int] = []
     stream_chat(live_server.url, make_key(live_server, "reporting"), outcomes)
     assert outcomes == [200]
@@ -179,7 +128,7 @@ def test_the_requests_page_and_the_key_list_show_what_went_through(new_page, liv
     page.screenshot(path=str(ARTIFACTS / "apikeys-usage.png"), full_page=True)
 
 
-def test_the_api_documentation_renders_without_breaking_the_csp(new_page, live_server):
+def test_the_api_documentation_renders_without_breaking_the_csp(new_page, live_server):  # noqa: F811 (a fixture)
     page = new_page()
     problems: list[str] = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)

@@ -9,10 +9,10 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USER
-from tests.e2e.panel_support import open_form, snap
 
 # The dashboard test's simulator and one-slot gateway, for this module too.
-from tests.e2e.test_dashboard import live_server, make_key, signed_in, simulator  # noqa: F401
+from tests.e2e.dashboard_world import live_server, make_key, signed_in, simulator  # noqa: F401 (fixtures)
+from tests.e2e.panel_support import open_form, snap
 
 pytestmark = pytest.mark.browser
 

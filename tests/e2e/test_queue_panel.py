@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from tests.e2e.conftest import ARTIFACTS
 
 # The dashboard test's slow simulator and one-slot gateway, for this module too.
-from tests.e2e.test_dashboard import live_server, make_key, signed_in, simulator  # noqa: F401
+from tests.e2e.dashboard_world import live_server, make_key, signed_in, simulator  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import httpx
@@ -49,16 +48,6 @@ def stats(url: str, admin: dict[str, str]) -> dict:
     response = httpx.get(f"{url}/api/admin/stats", headers=admin, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def children(pid: int) -> list[int]:

@@ -27,13 +27,20 @@ from tests.lifecycle.support import (
     log_rows,
     signal_and_wait,
     stats,
-    wait_until,
 )
 from tests.live import LiveServer
+from tests.waiting import wait_until
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(300)
 
-REDIS_DB = 9
+# One Redis database per signal: run in parallel (pytest -n 2), the two Redis cases must not share a
+# queue (fresh_redis_url empties its database: one case's gateway would lose the other's tickets).
+REDIS_DB = {"SIGINT": 9, "SIGTERM": 4}
+# The active stream runs for ACTIVE_TOKENS x 0.1 s: long enough that, on a loaded two-core machine,
+# the two waiting requests are queued and the signal sent while it still runs; short beside GRACE.
+ACTIVE_TOKENS = 120
+GRACE = 60  # seconds; generous, so only a gateway that really waits past it fails the test
+JOIN = 90  # seconds any client thread may take to end after the signal (bounded, never a fixed sleep)
 
 
 def chat(stream: bool) -> dict:
@@ -77,8 +84,8 @@ class Whole(threading.Thread):
         self.ended_at = time.monotonic()
 
 
-def start(tmp_path, redis: bool, **overrides) -> tuple[LiveServer, dict[str, str]]:
-    extra = {"redis_url": fresh_redis_url(REDIS_DB)} if redis else {}
+def start(tmp_path, redis_db: int | None, **overrides) -> tuple[LiveServer, dict[str, str]]:
+    extra = {"redis_url": fresh_redis_url(redis_db)} if redis_db is not None else {}
     env = gateway_env(tmp_path, max_concurrent=1, **extra, **overrides)
     server = LiveServer(env).start(timeout=60)
     return server, env
@@ -90,27 +97,29 @@ def start(tmp_path, redis: bool, **overrides) -> tuple[LiveServer, dict[str, str
 def test_shutdown_fails_the_waiting_at_once_lets_the_active_stream_finish_and_exits_0(
     tmp_path, signame, redis
 ):
-    server, env = start(tmp_path, redis, shutdown_grace=30)
+    server, env = start(tmp_path, REDIS_DB[signame] if redis else None, shutdown_grace=GRACE)
     try:
         assert "Started the bundled Ollama SIMULATOR" in server.output()
         simulators = children(server.process.pid)
         assert simulators, "the run command started no simulator child"
         admin = admin_headers(server.url)
         key = {"X-API-Key": api_key(server.url, admin)}
-        active = Stream(server.url, {**key, "X-Sim-Tokens": "40", "X-Sim-Delay": "0.1"})
+        active = Stream(server.url, {**key, "X-Sim-Tokens": str(ACTIVE_TOKENS), "X-Sim-Delay": "0.1"})
         active.start()
-        assert active.first.wait(30), "the active stream never started"
+        assert active.first.wait(60), "the active stream never started"
         waiting_whole = Whole(server.url, key)
         waiting_stream = Stream(server.url, key)  # its 200 goes out early: its 503 comes in-band
         waiting_whole.start()
         waiting_stream.start()
-        assert wait_until(lambda: stats(server.url, admin)["queue_length"] == 2, 30)
-        assert wait_until(lambda: waiting_stream.status == 200, 30)  # its headers went out while queued
+        assert wait_until(lambda: stats(server.url, admin)["queue_length"] == 2, 60, interval=0.2)
+        assert wait_until(lambda: waiting_stream.status == 200, 60)  # its headers went out while queued
+        assert active.ended_at is None, "the active stream ended before the signal: the machine is too slow"
 
         signalled = time.monotonic()
-        status = signal_and_wait(server, SIGNALS[signame])
+        status = signal_and_wait(server, SIGNALS[signame], timeout=GRACE + JOIN)
         for thread in (active, waiting_whole, waiting_stream):
-            thread.join(30)
+            thread.join(JOIN)
+            assert not thread.is_alive(), f"{type(thread).__name__} never ended"
     finally:
         server.stop()
 
@@ -126,9 +135,9 @@ def test_shutdown_fails_the_waiting_at_once_lets_the_active_stream_finish_and_ex
     assert waiting_stream.ended_at < active.ended_at
     # The active stream finished whole within the grace.
     assert active.status == 200 and active.lines[-1]["done"] is True
-    assert active.ended_at - signalled < 30
+    assert active.ended_at - signalled < GRACE
     # The bundled simulator stopped with the run command.
-    assert wait_until(lambda: not any(alive(pid) for pid in simulators), 10)
+    assert wait_until(lambda: not any(alive(pid) for pid in simulators), 30)
     # Every request's row was flushed before exit.
     rows = sorted((row["status"], row["stage"]) for row in log_rows(db_path(env)))
     assert rows == [(200, None), (503, "queued"), (503, "queued")]
@@ -136,16 +145,17 @@ def test_shutdown_fails_the_waiting_at_once_lets_the_active_stream_finish_and_ex
 
 # Not `costly` on purpose (3.5 s): `scripts/test.sh --fast` keeps one test that stops a real gateway process.
 def test_a_stream_still_running_when_the_grace_ends_gets_an_in_band_error_and_its_row(tmp_path):
-    server, env = start(tmp_path, redis=False, shutdown_grace=1)
+    server, env = start(tmp_path, None, shutdown_grace=1)
     try:
         admin = admin_headers(server.url)
         key = {"X-API-Key": api_key(server.url, admin)}
         endless = Stream(server.url, {**key, "X-Sim-Tokens": "600", "X-Sim-Delay": "0.1"})
         endless.start()
-        assert endless.first.wait(30)
+        assert endless.first.wait(60)
         signalled = time.monotonic()
-        status = signal_and_wait(server, signal.SIGTERM)
-        endless.join(30)
+        status = signal_and_wait(server, signal.SIGTERM, timeout=JOIN)
+        endless.join(JOIN)
+        assert not endless.is_alive(), "the stream never ended"
         # No new connection is taken once shutdown started.
         with pytest.raises(httpx.ConnectError):
             httpx.get(server.url + "/", timeout=2)

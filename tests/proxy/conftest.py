@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -12,8 +13,14 @@ from proxy_app import create_app
 from tests.conftest import settings_env
 from tests.live import LiveServer
 from tests.proxy import live_gateway as door
+from tests.proxy.door_sockets import OPEN
 from tests.proxy.fake_ollama import FakeOllama
-from tests.proxy.support import Accounts, AdminApp, GatewayServer
+from tests.proxy.scheduling import tags_handler
+from tests.proxy.support import (
+    Accounts,
+    AdminApp,
+    GatewayServer,
+)
 
 
 @pytest.fixture(scope="session")
@@ -169,3 +176,43 @@ def agent_upstream():
     server = UpstreamServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def client():
+    """An httpx client whose backends are all down unless a test says otherwise."""
+    async with httpx.AsyncClient(transport=httpx.MockTransport(tags_handler({}))) as c:
+        yield c
+
+
+@pytest.fixture
+def pool():
+    """Threads for requests that run while the test watches."""
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        yield executor
+
+
+@pytest.fixture
+def world(gw_settings, accounts, serve, admin_app):
+    """A one-slot gateway, a key (priority 2), an admin (Bearer token and signed-in session) and a user."""
+
+    def make(**overrides):
+        settings = gw_settings(**overrides)
+        db = accounts(settings)
+        db.whitelist("10.0.0.5")
+        key = db.key(priority=2)
+        db.user("root", admin=True)
+        db.user("bob")
+        admin = admin_app(settings)
+        token = admin.access_token("root")
+        return serve(settings), db, key, admin, {"Authorization": f"Bearer {token}"}
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def close_sockets() -> Iterator[None]:
+    """Every socket a test opened is closed after it."""
+    yield
+    while OPEN:
+        OPEN.pop().close()

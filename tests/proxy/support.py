@@ -28,6 +28,7 @@ from proxy_app import create_app
 from proxy_app.gateway import EXTENSION, Gateway
 
 PASSWORD = "correct horse battery staple"
+META_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 QUESTION = [{"role": "user", "content": "Why is the sea blue?"}]
 
 
@@ -122,6 +123,28 @@ class AdminApp:
         )
         assert response.status_code == 200, response.get_data(as_text=True)
         return response.get_json()["access_token"]
+
+
+class Browser:
+    """A signed-in person's session cookie and the chat page's CSRF token."""
+
+    def __init__(self, admin: AdminApp, username: str) -> None:
+        client = admin.app.test_client()
+        response = client.post("/auth/login", data={"username": username, "password": PASSWORD})
+        assert response.status_code == 302
+        self.csrf = META_TOKEN.search(client.get("/chat").get_data(as_text=True)).group(1)
+        self.cookie = client.get_cookie(SESSION_COOKIE_NAME).value
+        self.client = client
+
+    def new_conversation(self) -> int:
+        """Start a conversation through the admin app's chat API."""
+        response = self.client.post("/chat/api/conversations", json={}, headers={"X-CSRFToken": self.csrf})
+        assert response.status_code == 201
+        return response.get_json()["id"]
+
+    def headers(self, csrf: str | None = None) -> dict[str, str]:
+        """Cookie and CSRF headers as the chat page sends them."""
+        return {"Cookie": f"{SESSION_COOKIE_NAME}={self.cookie}", "X-CSRFToken": csrf or self.csrf}
 
 
 class GatewayServer:
@@ -248,18 +271,6 @@ _CLOCK_FIELDS = re.compile(
 def without_clock(body: bytes) -> bytes:
     """A body with its time stamps, durations and generated ids blanked, for byte comparison."""
     return _CLOCK_FIELDS.sub(rb'"\1":_', body)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition never became true")
-        time.sleep(interval)
 
 
 def client(base_url: str, **headers: str) -> httpx.Client:

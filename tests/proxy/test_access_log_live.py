@@ -12,7 +12,7 @@ from common.models import APIKey
 from common.security import new_api_key
 from tests.conftest import settings_env
 from tests.live import LiveServer
-from tests.proxy.support import chat_body
+from tests.proxy.support import AdminApp, Browser, chat_body
 
 pytestmark = pytest.mark.costly  # a real `python asgi.py` per test
 
@@ -116,6 +116,31 @@ def test_json_lines(live):
     assert served[0]["wait_ms"] is not None and served[0]["duration_ms"] >= served[0]["wait_ms"]
     assert [r["path"] for r in records].count("/auth/login") == 1
     assert_no_secret(server.output(), key)
+
+
+@pytest.mark.parametrize("mode", ["text", "json"])
+def test_a_web_chat_reply_has_exactly_one_line(gw_settings, accounts, sim, tmp_path, mode):
+    # One request, one line: the reply's generation writes it (Gateway.finish), the wrapper none.
+    settings = gw_settings(ACCESS_LOG=mode)
+    accounts(settings).user("bob")
+    bob = Browser(AdminApp(settings), "bob")
+    conversation_id = bob.new_conversation()
+    server = LiveServer(settings_env(tmp_path, OLLAMA_URLS=f"{sim.url}=1", ACCESS_LOG=mode)).start()
+    try:
+        body = {"conversation_id": conversation_id, "content": PROMPT, "model": "llama3.2"}
+        answer = httpx.post(server.url + "/chat/api/reply", json=body, headers=bob.headers(), timeout=30)
+        assert answer.status_code == 200 and '"done"' in answer.text
+    finally:
+        server.stop()
+    rid = answer.headers["X-Request-ID"]
+    lines = [line for line in server.output().splitlines() if rid in line]
+    assert len(lines) == 1, lines
+    if mode == "json":
+        record = json.loads(lines[0])
+        assert (record["source"], record["who"], record["status"]) == ("web_chat", "user:bob", 200)
+    else:
+        assert " web_chat user:bob POST " in lines[0]
+    assert PROMPT not in server.output()
 
 
 def test_off_writes_no_lines(live):

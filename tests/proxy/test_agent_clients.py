@@ -17,7 +17,8 @@ import httpx
 import openai
 import pytest
 
-from tests.proxy.support import log_rows, sse_events, wait_until
+from tests.proxy.support import log_rows, sse_events
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
 

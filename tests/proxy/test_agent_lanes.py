@@ -13,7 +13,8 @@ import anthropic
 import httpx
 import pytest
 
-from tests.proxy.support import log_rows, wait_until
+from tests.proxy.support import log_rows
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
 

@@ -7,10 +7,11 @@ import asyncio
 import httpx
 import pytest
 
+from common.policies import normalise_model_name
 from common.settings import Backend
-from proxy_app.backends import RECENT_MODELS, BackendPool, BackendState, holds, model_key
+from proxy_app.backends import RECENT_MODELS, BackendPool, BackendState, holds
 from proxy_app.transport import LeanTransport
-from tests.proxy.test_scheduler import tags_handler
+from tests.proxy.scheduling import tags_handler
 
 BACKENDS = [Backend("http://gpu1:11434", 2), Backend("http://gpu2:11434", 1)]
 
@@ -38,10 +39,12 @@ async def pool(hosts):
         ("qwen3:8b", "qwen3:8b"),
         ("registry.local:5000/team/model", "registry.local:5000/team/model:latest"),
         ("registry.local:5000/team/model:q4", "registry.local:5000/team/model:q4"),
+        ("registry.ollama.ai/library/llama3.2", "llama3.2:latest"),
+        ("library/Llama3.2:latest", "llama3.2:latest"),
     ],
 )
 def test_model_names_with_and_without_latest_are_one_model(name, key):
-    assert model_key(name) == key
+    assert normalise_model_name(name) == key
 
 
 def test_a_backend_with_unknown_models_serves_any_model():
@@ -50,6 +53,7 @@ def test_a_backend_with_unknown_models_serves_any_model():
     backend.models = frozenset({"llama3.2:latest"})
     assert backend.serves("llama3.2") and backend.serves("llama3.2:latest") and backend.serves(None)
     assert not backend.serves("llama3.2:1b")
+    assert backend.serves("registry.ollama.ai/library/llama3.2") and backend.serves("library/LLAMA3.2:latest")
 
 
 async def test_start_checks_every_backend_and_learns_its_models(pool):

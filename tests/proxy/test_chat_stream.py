@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import httpx
+import jinja2
 import pytest
 import sqlalchemy as sa
 
@@ -18,34 +18,14 @@ from common.sessions import (
     csrf_token_valid,
     read_session_cookie,
 )
-from tests.proxy.support import PASSWORD, AdminApp, log_rows, wait_until
+from proxy_app import TEMPLATES
+from proxy_app.pages import NOT_FOUND
+from tests.proxy.support import AdminApp, Browser, log_rows
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
 
-META_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
-
-
-class Browser:
-    """A signed-in person's session cookie and the chat page's CSRF token."""
-
-    def __init__(self, admin: AdminApp, username: str) -> None:
-        client = admin.app.test_client()
-        response = client.post("/auth/login", data={"username": username, "password": PASSWORD})
-        assert response.status_code == 302
-        self.csrf = META_TOKEN.search(client.get("/chat").get_data(as_text=True)).group(1)
-        self.cookie = client.get_cookie(SESSION_COOKIE_NAME).value
-        self.client = client
-
-    def new_conversation(self) -> int:
-        """Start a conversation through the admin app's chat API."""
-        response = self.client.post("/chat/api/conversations", json={}, headers={"X-CSRFToken": self.csrf})
-        assert response.status_code == 201
-        return response.get_json()["id"]
-
-    def headers(self, csrf: str | None = None) -> dict[str, str]:
-        """Cookie and CSRF headers as the chat page sends them."""
-        return {"Cookie": f"{SESSION_COOKIE_NAME}={self.cookie}", "X-CSRFToken": csrf or self.csrf}
 
 
 @pytest.fixture
@@ -213,6 +193,9 @@ def test_unknown_paths_are_a_page_for_browsers_and_json_for_the_api(world):
     page = httpx.get(server.url + "/nothing-here", headers=HTML)
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     assert "Page not found" in page.text
+    # The page is the template's (templates/errors/gateway.html), not a string in the code.
+    templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+    assert page.text == templates.get_template("errors/gateway.html").render(**NOT_FOUND)
     assert httpx.get(server.url + "/nothing-here").json() == {"error": "not found"}
     for path in ("/api/nothing", "/v1/nothing"):
         response = httpx.get(server.url + path, headers=HTML)

@@ -43,3 +43,13 @@ def test_requests_without_a_conversation_have_none():
     assert conversation_key("/api/embed", {"input": "x"}, [], "m") is None
     assert conversation_key("/api/chat", {"messages": "nope"}, [], "m") is None
     assert conversation_key("/api/generate", {"prompt": ""}, [], "m") is None
+
+
+def test_every_spelling_of_the_model_names_one_conversation():
+    # Affinity follows the model Ollama runs: its long and short names are one model.
+    short = conversation_key("/api/chat", chat(FIRST), [], "llama3.2")
+    for spelling in ("llama3.2:latest", "registry.ollama.ai/library/llama3.2", "library/Llama3.2:latest"):
+        assert conversation_key("/api/chat", chat(FIRST), [], spelling) == short
+        assert conversation_key("/api/generate", {"prompt": "hi"}, [], spelling) == conversation_key(
+            "/api/generate", {"prompt": "hi"}, [], "llama3.2"
+        )

@@ -7,7 +7,6 @@ import resource
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 from common.door_parts import descriptors_needed
 from tests.conftest import settings_env
 from tests.live import LiveServer
+from tests.proxy.door_sockets import OPEN, connect, read_all, read_response
 from tests.proxy.live_gateway import (
     BODY_TIMEOUT,
     HEAD_TIMEOUT,
@@ -27,54 +27,6 @@ from tests.proxy.live_gateway import (
 )
 
 pytestmark = pytest.mark.costly  # a real `python asgi.py` and waits out its head and keep-alive timeouts
-
-OPEN: list[socket.socket] = []
-
-
-@pytest.fixture(autouse=True)
-def close_sockets() -> Iterator[None]:
-    """Every socket a test opened is closed after it."""
-    yield
-    while OPEN:
-        OPEN.pop().close()
-
-
-def connect(server: LiveServer, source: str = "127.0.0.1") -> socket.socket:
-    """A raw connection from a chosen loopback address (closed after the test)."""
-    sock = socket.socket()
-    OPEN.append(sock)
-    sock.bind((source, 0))
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", server.port))
-    return sock
-
-
-def read_all(sock: socket.socket, limit: float = 10.0) -> bytes:
-    """Everything until the server closes (or ``limit`` seconds)."""
-    sock.settimeout(limit)
-    chunks = []
-    try:
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    except (TimeoutError, ConnectionResetError):
-        pass
-    return b"".join(chunks)
-
-
-def read_response(sock: socket.socket) -> bytes:
-    """One whole response with a Content-Length (head and body may come in several reads)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body
 
 
 def test_a_partial_head_is_answered_408_and_closed_after_the_head_timeout(door_server):

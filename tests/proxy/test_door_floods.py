@@ -18,8 +18,8 @@ import time
 import httpx
 import pytest
 
+from tests.proxy.door_sockets import connect, read_all, read_response
 from tests.proxy.live_gateway import ADMIN_PASSWORD, BODY_TIMEOUT, MAX_CONNECTIONS, MAX_IDLE_PER_IP
-from tests.proxy.test_door import OPEN, close_sockets, connect, read_all, read_response  # noqa: F401
 
 pytestmark = pytest.mark.costly  # a real `python asgi.py`, raw sockets, waits out a body timeout
 

@@ -15,9 +15,10 @@ import sqlalchemy as sa
 
 from common.models import APIKey
 from common.security import hash_secret
-from tests.proxy.support import log_rows, wait_until
-from tests.proxy.test_queue import OUTSIDE, occupy, submit
-from tests.proxy.test_queue_admin import pool, view, world  # noqa: F401 (fixtures)
+from tests.proxy.queue_views import view
+from tests.proxy.queueing import OUTSIDE, occupy, submit
+from tests.proxy.support import log_rows
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway and fills its queue
 
@@ -43,7 +44,7 @@ def waiting(server, auth, count: int) -> list[dict]:
 
 
 @pytest.mark.parametrize("header", ["X-OpenWebUI-User-Id", "X-OpenWebUI-User-Email"])
-def test_fair_share_goes_per_end_user_behind_a_shared_key(world, pool, sim, header):  # noqa: F811
+def test_fair_share_goes_per_end_user_behind_a_shared_key(world, pool, sim, header):
     server, db, _, _, auth = world(FAIR_SHARE="1", AGING_PER_MINUTE="0")
     secret, key_id = shared_key(db, header)
     people = {"X-OpenWebUI-User-Id": ("u-1", "u-2"), "X-OpenWebUI-User-Email": ("a@x.org", "b@x.org")}[header]
@@ -66,7 +67,7 @@ def test_fair_share_goes_per_end_user_behind_a_shared_key(world, pool, sim, head
     assert logged == ["", people[0], people[0], people[1]]
 
 
-def test_without_the_option_the_header_changes_nothing(world, pool, sim):  # noqa: F811
+def test_without_the_option_the_header_changes_nothing(world, pool, sim):
     server, db, _, _, auth = world(FAIR_SHARE="1", AGING_PER_MINUTE="0")
     secret, key_id = shared_key(db, None)
     blocker = occupy(pool, server, sim)
@@ -87,7 +88,7 @@ def test_without_the_option_the_header_changes_nothing(world, pool, sim):  # noq
     assert all(row.end_user is None for row in log_rows(server.settings))
 
 
-def test_an_absent_header_is_the_key_itself_and_a_bad_value_is_400(world, sim):  # noqa: F811
+def test_an_absent_header_is_the_key_itself_and_a_bad_value_is_400(world, sim):
     server, db, _, _, _ = world(END_USER_MAX_LENGTH="8")
     secret, key_id = shared_key(db, "X-OpenWebUI-User-Id")
     body = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": False}
@@ -105,7 +106,7 @@ def test_an_absent_header_is_the_key_itself_and_a_bad_value_is_400(world, sim): 
     assert {row.api_key_id for row in log_rows(server.settings)} == {key_id}  # refused, still the key's
 
 
-def test_rotating_end_users_cannot_pass_the_key_s_max_queued(world, sim):  # noqa: F811
+def test_rotating_end_users_cannot_pass_the_key_s_max_queued(world, sim):
     # Issue 19: 30 requests, each naming another person, against max_queued 5: all 30 were queued.
     server, db, _, _, auth = world(FAIR_SHARE="1", AGING_PER_MINUTE="0")
     secret, key_id = shared_key(db, "X-OpenWebUI-User-Id")

@@ -15,14 +15,8 @@ import pytest
 from proxy_app.gpu_time import GpuUsage
 from proxy_app.scheduler import Ticket
 from tests.conftest import require_service
-from tests.proxy.test_scheduler import (  # noqa: F401 (client: a fixture)
-    FakeClock,
-    client,
-    drain,
-    queue_up,
-    scheduler_for,
-)
-from tests.proxy.test_scheduler_redis import Cluster, enqueue
+from tests.proxy.redis_cluster import Cluster, enqueue
+from tests.proxy.scheduling import FakeClock, drain, queue_up, scheduler_for
 
 
 def test_usage_counts_what_falls_in_the_window_running_slots_included():
@@ -41,7 +35,7 @@ def test_usage_counts_what_falls_in_the_window_running_slots_included():
     assert usage.used("", 10) == 0
 
 
-async def test_25_gpu_seconds_add_one_point_with_the_defaults(client):  # noqa: F811
+async def test_25_gpu_seconds_add_one_point_with_the_defaults(client):
     clock = FakeClock()
     scheduler = scheduler_for(client, 1, clock=clock, fair_share=0.5, aging_per_minute=0.0)
     heavy = await scheduler.acquire(Ticket("heavy", 2, "custom_app", who="key:1"))
@@ -61,7 +55,7 @@ async def test_25_gpu_seconds_add_one_point_with_the_defaults(client):  # noqa: 
     assert await drain(scheduler, blocker, {**tasks, **late}) == ["k2", "k1-late", "k1"]
 
 
-async def test_fair_share_seconds_zero_turns_it_off(client):  # noqa: F811
+async def test_fair_share_seconds_zero_turns_it_off(client):
     clock = FakeClock()
     scheduler = scheduler_for(client, 1, clock=clock, fair_share=0.5, fair_share_seconds=0.0)
     heavy = await scheduler.acquire(Ticket("heavy", 2, "custom_app", who="key:1"))

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from common.models import APIKey, User
 from common.security import hash_secret
 from tests.conftest import fresh_redis_url
-from tests.proxy.support import chat_body, log_rows, wait_until
+from tests.proxy.support import chat_body, log_rows
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from common.db import make_async_engine
-from common.models import AccessToken, utcnow
+from common.models import AccessToken, APIKey, ModelProfileRow, User, WhitelistEntry, utcnow
 from common.security import hash_secret, new_secret
 from common.sources import Credentials
 from proxy_app.identity_cache import IdentityCache
@@ -128,3 +128,78 @@ async def test_key_usage_is_written_in_one_batch(cache_world):
     assert db.key_last_used(first) is None
     await cache.flush_usage()
     assert db.key_last_used(first) is not None and db.key_last_used(second) is not None
+
+
+async def _reloads_after(cache: IdentityCache, write) -> int:
+    before = cache.reloads
+    write()
+    await cache.refresh()
+    return cache.reloads - before
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_it_reads_the_tables_again_only_when_the_change_marker_moved(
+    settings_factory, accounts, database
+):
+    if database == "postgresql":
+        from tests.postgres import own_postgres_database
+
+        with own_postgres_database() as url:
+            await _marker_rules(settings_factory(database_url=url), accounts)
+    else:
+        await _marker_rules(settings_factory(), accounts)
+
+
+async def _marker_rules(settings, accounts) -> None:
+    db = accounts(settings)
+    engine = make_async_engine(settings.database_url)
+    cache = IdentityCache(engine, settings, interval=3600, flush_interval=3600)
+    try:
+        await cache.start()
+        assert cache.reloads == 1
+        for _ in range(5):
+            await cache.refresh()  # nothing written: one query each, no reload
+        assert cache.reloads == 1
+        key = db.key(name="marker")
+        user_id = db.user("marker-user")
+        await cache.refresh()
+        assert cache.reloads == 2 and cache.snapshot.find_key(hash_secret(key)) is not None
+
+        def write(statement):
+            def go():
+                with db.sessions.begin() as session:
+                    session.execute(statement)
+
+            return go
+
+        key_id = cache.snapshot.find_key(hash_secret(key)).id
+        # What the cache and a login write themselves moves nothing.
+        quiet = [
+            write(sa.update(APIKey).where(APIKey.id == key_id).values(last_used=utcnow())),
+            write(sa.update(User).where(User.id == user_id).values(last_login_at=utcnow())),
+        ]
+        for change in quiet:
+            assert await _reloads_after(cache, change) == 0
+        # Every write the snapshot holds moves it: keys, whitelist, users, tokens, model profiles.
+        loud = [
+            write(sa.update(APIKey).where(APIKey.id == key_id).values(rpm=7)),
+            lambda: db.revoke_key(key),
+            lambda: db.whitelist("10.9.0.0/16"),
+            write(sa.delete(WhitelistEntry)),
+            write(sa.update(User).where(User.id == user_id).values(is_active=False)),
+            write(sa.update(User).where(User.id == user_id).values(models=["llama3.2"])),
+            lambda: add_token(db, user_id),
+            write(
+                sa.insert(ModelProfileRow).values(
+                    model="m:latest", load_options="client", updated_at=utcnow()
+                )
+            ),
+            write(sa.update(ModelProfileRow).values(max_parallel=2)),
+            write(sa.delete(AccessToken)),
+        ]
+        for number, change in enumerate(loud):
+            assert await _reloads_after(cache, change) == 1, number
+        assert cache.snapshot.find_key(hash_secret(key)) is None and cache.snapshot.profiles
+    finally:
+        await cache.close()
+        await engine.dispose()

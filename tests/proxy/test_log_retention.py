@@ -2,50 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from datetime import timedelta
-
 import httpx
-import sqlalchemy as sa
 
 from common.db import make_sync_engine
-from common.models import RequestLog, utcnow
 from common.retention import prune_requests, retention_cutoff
 from proxy_app import create_app
+from tests.proxy.rows_by_age import add_rows
 from tests.proxy.support import log_rows
-
-
-def add_rows(settings, *ages_in_days: float) -> None:
-    """Rows created that many days ago."""
-    engine = make_sync_engine(settings.database_url)
-    now = utcnow()
-    with engine.begin() as connection:
-        connection.execute(
-            sa.insert(RequestLog),
-            [
-                {
-                    "request_id": f"aged-{age}-{number}",
-                    "created_at": now - timedelta(days=age),
-                    "method": "POST",
-                    "endpoint": "/api/chat",
-                    "status": 200,
-                }
-                for number, age in enumerate(ages_in_days)
-            ],
-        )
-    engine.dispose()
+from tests.waiting import await_until
 
 
 def ages(settings) -> list[int]:
     return sorted(int(row.request_id.split("-")[1].split(".")[0]) for row in log_rows(settings))
-
-
-async def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.05)
 
 
 async def test_the_gateway_prunes_old_rows_at_start_up_and_then_periodically(settings_factory, fake_ollama):
@@ -55,9 +23,9 @@ async def test_the_gateway_prunes_old_rows_at_start_up_and_then_periodically(set
         {"SEADRAGON_PRUNE_INTERVAL": 0.2}, settings=settings, transport=httpx.MockTransport(fake_ollama)
     )
     async with app.test_app():
-        await wait_until(lambda: ages(settings) == [1, 29])
+        await await_until(lambda: ages(settings) == [1, 29])
         add_rows(settings, 45, 2)  # while serving: gone at the next round
-        await wait_until(lambda: ages(settings) == [1, 2, 29])
+        await await_until(lambda: ages(settings) == [1, 2, 29])
 
 
 def test_pruning_goes_batch_by_batch_and_counts_every_row(settings):

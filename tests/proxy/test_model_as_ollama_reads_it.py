@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from common.models import APIKey
 from common.security import hash_secret
+from tests.proxy.multipart_bodies import multipart
 
 ALLOWED = "qwen2.5-coder:7b"
 FORBIDDEN = "llama3.2"  # the simulator serves both
@@ -97,15 +98,6 @@ def test_the_openai_sdk_extra_body_cannot_slip_a_model_past_the_policy(guarded, 
         assert client.chat.completions.create(model=ALLOWED, messages=HELLO).choices
     assert not sim.entries("/v1/embeddings")
     assert len(sim.entries("/v1/chat/completions")) == 1
-
-
-def multipart(*parts: tuple[str, str | None, bytes], boundary: str = "b0undary") -> tuple[bytes, str]:
-    """A multipart body of (name, filename or None, value) parts, and its Content-Type."""
-    body = b""
-    for name, filename, value in parts:
-        disposition = f'form-data; name="{name}"' + ("" if filename is None else f'; filename="{filename}"')
-        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + value + b"\r\n"
-    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 def transcribe(server, key, body: bytes, content_type: str) -> httpx.Response:

@@ -11,7 +11,8 @@ import time
 import httpx
 import pytest
 
-from tests.proxy.support import chat_body, wait_until
+from tests.proxy.support import chat_body
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # serves the gateway and waits out model loads
 

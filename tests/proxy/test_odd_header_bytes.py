@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import settings_env
 from tests.live import LiveServer
-from tests.proxy.support import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # a real server in a subprocess
 

@@ -7,7 +7,7 @@ import pytest
 from proxy_app.bodies import multipart_model
 from proxy_app.errors import BadRequest
 from proxy_app.ollama_fields import FIELDS, GO_ASCII_FOLDS, case_variant, go_fold
-from tests.proxy.test_model_as_ollama_reads_it import multipart
+from tests.proxy.multipart_bodies import multipart
 
 
 def test_only_the_kelvin_sign_and_long_s_fold_onto_ascii_letters():

@@ -7,26 +7,16 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
 
-from tests.proxy.support import QUESTION, chat_body, cookie_header, log_rows, ndjson, sse_events, wait_until
+from tests.proxy.queueing import DIRECT, OUTSIDE, occupy, post, submit
+from tests.proxy.support import QUESTION, chat_body, cookie_header, log_rows, ndjson, sse_events
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway and fills its queue
-
-DIRECT = {"X-Forwarded-For": "10.0.0.5"}  # whitelisted
-OUTSIDE = {"X-Forwarded-For": "10.9.9.9"}  # not whitelisted
-HOLD = {"X-Sim-First-Token-Delay": "1.5"}  # keeps the only slot busy for a while
-
-
-@pytest.fixture
-def pool():
-    """Threads for requests that run while the test watches."""
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        yield executor
 
 
 @pytest.fixture
@@ -43,30 +33,6 @@ def queue_world(gw_settings, accounts, serve, admin_app):
         return serve(settings), key, cookie
 
     return make
-
-
-def post(
-    server, headers: dict, body: dict | None = None, path: str = "/api/chat", timeout: float = 30
-) -> httpx.Response:
-    """One request to the gateway."""
-    return httpx.post(
-        server.url + path, json=body or chat_body(stream=False), headers=headers, timeout=timeout
-    )
-
-
-def submit(
-    pool: ThreadPoolExecutor, server, headers: dict, body: dict | None = None, path: str = "/api/chat"
-) -> Future:
-    """Send a request in the background."""
-    return pool.submit(post, server, headers, body, path)
-
-
-def occupy(pool, server, sim, hold: dict = HOLD) -> Future:
-    """Take the only slot with a slow request and wait until Ollama has it."""
-    blocker = submit(pool, server, {**DIRECT, **hold, "X-Who": "blocker"})
-    server.wait_for(lambda s: s["active_requests"] == 1)
-    sim.wait_for(lambda s: s["active"] == 1)
-    return blocker
 
 
 def test_with_one_slot_direct_goes_before_key_before_web_chat(queue_world, pool, sim):

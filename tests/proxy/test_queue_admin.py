@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from common.sessions import SESSION_COOKIE_NAME
-from tests.proxy.support import chat_body, log_rows, ndjson, sse_events, wait_until
-from tests.proxy.test_queue import DIRECT, OUTSIDE, occupy, post, submit
+from tests.proxy.queue_views import CANCELLED, cancel, view, waiting_row
+from tests.proxy.queueing import DIRECT, OUTSIDE, occupy, post, submit
+from tests.proxy.support import chat_body, log_rows, ndjson, sse_events
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway and fills its queue
 
@@ -34,50 +35,7 @@ VIEW_KEYS = {
     "eta_s",
     "backend",
 }
-CANCELLED = "cancelled by an administrator"
 SLOW = {"X-Sim-Delay": "0.1", "X-Sim-Tokens": "300"}  # a stream of 30 s unless cut
-
-
-@pytest.fixture
-def world(gw_settings, accounts, serve, admin_app):
-    """A one-slot gateway, a key (priority 2), an admin (Bearer token and signed-in session) and a user."""
-
-    def make(**overrides):
-        settings = gw_settings(**overrides)
-        db = accounts(settings)
-        db.whitelist("10.0.0.5")
-        key = db.key(priority=2)
-        db.user("root", admin=True)
-        db.user("bob")
-        admin = admin_app(settings)
-        token = admin.access_token("root")
-        return serve(settings), db, key, admin, {"Authorization": f"Bearer {token}"}
-
-    return make
-
-
-@pytest.fixture
-def pool():
-    """Threads for requests that run while the test watches."""
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        yield executor
-
-
-def view(server, auth: dict) -> list[dict]:
-    """``GET /api/admin/queue`` as an admin."""
-    response = httpx.get(server.url + "/api/admin/queue", headers={**OUTSIDE, **auth}, timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def cancel(server, auth: dict, request_id: str) -> httpx.Response:
-    """``DELETE /api/admin/queue/{request_id}``."""
-    return httpx.delete(f"{server.url}/api/admin/queue/{request_id}", headers={**OUTSIDE, **auth}, timeout=10)
-
-
-def waiting_row(server, auth: dict) -> dict:
-    """The one waiting request, once it waits."""
-    return wait_until(lambda: next((r for r in view(server, auth) if r["state"] == "waiting"), None))
 
 
 def signed_in_session(admin, username: str) -> tuple[str, str]:

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from tests.conftest import fresh_redis_url
-from tests.proxy.support import chat_body, ndjson, wait_until
+from tests.proxy.support import chat_body, ndjson
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.scaleout
 

@@ -15,14 +15,13 @@ import sqlalchemy as sa
 
 from common.db import make_sessionmaker, make_sync_engine
 from common.models import AuditEntry
-from tests.proxy import test_queue_admin
-from tests.proxy.support import chat_body, wait_until
-from tests.proxy.test_queue import DIRECT, OUTSIDE, occupy, submit
-from tests.proxy.test_queue_admin import CANCELLED, cancel, view, waiting_row
+from tests.proxy.queue_views import CANCELLED, cancel, view, waiting_row
+from tests.proxy.queueing import DIRECT, OUTSIDE, occupy, submit
+from tests.proxy.support import chat_body
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway and fills its queue
 
-world, pool = test_queue_admin.world, test_queue_admin.pool  # the same gateway and threads
 
 STALLED = {**DIRECT, "X-Sim-Fault": "stall_headers=20"}  # Ollama says nothing for 20 s
 

@@ -12,7 +12,8 @@ from ipaddress import ip_address
 import httpx
 import pytest
 
-from tests.proxy.support import chat_body, ndjson, wait_until
+from tests.proxy.support import chat_body, ndjson
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway and waits for revocation to bite
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from proxy_app.scheduler import Ticket
-from tests.proxy.test_scheduler import queue_up, scheduler_for, settle, tags_handler
+from tests.proxy.scheduling import queue_up, scheduler_for, settle, tags_handler
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import asyncio
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -30,56 +29,13 @@ from proxy_app.scheduler import (
 from proxy_app.scheduler_redis import RedisScheduler
 from tests.conftest import require_service
 from tests.live import free_port
-from tests.proxy.test_scheduler import FakeClock, make_settings, tags_handler
-from tests.proxy.test_scheduler_model import (
-    SOURCES,
-    Reference,
-    configs,
-    limits,
-    overrides_for,
-    step,
-    subject_of,
-)
+from tests.proxy.redis_cluster import LEASE, TICK, Cluster, enqueue
+from tests.proxy.scheduler_model import SOURCES, Reference, configs, limits, overrides_for, step, subject_of
+from tests.proxy.scheduling import FakeClock, make_settings, tags_handler
+from tests.waiting import await_until
 
 pytestmark = pytest.mark.scaleout
 ROOT = Path(__file__).resolve().parents[2]
-LEASE = 1.0
-TICK = 0.05
-
-
-class Cluster:
-    """Scheduler instances sharing one Redis key prefix, each with its own client and pool."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.prefix = f"sdtest:{uuid.uuid4().hex[:12]}"
-        self.instances: list[tuple[RedisScheduler, Redis, httpx.AsyncClient]] = []
-
-    async def add(self, *slots: int, clock=None, loaded=None, **overrides) -> RedisScheduler:
-        """Start another instance over backends b0, b1… with the given slots (and /api/ps answers)."""
-        client = Redis.from_url(self.url)
-        hosts = {f"b{i}": [] for i in range(len(slots or (1,)))}
-        http = httpx.AsyncClient(transport=httpx.MockTransport(tags_handler(hosts, loaded)))
-        pool = BackendPool([Backend(f"http://b{i}:11434", n) for i, n in enumerate(slots or (1,))], http)
-        scheduler = RedisScheduler(
-            make_settings(**overrides), pool, client, prefix=self.prefix, lease=LEASE, tick=TICK, clock=clock
-        )
-        await scheduler.start()
-        self.instances.append((scheduler, client, http))
-        return scheduler
-
-    async def close(self) -> None:
-        """Close every instance and delete every key under the prefix."""
-        for scheduler, _client, http in self.instances:
-            await scheduler.close()
-            await http.aclose()
-        cleaner = Redis.from_url(self.url)
-        keys = [key async for key in cleaner.scan_iter(f"{self.prefix}:*")]
-        if keys:
-            await cleaner.delete(*keys)
-        await cleaner.aclose()
-        for _, client, _ in self.instances:
-            await client.aclose()
 
 
 @pytest.fixture
@@ -88,21 +44,6 @@ async def cluster():
     group = Cluster(require_service("SEADRAGON_TEST_REDIS_URL"))
     yield group
     await group.close()
-
-
-async def wait_until(predicate, timeout: float = 3.0) -> None:
-    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.005)
-
-
-async def enqueue(scheduler: RedisScheduler, ticket: Ticket) -> asyncio.Task:
-    """Start acquire() and wait until the ticket is in the shared queue."""
-    task = asyncio.create_task(scheduler.acquire(ticket))
-    await wait_until(lambda: task.done() or scheduler.position(ticket.request_id) is not None)
-    return task
 
 
 async def test_two_instances_share_one_slot_and_serve_in_global_priority_order(cluster):
@@ -118,7 +59,7 @@ async def test_two_instances_share_one_slot_and_serve_in_global_priority_order(c
     order, grant = [], holder
     for _ in plan:
         owner[grant.ticket.request_id].release(grant)
-        await wait_until(lambda: sum(task.done() for task in tasks.values()) == len(order) + 1)
+        await await_until(lambda: sum(task.done() for task in tasks.values()) == len(order) + 1)
         await asyncio.sleep(0.05)  # a second grant would show up now: one slot only
         done = [rid for rid, task in tasks.items() if task.done() and rid not in order]
         assert len(done) == 1
@@ -143,9 +84,9 @@ async def test_a_client_leaving_removes_its_ticket_from_the_shared_queue(cluster
     holder = await a.acquire(Ticket("holder", 1, "direct_api"))
     gone = await enqueue(b, Ticket("gone", 1, "direct_api"))
     stays = await enqueue(a, Ticket("stays", 3, "web_chat"))
-    await wait_until(lambda: a.snapshot()["queue_length"] == 2)
+    await await_until(lambda: a.snapshot()["queue_length"] == 2)
     gone.cancel()
-    await wait_until(lambda: a.snapshot()["queue_length"] == 1)
+    await await_until(lambda: a.snapshot()["queue_length"] == 1)
     assert b.waiting() == [] and b.position("gone") is None
     a.release(holder)
     grant = await asyncio.wait_for(stays, 3)
@@ -163,7 +104,7 @@ async def test_cancel_makes_acquire_raise_the_given_error(cluster):
         await task
     assert raised.value.status == 403
     assert not a.cancel("revoked", Revoked("again"))
-    await wait_until(lambda: a.snapshot()["queue_length"] == 0)
+    await await_until(lambda: a.snapshot()["queue_length"] == 0)
 
 
 @pytest.mark.parametrize("slot_free", [True, False])
@@ -176,7 +117,7 @@ async def test_a_cancel_while_the_enqueue_is_on_its_way_leaks_neither_ticket_nor
     with pytest.raises(Revoked):
         await task
     await a.flush()
-    await wait_until(lambda: a.snapshot()["queue_length"] == 0)
+    await await_until(lambda: a.snapshot()["queue_length"] == 0)
     if holder is not None:
         a.release(holder)
     grant = await asyncio.wait_for(a.acquire(Ticket("next", 1, "direct_api")), 3)
@@ -189,7 +130,7 @@ async def test_a_request_waiting_past_queue_timeout_gets_queue_timeout(cluster):
     await a.acquire(Ticket("holder", 1, "direct_api"))
     with pytest.raises(QueueTimeout):
         await asyncio.wait_for(a.acquire(Ticket("late", 1, "direct_api")), 3)
-    await wait_until(lambda: a.snapshot()["queue_length"] == 0)
+    await await_until(lambda: a.snapshot()["queue_length"] == 0)
 
 
 async def test_snapshot_counts_the_whole_shared_queue(cluster):
@@ -198,14 +139,14 @@ async def test_snapshot_counts_the_whole_shared_queue(cluster):
     await b.acquire(Ticket("b1", 3, "web_chat"))
     await enqueue(b, Ticket("b2", 3, "web_chat"))
     await enqueue(a, Ticket("a2", 2, "custom_app"))
-    await wait_until(lambda: a.snapshot()["queue_length"] == 2)
+    await await_until(lambda: a.snapshot()["queue_length"] == 2)
     snap = a.snapshot()
     assert snap["queue_by_source"] == {"direct_api": 0, "custom_app": 1, "web_chat": 1}
     assert snap["active_by_source"] == {"direct_api": 1, "custom_app": 0, "web_chat": 1}
     assert snap["active_requests"] == 2
     assert [backend["in_use"] for backend in snap["backends"]] == [1, 1]
     assert 0 <= snap["oldest_wait"] < 5
-    await wait_until(lambda: b.position("b2") == 2 and a.position("a2") == 1)
+    await await_until(lambda: b.position("b2") == 2 and a.position("a2") == 1)
 
 
 @pytest.mark.parametrize(("gap_seconds", "first"), [(1199, "direct"), (1201, "web")])
@@ -218,7 +159,7 @@ async def test_aging_orders_tickets_across_instances(cluster, gap_seconds, first
     clock.advance(gap_seconds)
     direct = await enqueue(b, Ticket("direct", 1, "direct_api"))
     a.release(holder)
-    await wait_until(lambda: web.done() or direct.done())
+    await await_until(lambda: web.done() or direct.done())
     assert (web if first == "web" else direct).done()
 
 
@@ -232,7 +173,7 @@ async def test_equal_priorities_for_different_models_go_in_arrival_order(cluster
     order, grant = [], holder
     for _ in tasks:
         owner[grant.ticket.request_id].release(grant)
-        await wait_until(lambda: sum(task.done() for task in tasks.values()) == len(order) + 1)
+        await await_until(lambda: sum(task.done() for task in tasks.values()) == len(order) + 1)
         order.append(next(rid for rid, task in tasks.items() if task.done() and rid not in order))
         grant = tasks[order[-1]].result()
     assert order == ["m1", "m2", "m3", "m4"]
@@ -258,7 +199,7 @@ from common.settings import Backend
 from proxy_app.backends import BackendPool
 from proxy_app.scheduler import Ticket
 from proxy_app.scheduler_redis import RedisScheduler
-from tests.proxy.test_scheduler import make_settings
+from tests.proxy.scheduling import make_settings
 
 async def main(url, prefix, lease, tick):
     up = httpx.MockTransport(lambda request: httpx.Response(200, json={"models": []}))
@@ -343,7 +284,7 @@ async def run_redis(url: str, config: dict, policy: dict, ops) -> None:
                 elif expected in ("queued", "evicted"):
                     assert not tasks[rid].done()
                 for victim in ref.evicted[evicted_before:]:
-                    await wait_until(lambda v=victim: tasks[v].done())
+                    await await_until(lambda v=victim: tasks[v].done())
                     assert isinstance(tasks[victim].exception(), Evicted)
             elif op[0] == "release" and ref.held:
                 rid = ref.held[op[1] % len(ref.held)]
@@ -363,7 +304,7 @@ async def run_redis(url: str, config: dict, policy: dict, ops) -> None:
             # release() and cancel() are synchronous): let them land before the next step.
             for instance in instances:
                 await instance.flush()
-            await wait_until(lambda: order == ref.granted)
+            await await_until(lambda: order == ref.granted)
             view = await instances[number % 2].queue_view()
             assert [row["request_id"] for row in view if row["state"] == "waiting"] == [
                 w.rid for w in ref.waiting
@@ -374,7 +315,7 @@ async def run_redis(url: str, config: dict, policy: dict, ops) -> None:
             assert sorted(row["request_id"] for row in view if row["state"] == "active") == sorted(ref.held)
         await asyncio.sleep(0.1)
         assert order == ref.granted, "no late grant beyond the reference"
-        await wait_until(lambda: instances[0].snapshot()["queue_length"] == len(ref.waiting))
+        await await_until(lambda: instances[0].snapshot()["queue_length"] == len(ref.waiting))
     finally:
         for task in tasks.values():
             task.cancel()

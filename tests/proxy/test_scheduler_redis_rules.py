@@ -8,8 +8,9 @@ import pytest
 
 from proxy_app.scheduler import ADMIN_CANCEL, AdminCancelled, Evicted, IdentityQueueFull, QueueFull, Ticket
 from tests.conftest import require_service
-from tests.proxy.test_scheduler import FakeClock
-from tests.proxy.test_scheduler_redis import Cluster, enqueue, wait_until
+from tests.proxy.redis_cluster import Cluster, enqueue
+from tests.proxy.scheduling import FakeClock
+from tests.waiting import await_until
 
 pytestmark = pytest.mark.scaleout
 
@@ -24,7 +25,7 @@ async def cluster():
 
 async def next_grant(tasks: dict[str, asyncio.Task], done: list[str]) -> str:
     """Wait for exactly one more ticket to be granted; return its id."""
-    await wait_until(lambda: sum(t.done() for t in tasks.values()) > len(done))
+    await await_until(lambda: sum(t.done() for t in tasks.values()) > len(done))
     await asyncio.sleep(0.05)  # a second grant would show up now
     new = [rid for rid, t in tasks.items() if t.done() and rid not in done]
     assert len(new) == 1, new
@@ -66,7 +67,7 @@ async def test_a_newcomer_on_one_instance_evicts_the_worst_waiting_on_another(cl
     with pytest.raises(QueueFull):
         await b.acquire(Ticket("same", 3, "web_chat"))
     better = await enqueue(b, Ticket("better", 1, "direct_api"))
-    await wait_until(worst.done)
+    await await_until(worst.done)
     assert isinstance(worst.exception(), Evicted) and worst.exception().retry_after >= 1
     tasks = {"better": better, "kept": kept}
     assert await serve_in_order({"holder": a, "better": b, "kept": a}, holder, tasks) == ["better", "kept"]
@@ -91,7 +92,7 @@ async def test_max_concurrent_holds_across_instances_and_others_go_past(cluster)
     k1 = await enqueue(b, Ticket("k1", 1, "direct_api", who="key:1", max_concurrent=1))
     y = await enqueue(a, Ticket("y", 2, "custom_app"))
     b.release(other)
-    await wait_until(y.done)
+    await await_until(y.done)
     await asyncio.sleep(0.1)
     assert not k1.done() and b.position("k1") is not None
     a.release(first)
@@ -137,11 +138,11 @@ async def test_a_cancel_on_one_instance_reaches_a_request_on_another(cluster):
     holder.on_cancel(heard.append)
     waits = await enqueue(b, Ticket("waits", 1, "direct_api", "m"))
     assert await a.cancel_request("waits") is True
-    await wait_until(waits.done)
+    await await_until(waits.done)
     error = waits.exception()
     assert isinstance(error, AdminCancelled) and error.status == 503 and error.message == ADMIN_CANCEL
     assert await a.cancel_request("holder") is True
-    await wait_until(lambda: heard == [ADMIN_CANCEL])
+    await await_until(lambda: heard == [ADMIN_CANCEL])
     assert await a.cancel_request("nobody") is False
     clock.advance(8)
     b.release(holder)
@@ -158,7 +159,7 @@ async def test_eta_and_the_queue_view_use_shared_service_times(cluster):
     await a.flush()
     holder = await a.acquire(Ticket("holder", 1, "direct_api", "m"))
     q1 = await enqueue(b, Ticket("q1", 1, "direct_api", "m", endpoint="/api/chat"))
-    await wait_until(lambda: b.eta("q1") == 6)
+    await await_until(lambda: b.eta("q1") == 6)
     rows = await a.queue_view()
     waiting = [r for r in rows if r["state"] == "waiting"]
     assert [(r["request_id"], r["position"], r["eta_s"], r["endpoint"]) for r in waiting] == [
@@ -205,7 +206,7 @@ async def test_max_parallel_holds_a_model_across_instances_and_other_models_go_p
     first = await a.acquire(Ticket("big1", 1, "direct_api", "big", max_parallel=1))
     big2 = await enqueue(b, Ticket("big2", 1, "direct_api", "big", max_parallel=1))
     small = await enqueue(b, Ticket("small", 2, "custom_app", "small"))
-    await wait_until(small.done)
+    await await_until(small.done)
     await asyncio.sleep(0.3)  # a tick or so: two backends are free, the cap is one
     assert not big2.done() and b.position("big2") == 1
     a.release(first)

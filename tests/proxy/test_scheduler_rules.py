@@ -19,7 +19,7 @@ from proxy_app.scheduler import (
     QueueFull,
     Ticket,
 )
-from tests.proxy.test_scheduler import (
+from tests.proxy.scheduling import (
     FakeClock,
     drain,
     make_settings,

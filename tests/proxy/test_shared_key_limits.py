@@ -13,8 +13,9 @@ import pytest
 
 from proxy_app.scheduler import IdentityQueueFull, LimitSubject, Ticket
 from tests.conftest import require_service
-from tests.proxy.test_scheduler import client, queue_up, scheduler_for, settle  # noqa: F401 (fixture)
-from tests.proxy.test_scheduler_redis import Cluster, enqueue, wait_until
+from tests.proxy.redis_cluster import Cluster, enqueue
+from tests.proxy.scheduling import queue_up, scheduler_for, settle
+from tests.waiting import await_until
 
 
 def behind(key: str, person: str, rid: str, *, max_queued=None, max_concurrent=None, priority=2) -> Ticket:
@@ -28,7 +29,7 @@ def behind(key: str, person: str, rid: str, *, max_queued=None, max_concurrent=N
     )
 
 
-async def test_rotating_end_users_cannot_pass_the_key_s_max_queued(client):  # noqa: F811
+async def test_rotating_end_users_cannot_pass_the_key_s_max_queued(client):
     scheduler = scheduler_for(client, 1, fair_share=0.5, aging_per_minute=0.0)
     holder = await scheduler.acquire(Ticket("holder", 1, "direct_api", who="ip:1"))
     tasks = await queue_up(scheduler, [behind("key:1", f"u{i}", f"r{i}", max_queued=5) for i in range(5)])
@@ -49,7 +50,7 @@ async def test_rotating_end_users_cannot_pass_the_key_s_max_queued(client):  # n
         scheduler.release(await asyncio.wait_for(task, 1))
 
 
-async def test_the_key_s_max_concurrent_holds_for_all_its_end_users(client):  # noqa: F811
+async def test_the_key_s_max_concurrent_holds_for_all_its_end_users(client):
     scheduler = scheduler_for(client, 3, fair_share=0.0, aging_per_minute=0.0)
     first = await scheduler.acquire(behind("key:1", "a", "a0", max_concurrent=1))
     tasks = await queue_up(scheduler, [behind("key:1", "b", "b0", max_concurrent=1)])
@@ -81,7 +82,7 @@ async def test_rotating_end_users_cannot_pass_the_key_s_limits_across_instances(
                 await (a if i % 2 else b).acquire(behind("key:1", f"u{i}", f"w{i}", **limit))
         other = await b.acquire(Ticket("x", 3, "web_chat", who="user:1"))
         a.release(first)
-        await wait_until(lambda: any(task.done() for task in waiting))
+        await await_until(lambda: any(task.done() for task in waiting))
         done = next(task for task in waiting if task.done())
         owner = b if done is waiting[0] else a
         owner.release(done.result())

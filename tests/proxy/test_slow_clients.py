@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from common.settings import ConfigError, Settings
-from tests.proxy.support import chat_body, log_rows, wait_until
+from tests.proxy.support import chat_body, log_rows
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway and waits out slow clients
 

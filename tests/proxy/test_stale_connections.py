@@ -20,11 +20,12 @@ from proxy_app.errors import BadGateway
 from proxy_app.http1_connection import Connection
 from proxy_app.transport import LeanTransport
 from proxy_app.upstream import Upstream
-from tests.proxy import test_transport
-from tests.proxy.test_transport import OK, WAIT, Peer, RawServer, answering, idle, until
+from tests.proxy import raw_server
+from tests.proxy.raw_server import OK, WAIT, Peer, RawServer, answering, idle
+from tests.waiting import await_until
 
-# The raw loopback server, the transport under test and a client on it, as test_transport.py makes them.
-serve, lean, client = test_transport.serve, test_transport.lean, test_transport.client
+# The loopback server, the transport under test and a client on it (fixtures).
+serve, lean, client = raw_server.serve, raw_server.lean, raw_server.client
 
 REAL_READABLE_NOW = Connection.readable_now
 
@@ -48,7 +49,9 @@ async def pooled_then(
     [pooled] = idle(lean, server)
     pooled._transport.pause_reading()
     hang_up.set()
-    await until(lambda: REAL_READABLE_NOW(pooled))  # the FIN or RST is in the client's socket
+    await await_until(
+        lambda: REAL_READABLE_NOW(pooled), timeout=WAIT
+    )  # the FIN or RST is in the client's socket
     assert pooled.usable  # ...and the connection does not know yet
     return pooled
 

@@ -285,6 +285,36 @@ async def test_model_lists_merge_every_healthy_backend(settings_factory, make_ga
     assert [m["id"] for m in models["data"]] == ["llama3.2:latest", "shared:7b", "qwen:1b"]
 
 
+async def test_model_lists_merge_the_long_and_short_spellings_of_one_model(
+    settings_factory, make_gateway, accounts
+):
+    settings = settings_factory(OLLAMA_URLS="http://gpu-a:11434,http://gpu-b:11434")
+    accounts(settings).whitelist(WHITELISTED_IP)
+    from tests.proxy.fake_ollama import FakeOllama
+
+    backends = {
+        "gpu-a": FakeOllama(("registry.ollama.ai/library/llama3.2:latest",)),
+        "gpu-b": FakeOllama(("llama3.2", "qwen:1b")),
+    }
+    client = await make_gateway(settings, transport=httpx.MockTransport(lambda r: backends[r.url.host](r)))
+    tags = await (await call(client, "GET", "/api/tags", WHITELISTED_IP)).get_json()
+    assert [m["name"] for m in tags["models"]] == ["registry.ollama.ai/library/llama3.2:latest", "qwen:1b"]
+
+
+async def test_a_request_naming_the_model_in_full_goes_to_a_backend_that_has_it(
+    settings_factory, make_gateway, accounts
+):
+    settings = settings_factory(OLLAMA_URLS="http://gpu-a:11434,http://gpu-b:11434")
+    accounts(settings).whitelist(WHITELISTED_IP)
+    from tests.proxy.fake_ollama import FakeOllama
+
+    backends = {"gpu-a": FakeOllama(("llama3.2:latest",)), "gpu-b": FakeOllama(("qwen:1b",))}
+    client = await make_gateway(settings, transport=httpx.MockTransport(lambda r: backends[r.url.host](r)))
+    for model in ("registry.ollama.ai/library/qwen:1b", "library/QWEN:1b"):
+        await call(client, "POST", "/api/show", WHITELISTED_IP, json={"model": model})
+    assert backends["gpu-b"].paths() == ["/api/show", "/api/show"] and backends["gpu-a"].paths() == []
+
+
 async def test_show_goes_to_a_backend_that_has_the_model(settings_factory, make_gateway, accounts):
     settings = settings_factory(OLLAMA_URLS="http://gpu-a:11434,http://gpu-b:11434")
     accounts(settings).whitelist(WHITELISTED_IP)
@@ -317,3 +347,12 @@ async def test_admin_stats_are_live(world):
         assert stats["average_wait_time"] >= 0
         assert stats["by_source"]["direct_api"]["requests_per_minute"] == 1
         assert stats["backends"][0]["healthy"] is True
+
+
+async def test_cors_compares_whole_origins_ignoring_case_and_a_trailing_slash(world):
+    for origin in (ALLOWED_ORIGIN.upper(), ALLOWED_ORIGIN + "/"):
+        response = await call(world.client, "GET", "/", KEYLESS_IP, headers={"Origin": origin})
+        assert response.headers["Access-Control-Allow-Origin"] == origin
+    for lookalike in (ALLOWED_ORIGIN + ".evil.example", ALLOWED_ORIGIN + ":8443", "x" + ALLOWED_ORIGIN):
+        response = await call(world.client, "GET", "/", KEYLESS_IP, headers={"Origin": lookalike})
+        assert "Access-Control-Allow-Origin" not in response.headers, lookalike

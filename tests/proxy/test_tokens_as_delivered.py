@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from common.models import APIKey
 from common.security import hash_secret
 from tests.conftest import fresh_redis_url
-from tests.proxy.support import QUESTION, chat_body, log_rows, wait_until
+from tests.proxy.support import QUESTION, chat_body, log_rows
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.costly  # each test serves the gateway on a real socket
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.proxy.test_transport import Peer, RawServer, transport_of
+from tests.proxy.raw_server import Peer, RawServer, transport_of
 
 
 @dataclass(frozen=True)
