@@ -25,7 +25,7 @@ from common.sources import (
     parse_credentials,
     single_credential,
 )
-from proxy_app.identity_cache import NO_POLICY, Snapshot
+from proxy_app.identity_snapshot import NO_POLICY, Snapshot
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ from proxy_app.backends import BackendPool, BackendState
 from proxy_app.chat_runs import ReplyRuns
 from proxy_app.classify import Principal, identify
 from proxy_app.errors import DEFAULT_RETRY_AFTER, Unavailable
-from proxy_app.identity_cache import REFRESH_INTERVAL, IdentityCache, Snapshot
+from proxy_app.identity_cache import REFRESH_INTERVAL, IdentityCache
+from proxy_app.identity_snapshot import Snapshot
 from proxy_app.live_stats import LiveStats
 from proxy_app.log_retention import PRUNE_INTERVAL, prune_periodically
 from proxy_app.metrics import Metrics

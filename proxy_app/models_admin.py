@@ -19,7 +19,7 @@ from common.model_profiles import ModelProfile
 from common.models import ModelProfileRow, RequestLog, utcnow
 from common.policies import normalise_model_name
 from proxy_app.gateway import Gateway, gateway
-from proxy_app.identity_cache import read_profiles
+from proxy_app.identity_snapshot import read_profiles
 from proxy_app.monitor import require_admin
 from proxy_app.upstream import redact_url
 

@@ -37,7 +37,8 @@ from common.routes import Lane, Merge
 from common.sources import subjects_of
 from proxy_app.bodies import model_of
 from proxy_app.errors import BadGateway, Forbidden, NotFound, ProxyError
-from proxy_app.identity_cache import NO_POLICY, IdentityCache, Snapshot
+from proxy_app.identity_cache import IdentityCache
+from proxy_app.identity_snapshot import NO_POLICY, Snapshot
 from proxy_app.limit_history import GPU, limit_changes, recent_gpu_spends, recent_spends
 from proxy_app.limits import TOKENS_WINDOW, Clock, Limits, LocalLimits, Spend
 from proxy_app.request_log import RequestRecord

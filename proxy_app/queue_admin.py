@@ -19,7 +19,7 @@ from common.sessions import (
 from proxy_app.classify import principal_of
 from proxy_app.errors import ProxyError
 from proxy_app.gateway import Gateway, gateway
-from proxy_app.identity_cache import Snapshot
+from proxy_app.identity_snapshot import Snapshot
 from proxy_app.monitor import require_admin
 from proxy_app.scheduler import ADMIN_CANCEL
 from proxy_app.upstream import redact_url
