@@ -6,8 +6,8 @@
 #                             (about 0.3 s or more each: a gateway served on a socket, real timeouts,
 #                             a child process), `slow`, `browser` and `scaleout`, and runs the rest
 #                             on every core with pytest-xdist (`-n auto`; pass `-n 0` for one process).
-#                             1,124 of the 1,417 tests; ~40 s of wall time and ~60 s of CPU on the
-#                             2-core development machine (2026-12-02).
+#                             1,585 of the 1,995 tests (2026-12-08; 1,124 of 1,417 took ~40 s of
+#                             wall time on the 2-core development machine on 2026-12-02).
 #   scripts/test.sh --most    everything but `slow`, `browser` and `scaleout`, in one process:
 #                             1,332 tests in ~5.5 min of wall time (~2.5 min of CPU) on that machine.
 set -euo pipefail
