@@ -8,6 +8,7 @@ says when an ``rpm`` or ``daily_tokens`` last changed, the request log what each
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -47,61 +48,57 @@ async def limit_changes(engine: AsyncEngine, after: float) -> dict[tuple[str, st
     return changed
 
 
-async def recent_spends(engine: AsyncEngine, after: float, whos: set[str]) -> list[Spend]:
-    """The tokens of the requests of ``whos`` admitted after ``after`` (epoch s), oldest first."""
+async def _spends(
+    engine: AsyncEngine,
+    after: float,
+    whos: set[str],
+    amounts: tuple[sa.ColumnElement, ...],
+    present: sa.ColumnElement[bool],
+    amount: Callable[[sa.Row], int],
+    prefix: str = "",
+) -> list[Spend]:
+    """``amount(row)`` of every request of ``whos`` admitted after ``after`` (epoch s) where
+    ``present`` holds, oldest first, under ``prefix + who`` for each subject it counts against."""
     if not whos:
         return []
     log = RequestLog
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(
-                log.request_id,
-                log.created_at,
-                log.api_key_id,
-                log.whitelist_entry_id,
-                log.user_id,
-                log.prompt_tokens,
-                log.completion_tokens,
-            )
-            .where(
-                log.created_at > _moment(after),
-                sa.or_(log.prompt_tokens.is_not(None), log.completion_tokens.is_not(None)),
-            )
-            .order_by(log.created_at)
+    query = (
+        sa.select(
+            log.request_id, log.created_at, log.api_key_id, log.whitelist_entry_id, log.user_id, *amounts
         )
-        spends = []
-        for row in rows:
-            tokens = (row.prompt_tokens or 0) + (row.completion_tokens or 0)
+        .where(log.created_at > _moment(after), present)
+        .order_by(log.created_at)
+    )
+    spends = []
+    async with engine.connect() as conn:
+        for row in await conn.execute(query):
+            spent = amount(row)
+            if spent <= 0:
+                continue
+            at = row.created_at.timestamp()
             # A personal key's request counts for its owner and for the key (docs/contract.md §14).
             for who in subjects_of(row.api_key_id, row.whitelist_entry_id, row.user_id):
-                if who in whos and tokens > 0:
-                    spends.append(Spend(who, row.request_id, row.created_at.timestamp(), tokens))
+                if who in whos:
+                    spends.append(Spend(prefix + who, row.request_id, at, spent))
     return spends
+
+
+async def recent_spends(engine: AsyncEngine, after: float, whos: set[str]) -> list[Spend]:
+    """The tokens of the requests of ``whos`` admitted after ``after`` (epoch s), oldest first."""
+    log = RequestLog
+    return await _spends(
+        engine,
+        after,
+        whos,
+        (log.prompt_tokens, log.completion_tokens),
+        sa.or_(log.prompt_tokens.is_not(None), log.completion_tokens.is_not(None)),
+        lambda row: (row.prompt_tokens or 0) + (row.completion_tokens or 0),
+    )
 
 
 async def recent_gpu_spends(engine: AsyncEngine, after: float, whos: set[str]) -> list[Spend]:
     """The GPU time (ms, under ``gpu-ms:<who>``) of the requests of ``whos`` admitted after ``after``."""
-    if not whos:
-        return []
     log = RequestLog
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(
-                log.request_id,
-                log.created_at,
-                log.api_key_id,
-                log.whitelist_entry_id,
-                log.user_id,
-                log.gpu_ms,
-            )
-            .where(log.created_at > _moment(after), log.gpu_ms > 0)
-            .order_by(log.created_at)
-        )
-        spends = []
-        for row in rows:
-            at, ms = row.created_at.timestamp(), math.ceil(row.gpu_ms)
-            # A personal key's GPU time counts for its owner and for the key (docs/contract.md §14).
-            for who in subjects_of(row.api_key_id, row.whitelist_entry_id, row.user_id):
-                if who in whos:
-                    spends.append(Spend(GPU + who, row.request_id, at, ms))
-    return spends
+    return await _spends(
+        engine, after, whos, (log.gpu_ms,), log.gpu_ms > 0, lambda row: math.ceil(row.gpu_ms), GPU
+    )
