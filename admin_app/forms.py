@@ -42,37 +42,31 @@ class RegisterForm(FlaskForm):
     )
 
 
-class PasswordForm(FlaskForm):
+class NewPasswordForm(FlaskForm):
+    """A new password, typed twice: what setting a password asks (own change, admin's reset link)."""
+
+    new_password = PasswordField(
+        "New password",
+        validators=[InputRequired(), PASSWORD_LENGTH],
+        render_kw={"autocomplete": "new-password"},
+    )
+    confirm_password = PasswordField(
+        "Repeat the new password",
+        validators=[InputRequired(), EqualTo("new_password", message="The two passwords differ.")],
+        render_kw={"autocomplete": "new-password"},
+    )
+
+
+class PasswordForm(NewPasswordForm):
     """Change one's own password."""
 
     current_password = PasswordField(
         "Current password", validators=[InputRequired()], render_kw={"autocomplete": "current-password"}
     )
-    new_password = PasswordField(
-        "New password",
-        validators=[InputRequired(), PASSWORD_LENGTH],
-        render_kw={"autocomplete": "new-password"},
-    )
-    confirm_password = PasswordField(
-        "Repeat the new password",
-        validators=[InputRequired(), EqualTo("new_password", message="The two passwords differ.")],
-        render_kw={"autocomplete": "new-password"},
-    )
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(NewPasswordForm):
     """Set a new password with an admin's reset link (docs/contract.md §14)."""
-
-    new_password = PasswordField(
-        "New password",
-        validators=[InputRequired(), PASSWORD_LENGTH],
-        render_kw={"autocomplete": "new-password"},
-    )
-    confirm_password = PasswordField(
-        "Repeat the new password",
-        validators=[InputRequired(), EqualTo("new_password", message="The two passwords differ.")],
-        render_kw={"autocomplete": "new-password"},
-    )
 
 
 class WhitelistForm(FlaskForm):
